@@ -1,0 +1,62 @@
+"""``agentrl envs list`` and ``agentrl envs check NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from typing import Any
+
+from agentrl.envs import check_env, describe, entries, load
+from agentrl.errors import AgentRLError
+
+
+def register(commands: Any) -> None:
+    envs = commands.add_parser("envs", help="list and check installed environments")
+    sub = envs.add_subparsers(dest="envs_command", required=True, metavar="ACTION")
+    listing = sub.add_parser("list", help="name, description and providing package of every environment")
+    listing.set_defaults(run=_list)
+    check = sub.add_parser("check", help="run an environment through check_env")
+    check.add_argument("name", help="registered name or module:Class")
+    check.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment option (repeatable)",
+    )
+    check.set_defaults(run=_check)
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = []
+    for name, entry in entries().items():
+        try:
+            description = describe(load(name))
+        except AgentRLError as exc:
+            description = f"(failed to load: {exc})"
+        rows.append((name, description, entry.package))
+    width = max((len(r[0]) for r in rows), default=4)
+    pkg_width = max((len(r[2]) for r in rows), default=7)
+    print(f"{'NAME':<{width}}  {'PACKAGE':<{pkg_width}}  DESCRIPTION")
+    for name, description, package in rows:
+        print(f"{name:<{width}}  {package:<{pkg_width}}  {description}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    cls = load(args.name)
+    kwargs = parse_env_args(args.env_arg)
+    for line in check_env(functools.partial(cls, **kwargs)):
+        print(f"  ok  {line}")
+    print(f"{args.name}: passed check_env")
+    return 0
+
+
+def parse_env_args(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AgentRLError(f"--env-arg expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out

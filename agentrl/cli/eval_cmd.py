@@ -1,0 +1,149 @@
+"""``agentrl eval``: run an environment's test split against a model and report metrics.
+
+Prints accuracy, pass@k, mean reward, mean turns and tool-error rate; writes every
+trajectory (JSONL, streamed as episodes finish) and ``metrics.json`` to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from agentrl.cli.envs_cmd import parse_env_args
+from agentrl.config import build, field_help
+from agentrl.engines.base import SamplingParams
+from agentrl.envs import load
+from agentrl.errors import AgentRLError, ConfigError
+from agentrl.evaluation import is_correct, summarize
+from agentrl.rollout import RolloutConfig, rollout
+from agentrl.rollout.io import TrajectoryWriter
+
+_SAMPLING = field_help(SamplingParams)
+_ROLLOUT = field_help(RolloutConfig)
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser("eval", help="evaluate a model on an environment", description=__doc__)
+    p.add_argument("--env", required=True, help="environment name (see `agentrl envs list`) or module:Class")
+    p.add_argument("--model", help="local Hugging Face model directory or hub name")
+    p.add_argument(
+        "-n",
+        "--num-tasks",
+        type=int,
+        default=64,
+        help="tasks to evaluate (from the start of the split)",
+    )
+    p.add_argument(
+        "--group-size",
+        type=int,
+        default=1,
+        help=_ROLLOUT["group_size"] + "; pass@k uses k = group size",
+    )
+    p.add_argument("--split", default="test", help="task split")
+    p.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment option (repeatable)",
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help=_SAMPLING["temperature"])
+    p.add_argument("--top-p", type=float, default=1.0, help=_SAMPLING["top_p"])
+    p.add_argument("--top-k", type=int, default=0, help=_SAMPLING["top_k"])
+    p.add_argument("--max-new-tokens", type=int, default=256, help=_SAMPLING["max_new_tokens"])
+    p.add_argument("--max-total-tokens", type=int, default=1024, help=_ROLLOUT["max_total_tokens"])
+    p.add_argument("--max-concurrent", type=int, default=64, help=_ROLLOUT["max_concurrent"])
+    p.add_argument("--seed", type=int, default=0, help=_ROLLOUT["seed"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16",
+    )
+    p.add_argument("--output", help="output folder (default runs/eval-<env>-<time>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.num_tasks < 1:
+        raise ConfigError(f"eval: -n must be >= 1, got {args.num_tasks}")
+    if not args.model:
+        raise AgentRLError("eval needs --model DIR (a local model directory or hub name)")
+    params = build(
+        SamplingParams,
+        _pick(args, "temperature", "top_p", "top_k", "max_new_tokens"),
+        owner="sampling",
+    )
+    config = build(
+        RolloutConfig,
+        _pick(args, "group_size", "max_concurrent", "max_total_tokens", "seed"),
+        owner="rollout",
+    )
+    factory = functools.partial(load(args.env), **parse_env_args(args.env_arg))
+    env = factory()  # validates the environment's options before the model loads
+    split = env.tasks(args.split)
+    tasks = [split[i] for i in range(min(args.num_tasks, len(split)))]
+    env.close()
+
+    from agentrl.engines.hf import TransformersEngine
+    from agentrl.engines.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
+    engine = TransformersEngine(
+        load_model(args.model, args.device, args.dtype),
+        tokenizer,
+        max_batch_size=args.max_concurrent,
+    )
+    out = Path(args.output or f"runs/eval-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trajectories.jsonl").unlink(missing_ok=True)
+    start = time.perf_counter()
+    with (
+        TrajectoryWriter(out / "trajectories.jsonl") as writer,
+        tqdm(
+            total=len(tasks) * config.group_size,
+            unit="ep",
+            desc=f"eval {args.env}",
+            disable=args.no_progress,
+        ) as bar,
+    ):
+        correct = 0
+
+        def on_episode(trajectories: list[Any]) -> None:
+            nonlocal correct
+            writer.write(trajectories)
+            correct += is_correct(trajectories[0])
+            bar.update(1)
+            bar.set_postfix(acc=f"{correct / bar.n:.3f}")
+
+        trajectories = rollout(
+            factory,
+            tasks,
+            engine,
+            tokenizer,
+            params,
+            config,
+            env_id=args.env,
+            on_episode=on_episode,
+        )
+    metrics = summarize(trajectories) | {"wall_s": round(time.perf_counter() - start, 2)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _print(metrics, out)
+    return 0
+
+
+def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names}
+
+
+def _print(metrics: dict[str, Any], out: Path) -> None:
+    for key, value in metrics.items():
+        print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}")
+    print(f"{'trajectories':>20}  {out / 'trajectories.jsonl'}")

@@ -1,0 +1,71 @@
+"""Load a causal LM and its tokenizer from a local directory or a hub name, with clear errors.
+
+Owns device / dtype resolution and the checks that turn a wrong path into one line
+("... is not a model directory") instead of a transformers traceback. Nothing here samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentrl.errors import ModelLoadError
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"bad device {device!r}: {exc}") from None
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"bad dtype {dtype!r}; choose one of auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    _check_location(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {_first_line(exc)}") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"the tokenizer of {name_or_path!r} has no chat template; agentrl needs one")
+    return tokenizer
+
+
+def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto") -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    _check_location(name_or_path)
+    torch_device = resolve_device(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, torch_device))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load a causal language model from {name_or_path!r}: {_first_line(exc)}") from None
+    return model.to(torch_device).eval()
+
+
+def _check_location(name_or_path: str) -> None:
+    path = Path(name_or_path).expanduser()
+    looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local and not path.is_dir():
+        raise ModelLoadError(f"model directory {name_or_path} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelLoadError(f"{name_or_path} is not a Hugging Face model directory (no config.json)")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

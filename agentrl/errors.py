@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+An ``AgentRLError`` is a mistake a user can make (a bad config value, an unknown
+environment, a directory that is not a model). The CLI prints its message as one line and
+exits with status 2; it never shows a traceback for these. Bugs stay ordinary exceptions.
+"""
+
+
+class AgentRLError(Exception):
+    """A problem the user can fix; the message says what to do, on one line."""
+
+
+class ConfigError(AgentRLError, ValueError):
+    """A configuration value is unknown or out of range."""
+
+
+class UnknownNameError(AgentRLError, KeyError):
+    """A registry lookup failed; the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelLoadError(AgentRLError):
+    """A model directory or name could not be loaded."""

@@ -1,0 +1,67 @@
+"""Evaluation metrics over finished episodes.
+
+Owns the definitions the ``eval`` command prints. Each counts episodes (the first sample of
+each), so a template fallback that splits an episode never counts it twice:
+
+- ``accuracy``: fraction of episodes whose ``correct`` is true (reward > 0 when an
+  environment reports no ``correct`` component);
+- ``pass@k``: the unbiased estimator ``1 - C(n - c, k) / C(n, k)`` per group of ``n``
+  samples with ``c`` correct, averaged over groups, for k = 1 and k = group size;
+- ``mean_reward``, ``mean_turns``;
+- ``tool_error_rate``: failed tool-call attempts over all attempts (a malformed call, an
+  unknown tool, bad arguments, or a tool that returned an error or timed out);
+- ``truncated_rate`` and ``error_rate`` (episodes ended by an environment exception).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from math import comb
+from typing import Any
+
+from agentrl.types import Trajectory
+
+
+def is_correct(trajectory: Trajectory) -> bool:
+    return bool(trajectory.correct) if trajectory.correct is not None else trajectory.reward > 0
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of ``k`` draws without replacement from ``n`` samples,
+    ``c`` of them correct, is correct."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
+    episodes = [t for t in trajectories if t.sample_index == 0]
+    if not episodes:
+        return {"episodes": 0}
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for t in episodes:
+        groups[t.group_id].append(is_correct(t))
+    k_max = min(len(g) for g in groups.values())
+    attempts = sum(t.info.get("call_attempts", 0) for t in episodes)
+    n = len(episodes)
+    metrics: dict[str, Any] = {
+        "episodes": n,
+        "groups": len(groups),
+        "accuracy": sum(map(is_correct, episodes)) / n,
+        "pass@1": _mean_pass(groups, 1),
+        "mean_reward": sum(t.reward for t in episodes) / n,
+        "mean_turns": sum(t.num_turns for t in episodes) / n,
+        "tool_calls": sum(t.tool_calls for t in episodes),
+        "tool_error_rate": sum(t.tool_errors for t in episodes) / attempts if attempts else 0.0,
+        "truncated_rate": sum(t.truncated for t in episodes) / n,
+        "error_rate": sum(t.error is not None for t in episodes) / n,
+        "mean_sampled_tokens": sum(t.num_sampled_tokens for t in episodes) / n,
+    }
+    if k_max > 1:
+        metrics[f"pass@{k_max}"] = _mean_pass(groups, k_max)
+    return metrics
+
+
+def _mean_pass(groups: dict[str, list[bool]], k: int) -> float:
+    return sum(pass_at_k(len(g), sum(g), k) for g in groups.values()) / len(groups)

@@ -1,0 +1,15 @@
+"""Multi-turn rollouts: many episodes at once against one engine, recorded token-exact."""
+
+from agentrl.rollout.chat import ChatRenderer, TemplateBreak
+from agentrl.rollout.io import read_trajectories, write_trajectories
+from agentrl.rollout.runner import RolloutConfig, arollout, rollout
+
+__all__ = [
+    "ChatRenderer",
+    "RolloutConfig",
+    "TemplateBreak",
+    "arollout",
+    "read_trajectories",
+    "rollout",
+    "write_trajectories",
+]

@@ -1,0 +1,99 @@
+"""A seeded generator of arithmetic and word problems, the default task source.
+
+Owns problem text and gold answers. Task ``i`` of a split depends only on
+``(seed, split, i)`` and the difficulty knobs, so any slice of a split is reproducible
+without generating the rest. Every answer is an integer (division is exact by construction).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import overload
+
+from agentrl_tools.calculator import evaluate
+
+from agentrl.types import Task
+
+_NAMES = ("Ada", "Bo", "Cam", "Dee", "Eli", "Fay", "Gus", "Ivy", "Jo", "Kai")
+_ITEMS = ("apples", "books", "coins", "stamps", "shells", "pens", "cards", "marbles")
+_SPLIT_SALT = {"train": 0, "test": 1, "validation": 2}
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    max_digits: int = 2
+    num_ops: int = 1
+    ops: str = "+-*"
+    word_problems: float = 0.3
+
+
+class ArithmeticTasks(Sequence[Task]):
+    """``size`` tasks of ``split``, generated on access."""
+
+    def __init__(self, split: str, size: int, seed: int = 0, difficulty: Difficulty = Difficulty()):
+        self.split, self.size, self.seed, self.difficulty = split, size, seed, difficulty
+        self._salt = _SPLIT_SALT.get(split, sum(map(ord, split)) + 3)
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Task]: ...
+    def __getitem__(self, index: int | slice) -> Task | Sequence[Task]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.size))]
+        if not -self.size <= index < self.size:
+            raise IndexError(index)
+        index %= self.size
+        rng = random.Random(f"{self.seed}/{self._salt}/{index}")
+        d = self.difficulty
+        prompt, answer = _word_problem(rng, d) if rng.random() < d.word_problems else _expression(rng, d)
+        return Task(
+            id=f"arith-{self.split}-{self.seed}-{index}",
+            prompt=prompt,
+            answer=str(answer),
+            meta={"index": index},
+        )
+
+
+def _number(rng: random.Random, digits: int) -> int:
+    return rng.randint(1, 10**digits - 1)
+
+
+def _expression(rng: random.Random, d: Difficulty) -> tuple[str, int]:
+    text = str(_number(rng, d.max_digits))
+    for _ in range(d.num_ops):
+        op = rng.choice(d.ops)
+        operand = _number(rng, max(1, d.max_digits - 1) if op == "*" and d.num_ops > 1 else d.max_digits)
+        if op == "/":  # keep division exact: multiply the running text's value in first
+            value = int(evaluate(text))
+            operand = rng.choice([k for k in range(1, 13) if value % k == 0] or [1])
+            text = f"({text})" if any(c in text for c in "+-") else text
+        text = f"{text} {op} {operand}"
+    return f"What is {text}?", int(evaluate(text))
+
+
+def _word_problem(rng: random.Random, d: Difficulty) -> tuple[str, int]:
+    name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
+    a, b = _number(rng, d.max_digits), _number(rng, d.max_digits)
+    kind = rng.choice(d.ops)
+    if kind == "+":
+        return (
+            f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
+            a + b,
+        )
+    if kind == "-":
+        a, b = max(a, b), min(a, b)
+        return f"{name} had {a} {item} and gave away {b}. How many {item} are left?", a - b
+    if kind == "*":
+        b = rng.randint(2, 9)
+        return f"Each box holds {a} {item}. How many {item} are in {b} boxes?", a * b
+    b = rng.randint(2, 9)
+    return (
+        f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each get?",
+        a,
+    )

@@ -1,0 +1,96 @@
+"""What ``math`` and ``math_tool`` share: the task-source config, task loading and reset.
+
+Owns choosing a task on reset (an explicit ``options["task"]``, an index, or the seed) and
+the opening messages. Tasks from a file or dataset are loaded once per process and source.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentrl_envs.arith import ArithmeticTasks, Difficulty
+from agentrl_envs.grading import extract_answer, shared_grader
+
+from agentrl.config import check_range, option
+from agentrl.envs.base import TurnCounter, new_info
+from agentrl.errors import ConfigError
+from agentrl.tasks import resolve
+from agentrl.types import Message, Task
+
+
+@dataclass
+class MathTaskConfig:
+    source: str = option(
+        "generator",
+        "'generator', a .jsonl/.json/.parquet path ({split} is replaced by the split), or hf:NAME[:CONFIG]",
+    )
+    num_tasks: int = option(500, "tasks per split from the generator")
+    seed: int = option(0, "generator seed")
+    max_digits: int = option(2, "generator: largest operand has this many digits")
+    num_ops: int = option(1, "generator: operators per arithmetic problem")
+    ops: str = option("+-*", "generator: operators to draw from, any of + - * /")
+    word_problems: float = option(0.3, "generator: fraction of word problems")
+    question_key: str | None = option(
+        None, "file/dataset: the question column (default: first of question/prompt/problem/...)"
+    )
+    answer_key: str | None = option(None, "file/dataset: the answer column (default: first of answer/solution/...)")
+    grader_timeout_s: float = option(5.0, "seconds before a math-verify check counts as wrong")
+    system_prompt: str | None = option(None, "system message; None uses the environment's default")
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_range(owner, "num_tasks", self.num_tasks, 1)
+        check_range(owner, "max_digits", self.max_digits, 1, 12)
+        check_range(owner, "num_ops", self.num_ops, 1, 6)
+        check_range(owner, "word_problems", self.word_problems, 0, 1)
+        check_range(owner, "grader_timeout_s", self.grader_timeout_s, 0.01)
+        if not self.ops or set(self.ops) - set("+-*/"):
+            raise ConfigError(f"{owner}: ops={self.ops!r} must be made of + - * /")
+
+
+@functools.cache
+def _cached_tasks(source: str, split: str, question_key: str | None, answer_key: str | None) -> tuple[Task, ...]:
+    return tuple(resolve(source, split, question_key=question_key, answer_key=answer_key))
+
+
+class MathTaskMixin:
+    """Task handling for environments configured by a ``MathTaskConfig`` in ``self.config``."""
+
+    config: MathTaskConfig
+    default_system_prompt: str = ""
+    turns: TurnCounter
+    task: Task | None = None
+
+    def tasks(self, split: str = "test") -> Sequence[Task]:
+        c = self.config
+        if c.source == "generator":
+            difficulty = Difficulty(c.max_digits, c.num_ops, c.ops, c.word_problems)
+            return ArithmeticTasks(split, c.num_tasks, c.seed, difficulty)
+        return _cached_tasks(c.source, split, c.question_key, c.answer_key)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        options = options or {}
+        task = options.get("task")
+        if task is None:
+            pool = self.tasks(options.get("split", "test"))
+            index = options.get("task_index", random.Random(seed).randrange(len(pool)))
+            task = pool[index]
+        self.task = task
+        self.turns.start()
+        system = self.config.system_prompt if self.config.system_prompt is not None else self.default_system_prompt
+        messages: list[Message] = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": task.prompt})
+        return messages, new_info(0, task_id=task.id)
+
+    def grade(self, text: str) -> tuple[str | None, dict[str, float], str]:
+        """``(answer, reward_components, grader_status)`` for the final turn ``text``."""
+        assert self.task is not None, "reset() first"
+        answer = extract_answer(text)
+        correct, status = shared_grader(self.config.grader_timeout_s).check(self.task.answer, answer)
+        return answer, {"correct": float(correct)}, status

@@ -1,0 +1,121 @@
+"""``math_tool``: multi-turn math with a calculator.
+
+Each turn the model either calls the calculator (its result comes back as a ``tool``
+message and the episode goes on) or answers (the episode ends and the answer is checked
+with math-verify). Call format is config: ``xml`` (``<calculator>12*7</calculator>``) or
+``hermes`` (``<tool_call>{"name": "calculator", "arguments": {...}}</tool_call>``).
+
+Defined outcomes for bad actions, each an observation plus ``info["parse_error"]``; the
+episode goes on while turns remain and is truncated (reward 0) when they run out:
+
+- empty text -> ``empty_output``; no call and no answer -> ``no_action``;
+- an unclosed tag, broken JSON, an unknown tool, bad arguments, more than
+  ``max_calls_per_turn`` calls -> ``malformed_call`` / ``invalid_json`` / ``unknown_tool`` /
+  ``bad_args`` / ``too_many_calls``, and no call runs;
+- a refused expression (``9**9**9``, names, oversized input) -> a ``tool`` message
+  ``Error: ...`` with ``info["tool_status"] = "error"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agentrl_envs.common import MathTaskConfig, MathTaskMixin
+from agentrl_tools.base import ToolResult, run_tool, tool_spec
+from agentrl_tools.calculator import Calculator, Limits
+from agentrl_tools.parsers import FORMATS, parse_tool_calls
+
+from agentrl.config import build, check_choice, check_range, option
+from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
+from agentrl.types import Message
+
+_STATUS_RANK = {"ok": 0, "error": 1, "timeout": 2}
+_PROMPTS = {
+    "xml": "Use the calculator by writing <calculator>EXPRESSION</calculator>; its result comes back to you. "
+    "When you know the result, end with: The answer is N.",
+    "hermes": 'Call the calculator with <tool_call>{"name": "calculator", "arguments": {"expression": "..."}}</tool_call>; '
+    "its result comes back to you. When you know the result, end with: The answer is N.",
+}
+
+
+@dataclass
+class MathToolConfig(MathTaskConfig):
+    max_turns: int = option(4, "turn budget; the episode is truncated when it runs out")
+    tool_format: str = option("xml", "tool-call format: xml or hermes")
+    max_calls_per_turn: int = option(4, "more calls than this in one turn are refused (too_many_calls)")
+    max_expression_length: int = option(512, "calculator: longest expression accepted, in characters")
+    max_digits_result: int = option(100, "calculator: largest number accepted, in digits")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("math_tool", "max_turns", self.max_turns, 1, 64)
+        check_choice("math_tool", "tool_format", self.tool_format, FORMATS)
+        check_range("math_tool", "max_calls_per_turn", self.max_calls_per_turn, 1)
+
+
+class MathToolEnv(MathTaskMixin, Env):
+    """Multi-turn math with a calculator tool; answer checked with math-verify."""
+
+    name: ClassVar[str] = "math_tool"
+    check_actions: ClassVar[tuple[str, ...]] = (
+        "<calculator>2+3</calculator>",
+        "<calculator>9**9**9</calculator>",
+        "The answer is 5.",
+    )
+
+    def __init__(self, **config: Any):
+        self.config = build(MathToolConfig, config, owner="math_tool")
+        c = self.config
+        self.calculator = Calculator(Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result))
+        self.tools = {self.calculator.name: self.calculator}
+        stop = "</calculator>" if c.tool_format == "xml" else "</tool_call>"
+        self.spec = EnvSpec(max_turns=c.max_turns, stop_strings=(stop,), tools=(tool_spec(self.calculator),))
+        self.default_system_prompt = _PROMPTS[c.tool_format]
+        self.turns = TurnCounter(max_turns=c.max_turns)
+
+    def step(self, action: str) -> StepResult:
+        turn = self.turns.advance(action)
+        if not action.strip():
+            return self._continue(
+                turn,
+                "user",
+                "Your reply was empty. Call the calculator or give the answer.",
+                parse_error="empty_output",
+            )
+        parsed = parse_tool_calls(action, self.tools, self.config.tool_format)
+        if parsed.error:
+            return self._continue(turn, "tool", f"Error: {parsed.message}", parse_error=parsed.error)
+        if len(parsed.calls) > self.config.max_calls_per_turn:
+            message = f"Error: at most {self.config.max_calls_per_turn} calls per turn"
+            return self._continue(turn, "tool", message, parse_error="too_many_calls")
+        if parsed.calls:
+            results = [run_tool(self.tools[call.name], call) for call in parsed.calls]
+            calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
+            return self._tool_results(turn, results, calls)
+        answer, components, status = self.grade(action)
+        if answer is None:
+            return self._continue(
+                turn,
+                "user",
+                "Call the calculator or end with: The answer is N.",
+                parse_error="no_action",
+            )
+        self.turns.done = True
+        info = new_info(turn, answer=answer, reward_components=components, grader_status=status)
+        return [], components["correct"], True, False, info
+
+    def _tool_results(self, turn: int, results: list[ToolResult], calls: list[dict[str, Any]]) -> StepResult:
+        messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
+        worst = max((r.status for r in results), key=_STATUS_RANK.__getitem__)
+        latency = sum(r.latency_s for r in results)
+        return self._end_or_go_on(turn, messages, tool_calls=calls, tool_status=worst, tool_latency_s=latency)
+
+    def _continue(self, turn: int, role: str, content: str, **info: Any) -> StepResult:
+        return self._end_or_go_on(turn, [{"role": role, "content": content}], **info)
+
+    def _end_or_go_on(self, turn: int, messages: list[Message], **info: Any) -> StepResult:
+        truncated = self.turns.exhausted
+        self.turns.done = truncated
+        components = {"correct": 0.0} if truncated else {}
+        return messages, 0.0, False, truncated, new_info(turn, reward_components=components, **info)
