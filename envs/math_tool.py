@@ -34,7 +34,8 @@ _STATUS_RANK = {"ok": 0, "error": 1, "timeout": 2}
 _PROMPTS = {
     "xml": "Use the calculator by writing <calculator>EXPRESSION</calculator>; its result comes back to you. "
     "When you know the result, end with: The answer is N.",
-    "hermes": 'Call the calculator with <tool_call>{"name": "calculator", "arguments": {"expression": "..."}}</tool_call>; '
+    "hermes": "Call the calculator with "
+    '<tool_call>{"name": "calculator", "arguments": {"expression": "..."}}</tool_call>; '
     "its result comes back to you. When you know the result, end with: The answer is N.",
 }
 

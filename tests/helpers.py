@@ -1,0 +1,44 @@
+"""Stand-ins for fast unit tests (used in addition to the real-model tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from agentrl.engines.base import Completion, SamplingParams
+
+
+class ScriptedEngine:
+    """An engine that answers each prompt with scripted text, tokenised by a real tokenizer.
+
+    ``respond(prompt_text)`` returns the reply text; an end-of-turn token is appended unless
+    the reply ends with one of the stop strings. Every sampled token gets logprob -1.0.
+    """
+
+    def __init__(self, tokenizer: Any, respond: Callable[[str], str]):
+        self.tokenizer, self.respond = tokenizer, respond
+        self.eos_token_ids = frozenset({tokenizer.convert_tokens_to_ids("<|im_end|>")})
+        self.policy_version = 0
+        self.calls: list[list[list[int]]] = []
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, max_new_tokens: Sequence[int] | None = None
+    ) -> list[Completion]:
+        self.calls.append([list(p) for p in prompts])
+        limits = max_new_tokens or [params.max_new_tokens] * len(prompts)
+        out = []
+        for prompt, limit in zip(prompts, limits, strict=True):
+            text = self.respond(self.tokenizer.decode(list(prompt)))
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            stopped = any(text.endswith(s) for s in params.stop)
+            if not stopped:
+                ids.append(min(self.eos_token_ids))
+            finish = "stop"
+            limit = min(limit, params.max_new_tokens)
+            if len(ids) > limit:
+                ids, finish = ids[:limit], "length"
+            out.append(Completion(ids, [-1.0] * len(ids), finish, None if finish == "length" else "scripted", 0))
+        return out
+
+    def update_weights(self, state: Mapping[str, Any], version: int) -> None:
+        self.policy_version = version
