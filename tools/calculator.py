@@ -83,7 +83,7 @@ def _eval(node: ast.AST, limits: Limits) -> int | float:
         except OverflowError:
             raise CalculatorError("result too large") from None
     if isinstance(node, ast.Name | ast.Call | ast.Attribute | ast.Subscript):
-        raise CalculatorError("only numbers and + - * / // % ** ( ) are allowed; no names")
+        raise CalculatorError("only numbers and + - * / // % ** ( ) are allowed; no names, calls or attributes")
     raise CalculatorError(f"unsupported syntax: {type(node).__name__}")
 
 
