@@ -114,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
             disable=args.no_progress,
         ) as bar,
     ):
-        correct = 0
+        done = correct = 0
 
         def on_episode(trajectories: list[Any]) -> None:
-            nonlocal correct
+            nonlocal done, correct
             writer.write(trajectories)
-            correct += is_correct(trajectories[0])
+            done, correct = done + 1, correct + is_correct(trajectories[0])
             bar.update(1)
-            bar.set_postfix(acc=f"{correct / bar.n:.3f}")
+            bar.set_postfix(acc=f"{correct / done:.3f}")
 
         trajectories = rollout(
             factory,

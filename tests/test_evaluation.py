@@ -1,0 +1,39 @@
+import pytest
+
+from agentrl.evaluation import pass_at_k, summarize
+from agentrl.types import Trajectory
+
+
+def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, error=None):
+    return Trajectory(
+        token_ids=[1], loss_mask=[0], behavior_logprobs=[0.0], turn_index=[-1], policy_version=[-1],
+        reward=float(correct), reward_components={"correct": float(correct)}, group_id=group, task_id=group,
+        env_id="e", episode_id=f"{group}/{id(object())}", terminated=True, truncated=False, num_turns=turns,
+        messages=[], temperature=1.0, sample_index=sample, tool_calls=calls, tool_errors=errors,
+        correct=correct, error=error, info={"call_attempts": attempts},
+    )
+
+
+def test_pass_at_k_numbers():
+    assert pass_at_k(4, 0, 1) == 0.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at_k(4, 3, 2) == 1.0
+
+
+def test_summarize():
+    trajectories = [
+        traj("a", True, turns=2, calls=2, errors=1, attempts=2),
+        traj("a", False, turns=3, calls=1, attempts=2, errors=1),
+        traj("a", False, sample=1),  # a second sample of an episode does not count twice
+        traj("b", False),
+        traj("b", False, error="boom"),
+    ]
+    m = summarize(trajectories)
+    assert m["episodes"] == 4 and m["groups"] == 2
+    assert m["accuracy"] == pytest.approx(0.25)
+    assert m["pass@1"] == pytest.approx((0.5 + 0.0) / 2)
+    assert m["pass@2"] == pytest.approx((1.0 + 0.0) / 2)
+    assert m["mean_turns"] == pytest.approx(7 / 4)
+    assert m["tool_error_rate"] == pytest.approx(2 / 4)
+    assert m["error_rate"] == pytest.approx(0.25)
