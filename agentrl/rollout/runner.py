@@ -116,7 +116,9 @@ async def arollout(
         first_call = False
         prompts = [episode.prompt_ids for _, episode in live]
         budgets = [episode.room for _, episode in live]
-        completions = await asyncio.to_thread(engine.generate, prompts, call_params, budgets)
+        # Called on the loop's own thread: every live episode waits for this batch anyway, and
+        # torch in a fresh worker thread pays for a new OpenMP thread team (measured ~10-25% slower).
+        completions = engine.generate(prompts, call_params, budgets)
         await asyncio.gather(
             *(episode.apply(c, params.temperature) for (_, episode), c in zip(live, completions, strict=True))
         )
