@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import overload
 
-from agentrl_tools.calculator import evaluate
-
 from agentrl.types import Task
+from agentrl_tools.calculator import evaluate
 
 _NAMES = ("Ada", "Bo", "Cam", "Dee", "Eli", "Fay", "Gus", "Ivy", "Jo", "Kai")
 _ITEMS = ("apples", "books", "coins", "stamps", "shells", "pens", "cards", "marbles")

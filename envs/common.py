@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentrl_envs.arith import ArithmeticTasks, Difficulty
-from agentrl_envs.grading import extract_answer, shared_grader
-
 from agentrl.config import check_range, option
 from agentrl.envs.base import TurnCounter, new_info
 from agentrl.errors import ConfigError
 from agentrl.tasks import resolve
 from agentrl.types import Message, Task
+from agentrl_envs.arith import ArithmeticTasks, Difficulty
+from agentrl_envs.grading import extract_answer, shared_grader
 
 
 @dataclass

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agentrl_envs.common import MathTaskConfig, MathTaskMixin
-
 from agentrl.config import build
 from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
+from agentrl_envs.common import MathTaskConfig, MathTaskMixin
 
 
 @dataclass

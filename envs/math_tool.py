@@ -21,14 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from agentrl.config import build, check_choice, check_range, option
+from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
+from agentrl.types import Message
 from agentrl_envs.common import MathTaskConfig, MathTaskMixin
 from agentrl_tools.base import ToolResult, run_tool, tool_spec
 from agentrl_tools.calculator import Calculator, Limits
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
-
-from agentrl.config import build, check_choice, check_range, option
-from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
-from agentrl.types import Message
 
 _STATUS_RANK = {"ok": 0, "error": 1, "timeout": 2}
 _PROMPTS = {

@@ -40,8 +40,15 @@ def bare_generate(model, tokenizer, prompts: list[list[int]], new_tokens: int, b
             ids[row, length - len(p) :] = torch.tensor(p)
             mask[row, length - len(p) :] = 1
         out = model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-            max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id,
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
         )
         produced += (out.shape[1] - length) * len(chunk)
     return produced
@@ -77,7 +84,7 @@ def main() -> None:
         return bare_generate(model, tokenizer, prompts, args.new_tokens, args.batch)
 
     rates: dict[str, list[float]] = {"agentrl rollout": [], "bare generate": []}
-    for name, fn in (("agentrl rollout", ours), ("bare generate", bare)):
+    for fn in (ours, bare):
         fn()  # warm-up
     for _ in range(args.repeats):
         for name, fn in (("agentrl rollout", ours), ("bare generate", bare)):
@@ -85,8 +92,11 @@ def main() -> None:
             tokens = fn()
             rates[name].append(tokens / (time.perf_counter() - start))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params / 1e6:.2f}M parameters, {len(prompts)} prompts x {args.new_tokens} tokens, batch {args.batch}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {n_params / 1e6:.2f}M parameters, {len(prompts)} prompts x {args.new_tokens} tokens, "
+        f"batch {args.batch}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, values in rates.items():
         print(f"{name:>16}: {statistics.median(values):9.1f} tokens/s  (runs: {', '.join(f'{v:.0f}' for v in values)})")
     ratio = statistics.median(rates["agentrl rollout"]) / statistics.median(rates["bare generate"])

@@ -21,8 +21,24 @@ def test_envs_check(capsys):
 @pytest.mark.slow
 def test_eval_end_to_end(tiny_chatml, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = main(["eval", "--env", "math_tool", "--model", str(tiny_chatml), "-n", "8", "--group-size", "2",
-                 "--max-new-tokens", "40", "--output", str(out), "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "--env",
+            "math_tool",
+            "--model",
+            str(tiny_chatml),
+            "-n",
+            "8",
+            "--group-size",
+            "2",
+            "--max-new-tokens",
+            "40",
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for key in ["accuracy", "pass@1", "pass@2", "mean_reward", "mean_turns", "tool_error_rate"]:

@@ -6,11 +6,28 @@ from agentrl.types import Trajectory
 
 def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, error=None):
     return Trajectory(
-        token_ids=[1], loss_mask=[0], behavior_logprobs=[0.0], turn_index=[-1], policy_version=[-1],
-        reward=float(correct), reward_components={"correct": float(correct)}, group_id=group, task_id=group,
-        env_id="e", episode_id=f"{group}/{id(object())}", terminated=True, truncated=False, num_turns=turns,
-        messages=[], temperature=1.0, sample_index=sample, tool_calls=calls, tool_errors=errors,
-        correct=correct, error=error, info={"call_attempts": attempts},
+        token_ids=[1],
+        loss_mask=[0],
+        behavior_logprobs=[0.0],
+        turn_index=[-1],
+        policy_version=[-1],
+        reward=float(correct),
+        reward_components={"correct": float(correct)},
+        group_id=group,
+        task_id=group,
+        env_id="e",
+        episode_id=f"{group}/{id(object())}",
+        terminated=True,
+        truncated=False,
+        num_turns=turns,
+        messages=[],
+        temperature=1.0,
+        sample_index=sample,
+        tool_calls=calls,
+        tool_errors=errors,
+        correct=correct,
+        error=error,
+        info={"call_attempts": attempts},
     )
 
 

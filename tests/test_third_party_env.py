@@ -61,9 +61,21 @@ def install(tmp_path, name, module, env_name):
     (src / f"{module}.py").write_text(textwrap.dedent(MODULE))
     site = tmp_path / f"site-{name}"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(site), str(src)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
     )
     return site
 
@@ -83,8 +95,21 @@ def test_third_party_environment_is_listed_checked_and_evaluated(tmp_path, tiny_
     checked = agentrl("envs", "check", "echo", sites=[site])
     assert checked.returncode == 0 and "passed check_env" in checked.stdout, checked.stderr
     out = tmp_path / "eval"
-    evaluated = agentrl("eval", "--env", "echo", "--model", str(tiny_random), "-n", "3", "--max-new-tokens", "8",
-                        "--output", str(out), "--no-progress", sites=[site])
+    evaluated = agentrl(
+        "eval",
+        "--env",
+        "echo",
+        "--model",
+        str(tiny_random),
+        "-n",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--output",
+        str(out),
+        "--no-progress",
+        sites=[site],
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "accuracy" in evaluated.stdout
     assert len((out / "trajectories.jsonl").read_text().splitlines()) == 3

@@ -85,7 +85,9 @@ def test_logprobs_match_teacher_forcing(engine, temperature, top_k, top_p):
     p = prompts(engine)
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=12, seed=3)
     out = engine.generate(p, params)
-    forced = teacher_forced_logprobs(engine.model, [q + c.token_ids for q, c in zip(p, out, strict=True)], temperature, top_k, top_p)
+    forced = teacher_forced_logprobs(
+        engine.model, [q + c.token_ids for q, c in zip(p, out, strict=True)], temperature, top_k, top_p
+    )
     for q, c, f in zip(p, out, forced, strict=True):
         diffs = [abs(a - b) for a, b in zip(c.logprobs, f[len(q) :], strict=True)]
         assert max(diffs) <= 1e-4

@@ -72,5 +72,5 @@ def test_check_env_catches_a_broken_environment():
         def step(self, action):
             return [{"role": "user", "content": "again"}], 0.0, False, False, new_info(1)
 
-    with pytest.raises(EnvCheckError, match="turn budget|info\\['turn'\\]"):
+    with pytest.raises(EnvCheckError, match=r"turn budget|info\['turn'\]"):
         check_env(NeverEnds)

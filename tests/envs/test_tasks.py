@@ -14,7 +14,9 @@ def test_generator_is_seeded_and_correct():
     assert [t.prompt for t in a] != [t.prompt for t in ArithmeticTasks("test", 50, seed=4)]
     assert [t.prompt for t in a] != [t.prompt for t in ArithmeticTasks("train", 50, seed=3)]
     assert a[7] == a[7] and a[-1] == a[49]
-    for task in ArithmeticTasks("test", 200, seed=1, difficulty=Difficulty(max_digits=3, num_ops=2, ops="+-*/", word_problems=0)):
+    for task in ArithmeticTasks(
+        "test", 200, seed=1, difficulty=Difficulty(max_digits=3, num_ops=2, ops="+-*/", word_problems=0)
+    ):
         expression = task.prompt.removeprefix("What is ").removesuffix("?")
         assert evaluate(expression) == int(task.answer)
 

@@ -22,10 +22,10 @@ def tokenizer(tiny_random):
     return load_tokenizer(str(tiny_random))
 
 
-def run(tokenizer, respond, env="math_tool", config=RolloutConfig(), tasks=TASKS, **env_kwargs):
+def run(tokenizer, respond, env="math_tool", config=None, tasks=TASKS, **env_kwargs):
     factory = functools.partial(make, env, **env_kwargs) if isinstance(env, str) else env
     engine = ScriptedEngine(tokenizer, respond)
-    return rollout(factory, tasks, engine, tokenizer, PARAMS, config, env_id="x"), engine
+    return rollout(factory, tasks, engine, tokenizer, PARAMS, config or RolloutConfig(), env_id="x"), engine
 
 
 def solver(prompt_text):
@@ -145,9 +145,25 @@ def test_jsonl_round_trip_with_design_field_names(tokenizer, tmp_path):
     lines = (tmp_path / "t.jsonl").read_text().splitlines()
     assert len(lines) == 4
     row = json.loads(lines[0])
-    for name in ["token_ids", "loss_mask", "behavior_logprobs", "turn_index", "policy_version", "reward",
-                 "reward_components", "group_id", "task_id", "env_id", "terminated", "truncated", "num_turns",
-                 "tool_calls", "tool_errors", "messages", "temperature"]:
+    for name in [
+        "token_ids",
+        "loss_mask",
+        "behavior_logprobs",
+        "turn_index",
+        "policy_version",
+        "reward",
+        "reward_components",
+        "group_id",
+        "task_id",
+        "env_id",
+        "terminated",
+        "truncated",
+        "num_turns",
+        "tool_calls",
+        "tool_errors",
+        "messages",
+        "temperature",
+    ]:
         assert name in row, name
     assert row["temperature"] == PARAMS.temperature and row["env_id"] == "x"
     back = list(read_trajectories(tmp_path / "t.jsonl"))
