@@ -149,7 +149,7 @@ class TransformersEngine:
 def _new_cache(model: torch.nn.Module) -> Any:
     from transformers import DynamicCache
 
-    return DynamicCache(config=model.config)
+    return DynamicCache(config=getattr(model, "config", None))
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:

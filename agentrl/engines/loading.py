@@ -54,7 +54,7 @@ def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto") -> 
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, torch_device))
     except Exception as exc:
         raise ModelLoadError(f"cannot load a causal language model from {name_or_path!r}: {_first_line(exc)}") from None
-    return model.to(torch_device).eval()
+    return model.to(torch_device).eval()  # type: ignore[arg-type]  # transformers types .to narrowly
 
 
 def _check_location(name_or_path: str) -> None:

@@ -108,7 +108,7 @@ def _check_async(factory: Callable[[], Env], seed: int, actions: list[str]) -> N
     sync_env, async_env = factory(), factory()
 
     async def run() -> list[Any]:
-        out = [await async_env.areset(seed=seed)]
+        out: list[Any] = [await async_env.areset(seed=seed)]
         for action in actions[: async_env.spec.max_turns]:
             result = await async_env.astep(action)
             out.append(result[:4])

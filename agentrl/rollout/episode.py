@@ -47,7 +47,7 @@ class _Sample:
         sampled = logprobs is not None
         self.token_ids += tokens
         self.loss_mask += [int(sampled)] * len(tokens)
-        self.logprobs += logprobs if sampled else [0.0] * len(tokens)
+        self.logprobs += logprobs if logprobs is not None else [0.0] * len(tokens)
         self.turn_index += [turn if sampled else -1] * len(tokens)
         self.versions += [version if sampled else -1] * len(tokens)
 
@@ -188,7 +188,7 @@ class Episode:
 
     def trajectories(self, temperature: float) -> list[Trajectory]:
         correct = self.components.get("correct")
-        shared = {
+        shared: dict[str, Any] = {
             "reward": self.reward,
             "reward_components": dict(self.components),
             "group_id": self.ids.group_id,

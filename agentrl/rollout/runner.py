@@ -96,7 +96,7 @@ async def arollout(
             on_episode(results[key])
 
     while queue or live:
-        starting = []
+        starting: list[tuple[tuple[int, int], Episode]] = []
         while queue and len(live) + len(starting) < config.max_concurrent:
             t, g, task = queue.popleft()
             ids = EpisodeIds(
