@@ -1,0 +1,33 @@
+"""Advantage estimators and objectives, one file each, registered by name.
+
+Importing this package imports every module in it, and each algorithm module registers its
+classes with ``agentrl.algos.registry.register``; so adding an objective means adding one
+file. ``agentrl algos list`` shows them. See ``agentrl.algos.base`` for the contract and
+ALGORITHMS.md for the math.
+"""
+
+import importlib
+import pkgutil
+
+from agentrl.algos.base import Algorithm, LossInputs, LossOutput, ObjectiveConfig
+from agentrl.algos.batch import TokenBatch
+from agentrl.algos.core import GlobalCounts, aggregate
+from agentrl.algos.registry import describe_all, get, make, names, register
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = [
+    "Algorithm",
+    "GlobalCounts",
+    "LossInputs",
+    "LossOutput",
+    "ObjectiveConfig",
+    "TokenBatch",
+    "aggregate",
+    "describe_all",
+    "get",
+    "make",
+    "names",
+    "register",
+]
