@@ -9,6 +9,7 @@ given the tokens before it, and position 0 (never sampled) carries 0.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -95,7 +96,7 @@ class TokenBatch:
     def row_slices(self, parts: int) -> list[slice]:
         """``parts`` contiguous, non-empty row ranges covering the batch, as even as possible."""
         bounds = torch.linspace(0, self.size, min(parts, self.size) + 1).round().long().tolist()
-        return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
     def split(self, parts: int) -> list[TokenBatch]:
         return [self.rows(s) for s in self.row_slices(parts)]
@@ -106,7 +107,7 @@ class TokenBatch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, dtype=dtype) if dtype is not None and t.is_floating_point() else t.to(device)
 
-        changes = {
+        changes: dict[str, Any] = {
             f.name: move(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)
         }
         changes["extras"] = {k: move(v) for k, v in self.extras.items()}

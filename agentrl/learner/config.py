@@ -1,0 +1,35 @@
+"""``LearnerConfig``: the optimizer and batching settings of a learner backend.
+
+Owns only settings that are the learner's own (optimizer, micro-batching, precision). An
+objective's settings live in its own config (``agentrl.algos``), never here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentrl.config import check_choice, check_range, option
+
+
+@dataclass
+class LearnerConfig:
+    lr: float = option(1e-5, "AdamW learning rate (an algorithm's lr_scale multiplies it per step)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
+    eps: float = option(1e-8, "AdamW epsilon")
+    max_grad_norm: float | None = option(1.0, "clip the global gradient norm to this; None = no clipping")
+    micro_batch_size: int = option(8, "rows per forward/backward pass (gradient accumulation)")
+    minibatches: int = option(1, "optimizer steps per epoch over the rollout batch")
+    epochs: int = option(1, "passes over the rollout batch")
+    recompute_old_logprobs: bool = option(True, "recompute pi_old with the learner; False uses the sampler's logprobs")
+    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp64")
+    value_lr: float | None = option(None, "learning rate of the value head (ppo); None = lr")
+
+    def __post_init__(self) -> None:
+        check_range("learner", "lr", self.lr, 0)
+        check_range("learner", "micro_batch_size", self.micro_batch_size, 1)
+        check_range("learner", "minibatches", self.minibatches, 1)
+        check_range("learner", "epochs", self.epochs, 1)
+        check_choice("learner", "precision", self.precision, ("auto", "fp32", "bf16", "fp64"))
+        if self.max_grad_norm is not None:
+            check_range("learner", "max_grad_norm", self.max_grad_norm, 0)

@@ -1,0 +1,238 @@
+"""The plain PyTorch learner: one process, CPU or GPU.
+
+Owns the update: pi_old (and reference / value) recomputation, advantages through the
+algorithm, micro-batching with global counts, gradient clipping, AdamW, the per-step
+learning-rate hook, bf16 autocast on CUDA, and the skipping of non-finite steps. It calls
+the algorithm's methods and hooks and never branches on an algorithm's name.
+
+A step whose loss or gradient is not finite is skipped: gradients are zeroed, the
+optimizer does not step, and ``learner/skipped_steps`` counts it, so a NaN never reaches
+the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from agentrl.algos.base import Algorithm, LossInputs
+from agentrl.algos.batch import TokenBatch
+from agentrl.algos.core import GlobalCounts
+from agentrl.errors import ConfigError
+from agentrl.learner.config import LearnerConfig
+from agentrl.learner.forward import ValueHead, forward_tokens
+from agentrl.learner.metrics import RunningMetrics, StepMetrics
+from agentrl.learner.scores import score_grad_sq_norms
+
+_DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "bf16": torch.float32}
+
+
+class TorchLearner:
+    """Trains ``model`` with ``algorithm``. ``reference`` is the frozen model for KL (a copy
+    of the initial model is made when the algorithm needs one and none is given)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        algorithm: Algorithm,
+        config: LearnerConfig | None = None,
+        reference: nn.Module | None = None,
+    ):
+        self.config = config or LearnerConfig()
+        self.algorithm = algorithm
+        self.model = model
+        if algorithm.on_policy_only and (self.config.epochs > 1 or self.config.minibatches > 1):
+            raise ConfigError(
+                f"{algorithm.name} is exactly on-policy: it takes one optimizer step per rollout batch, "
+                f"but epochs={self.config.epochs} and minibatches={self.config.minibatches}; set both to 1"
+            )
+        self.device = next(model.parameters()).device
+        precision = self.config.precision
+        self.autocast = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        self.dtype = _DTYPES.get(precision, torch.float32)
+        self.reference = self._reference(reference)
+        self.value_head = self._value_head() if algorithm.needs_value_head else None
+        self.optimizer = torch.optim.AdamW(
+            self._param_groups(),
+            lr=self.config.lr,
+            betas=self.config.betas,
+            eps=self.config.eps,
+            weight_decay=self.config.weight_decay,
+        )
+        self.step = 0
+        self.skipped_steps = 0
+
+    # ---- set-up -------------------------------------------------------------------------
+    def _reference(self, reference: nn.Module | None) -> nn.Module | None:
+        if not self.algorithm.needs_reference:
+            return None
+        ref = reference if reference is not None else copy.deepcopy(self.model)
+        return ref.eval().requires_grad_(False)
+
+    def _value_head(self) -> ValueHead:
+        hidden = getattr(getattr(self.model, "config", None), "hidden_size", None)
+        if hidden is None:
+            raise ConfigError(f"{self.algorithm.name} needs a value head, but the model has no config.hidden_size")
+        return ValueHead(hidden).to(self.device, dtype=next(self.model.parameters()).dtype)
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        if self.value_head is not None:
+            groups.append({"params": list(self.value_head.parameters()), "lr": self.config.value_lr or self.config.lr})
+        for g in groups:
+            g["base_lr"] = g.get("lr", self.config.lr)
+        return groups
+
+    # ---- the step -----------------------------------------------------------------------
+    def train_step(self, batch: TokenBatch) -> dict[str, float]:
+        """One rollout batch: ``epochs x minibatches`` optimizer steps (plus a replay step
+        when the algorithm offers one). Returns namespaced metrics."""
+        algo, running = self.algorithm, RunningMetrics()
+        algo.begin_step(self.step)
+        batch = batch.to(self.device, self.dtype)
+        self.prepare_batch(batch)
+        running.set("batch/rows", batch.size)
+        running.set("batch/dropped_nonfinite", batch.dropped)
+        running.set("batch/tokens", float(batch.loss_mask.sum()))
+        running.set("batch/empty_rows", float((batch.lengths == 0).sum()))
+        running.set("batch/singleton_groups", float((torch.bincount(batch.group_index) == 1).sum()))
+        for key, value in _advantage_stats(batch).items():
+            running.set(key, value)
+        for _ in range(self.config.epochs):
+            for rows in batch.row_slices(self.config.minibatches):
+                running.add_step(self._optimizer_step(batch.rows(rows)))
+        algo.after_step(batch)
+        replay = algo.replay_batch()
+        if replay is not None:
+            replay = replay.to(self.device, self.dtype)
+            replay_metrics = self._optimizer_step(replay)
+            running.set("replay/rows", replay.size)
+            running.set("replay/loss", replay_metrics.get("loss/total", 0.0))
+        self.step += 1
+        running.set("learner/step", self.step)
+        running.set("learner/skipped_steps", self.skipped_steps)
+        return running.result()
+
+    def prepare_batch(self, batch: TokenBatch) -> None:
+        """pi_old, reference logprobs, old values and the algorithm's advantages."""
+        recompute, with_values = self.config.recompute_old_logprobs, self.value_head is not None
+        old, ref, values = [], [], []
+        with torch.no_grad():
+            for part in batch.split(self._micro_batches(batch)):
+                if recompute or with_values:
+                    logprobs, _, v = self._forward(self.model, part, value=with_values)
+                    old.append(logprobs)
+                    values.append(v)
+                if self.reference is not None:
+                    ref.append(self._forward(self.reference, part)[0])
+        batch.old_logprobs = torch.cat(old) if recompute else batch.behavior_logprobs.clone()
+        batch.ref_logprobs = torch.cat(ref) if ref else None
+        batch.old_values = torch.cat(values) if with_values else None  # type: ignore[arg-type]
+        if self.algorithm.needs_grad_norms:
+            batch.extras["grad_sq_norm"] = score_grad_sq_norms(self.model, batch, self._forward)
+        batch.advantages = self.algorithm.advantages(batch)
+
+    def compute_gradients(self, batch: TokenBatch) -> tuple[bool, StepMetrics]:
+        """Zero the gradients, then accumulate the loss's gradient over micro-batches, with
+        counts over the whole (optimizer) ``batch``. Returns whether the loss was finite."""
+        algo, metrics = self.algorithm, StepMetrics()
+        counts = GlobalCounts.of(algo.loss_mask(batch), algo.config.norm_constant)
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = True
+        for part in batch.split(self._micro_batches(batch)):
+            logprobs, entropy, values = self._forward(self.model, part, entropy=True, value=self.value_head is not None)
+            out = algo.loss(LossInputs(logprobs, entropy, values), part, counts)
+            finite = finite and bool(torch.isfinite(out.loss))
+            if finite:
+                out.loss.backward()
+            metrics.add(out.metrics)
+        return finite, metrics
+
+    def _optimizer_step(self, batch: TokenBatch) -> dict[str, float]:
+        self.algorithm.prepare(batch)
+        factor, lr_metrics = self.algorithm.lr_scale(batch)
+        finite, metrics = self.compute_gradients(batch)
+        metrics.add(lr_metrics)
+        grad_norm = self._clip_gradients() if finite else float("nan")
+        if not (finite and torch.isfinite(torch.tensor(grad_norm))):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            metrics.add({"learner/skipped": 1.0})
+            return metrics.values
+        with self._scaled_lr(factor):
+            self.optimizer.step()
+        metrics.add({"grad/norm": grad_norm, "learner/lr": self.config.lr * factor, "learner/skipped": 0.0})
+        return metrics.values
+
+    def _clip_gradients(self) -> float:
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        limit = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+
+    @contextlib.contextmanager
+    def _scaled_lr(self, factor: float) -> Iterator[None]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        try:
+            yield
+        finally:
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"]
+
+    def _micro_batches(self, batch: TokenBatch) -> int:
+        return -(-batch.size // self.config.micro_batch_size)
+
+    def _forward(
+        self, model: nn.Module, batch: TokenBatch, *, entropy: bool = False, value: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        with autocast:
+            logprobs, ent, values = forward_tokens(
+                model,
+                batch.input_ids,
+                batch.attention_mask,
+                batch.temperature,
+                with_entropy=entropy,
+                value_head=self.value_head if value else None,
+            )
+        cast = batch.loss_mask.dtype
+        return logprobs.to(cast), None if ent is None else ent.to(cast), None if values is None else values.to(cast)
+
+    # ---- weights and checkpoints ----------------------------------------------------------
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "value_head": self.value_head.state_dict() if self.value_head is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.value_head is not None and state.get("value_head") is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+
+
+def _advantage_stats(batch: TokenBatch) -> dict[str, float]:
+    assert batch.advantages is not None
+    mask = batch.loss_mask > 0
+    values = batch.advantages[mask]
+    if values.numel() == 0:
+        return {"adv/mean": 0.0, "adv/std": 0.0, "adv/max": 0.0, "adv/min": 0.0}
+    return {
+        "adv/mean": float(values.mean()),
+        "adv/std": float(values.std(unbiased=False)),
+        "adv/max": float(values.max()),
+        "adv/min": float(values.min()),
+    }

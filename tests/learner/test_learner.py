@@ -1,0 +1,170 @@
+import copy
+
+import pytest
+import torch
+
+from agentrl.algos import TokenBatch, aggregate, make, names
+from agentrl.algos.core import GlobalCounts
+from agentrl.errors import ConfigError
+from agentrl.learner import LearnerConfig, TorchLearner
+from agentrl.learner.forward import forward_tokens
+
+
+def grads(model):
+    return torch.cat(
+        [p.grad.flatten() if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype) for p in model.parameters()]
+    )
+
+
+def test_token_batch_shapes(trajectories):
+    batch = TokenBatch.from_trajectories(trajectories)
+    b, t = batch.input_ids.shape
+    assert b == len(trajectories) and t == max(len(x.token_ids) for x in trajectories)
+    for name in ("attention_mask", "loss_mask", "behavior_logprobs", "turn_index", "policy_version"):
+        assert getattr(batch, name).shape == (b, t)
+    assert batch.rewards.shape == batch.group_index.shape == batch.truncated.shape == (b,)
+    assert torch.equal(batch.lengths, torch.tensor([float(sum(x.loss_mask)) for x in trajectories]))
+    assert batch.group_index.tolist() == [i // 4 for i in range(b)]
+    assert batch.split(3)[0].size + batch.split(3)[1].size + batch.split(3)[2].size == b
+
+
+def test_recomputed_pi_old_matches_the_sampler(tiny_chatml, trajectories):
+    from agentrl.engines.loading import load_model
+
+    learner = TorchLearner(load_model(str(tiny_chatml)), make("grpo"))
+    batch = TokenBatch.from_trajectories(trajectories)
+    learner.prepare_batch(batch)
+    diff = ((batch.old_logprobs - batch.behavior_logprobs).abs() * batch.loss_mask).max()
+    assert diff <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", names())
+def test_on_policy_gradient_through_the_model(name, model64, batch):
+    """At ratio 1 the learner's gradient equals autograd of the direct formula aggregate(-A log pi)."""
+    learner = TorchLearner(model64, make(name), LearnerConfig(precision="fp64", micro_batch_size=5))
+    learner.prepare_batch(batch)
+    learner.algorithm.prepare(batch)
+    learner.compute_gradients(batch)
+    got = grads(model64)
+    model64.zero_grad()
+    logprobs = forward_tokens(model64, batch.input_ids, batch.attention_mask, batch.temperature)[0]
+    mask = learner.algorithm.loss_mask(batch)
+    counts = GlobalCounts.of(mask, learner.algorithm.config.norm_constant)
+    aggregate(-batch.advantages * logprobs, mask, learner.algorithm.config.aggregation, counts).backward()
+    want = grads(model64)
+    assert want.abs().sum() > 0
+    assert torch.allclose(got, want, atol=1e-10, rtol=1e-7), (got - want).abs().max()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", names())
+def test_one_or_four_micro_batches_give_the_same_gradient(name, model64, batch):
+    results = []
+    for micro in (batch.size, -(-batch.size // 4)):
+        model = copy.deepcopy(model64)
+        learner = TorchLearner(model, make(name), LearnerConfig(precision="fp64", micro_batch_size=micro))
+        b = copy.deepcopy(batch)
+        learner.prepare_batch(b)
+        # move off-policy so clipping and ratios are exercised
+        b.old_logprobs = (
+            b.old_logprobs
+            + 0.05
+            * torch.sin(torch.arange(b.old_logprobs.numel(), dtype=torch.float64)).view_as(b.old_logprobs)
+            * b.loss_mask
+        )
+        learner.algorithm.prepare(b)
+        _, metrics = learner.compute_gradients(b)
+        results.append((metrics.values["loss/total"], grads(model)))
+    (loss1, g1), (loss4, g4) = results
+    assert abs(loss1 - loss4) <= 1e-6 * max(1.0, abs(loss1))
+    assert torch.allclose(g1, g4, atol=1e-6, rtol=0)
+
+
+def test_opo_refuses_several_steps_per_batch(model64):
+    with pytest.raises(ConfigError, match="opo is exactly on-policy.*epochs=2"):
+        TorchLearner(model64, make("opo"), LearnerConfig(epochs=2))
+    with pytest.raises(ConfigError, match="minibatches=4"):
+        TorchLearner(model64, make("opo"), LearnerConfig(minibatches=4))
+
+
+def test_opo_ratio_stays_one(tiny_chatml, batch):
+    from agentrl.engines.loading import load_model
+
+    learner = TorchLearner(load_model(str(tiny_chatml)), make("opo"), LearnerConfig(lr=1e-3, micro_batch_size=4))
+    metrics = learner.train_step(batch)
+    assert metrics["ratio/abs_dev/max"] <= 1e-6
+    assert metrics["learner/skipped_steps"] == 0 and metrics["grad/norm"] > 0
+
+
+def test_a_non_finite_step_never_reaches_the_weights(model64, batch):
+    algo = make("grpo")
+    learner = TorchLearner(model64, algo, LearnerConfig(precision="fp64", lr=1e-2))
+    before = copy.deepcopy(model64.state_dict())
+    real = algo.token_loss
+    algo.token_loss = lambda inputs, b, counts: (real(inputs, b, counts)[0] * float("nan"), {})
+    metrics = learner.train_step(batch)
+    assert metrics["learner/skipped_steps"] == 1
+    assert all(torch.equal(before[k], v) for k, v in model64.state_dict().items())
+    algo.token_loss = real
+    metrics = learner.train_step(batch)
+    assert metrics["learner/skipped_steps"] == 1
+    assert any(not torch.equal(before[k], v) for k, v in model64.state_dict().items())
+
+
+def test_lr_scale_hook_scales_the_step(model64, batch):
+    algo = make("grpo")
+    algo.lr_scale = lambda b: (0.0, {"custom/factor": 0.0})
+    learner = TorchLearner(model64, algo, LearnerConfig(precision="fp64", lr=1e-2))
+    before = copy.deepcopy(model64.state_dict())
+    metrics = learner.train_step(batch)
+    assert metrics["learner/lr"] == 0.0 and metrics["custom/factor"] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model64.state_dict().items())
+    assert learner.optimizer.param_groups[0]["lr"] == 1e-2  # restored after the step
+
+
+def test_kl_reference_is_frozen_copy(model64, batch):
+    learner = TorchLearner(model64, make("grpo", kl_coef=0.1), LearnerConfig(precision="fp64", lr=1e-2))
+    assert learner.reference is not None and learner.reference is not model64
+    first = learner.train_step(batch)
+    second = learner.train_step(batch)
+    assert first["loss/kl_ref"] < 1e-12 < second["loss/kl_ref"]
+
+
+@pytest.mark.parametrize("name", ["grpo", "opo", "ppo"])
+def test_awkward_batches(model64, trajectories, name):
+    """NaN rewards / logprobs, all-masked rows, zero-variance and singleton groups."""
+    rows = copy.deepcopy(trajectories[:9])
+    rows[0].reward = float("nan")
+    rows[1].behavior_logprobs[-1] = float("inf")
+    rows[2].loss_mask = [0] * len(rows[2].loss_mask)
+    for r in rows[4:8]:
+        r.reward = 1.0  # a zero-variance group
+    rows[8].group_id = "alone"
+    batch = TokenBatch.from_trajectories(rows)
+    assert batch.dropped == 2 and batch.size == 7
+    learner = TorchLearner(model64, make(name), LearnerConfig(precision="fp64"))
+    metrics = learner.train_step(batch)
+    assert metrics["batch/dropped_nonfinite"] == 2 and metrics["batch/empty_rows"] == 1
+    assert metrics["batch/singleton_groups"] >= 1
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert metrics["learner/skipped_steps"] == 0
+
+
+def test_all_rows_non_finite_is_a_clear_error(trajectories):
+    rows = copy.deepcopy(trajectories[:2])
+    for r in rows:
+        r.reward = float("nan")
+    with pytest.raises(ValueError, match="no usable trajectory: 2 had non-finite"):
+        TokenBatch.from_trajectories(rows)
+
+
+def test_state_dict_round_trip(model64, batch):
+    learner = TorchLearner(model64, make("ppo"), LearnerConfig(precision="fp64", lr=1e-2))
+    learner.train_step(batch)
+    state = copy.deepcopy(learner.state_dict())
+    other = TorchLearner(copy.deepcopy(model64), make("ppo"), LearnerConfig(precision="fp64", lr=1e-2))
+    other.load_state_dict(state)
+    assert other.step == 1
+    a, b = learner.train_step(copy.deepcopy(batch)), other.train_step(copy.deepcopy(batch))
+    assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-9)
