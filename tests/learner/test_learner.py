@@ -82,7 +82,7 @@ def test_one_or_four_micro_batches_give_the_same_gradient(name, model64, batch):
 
 
 def test_opo_refuses_several_steps_per_batch(model64):
-    with pytest.raises(ConfigError, match="opo is exactly on-policy.*epochs=2"):
+    with pytest.raises(ConfigError, match=r"opo is exactly on-policy.*epochs=2"):
         TorchLearner(model64, make("opo"), LearnerConfig(epochs=2))
     with pytest.raises(ConfigError, match="minibatches=4"):
         TorchLearner(model64, make("opo"), LearnerConfig(minibatches=4))
