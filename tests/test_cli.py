@@ -70,3 +70,12 @@ def test_eval_bad_input_is_one_line(tmp_path, args, message):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("agentrl: error: ") and message in lines[0], result.stderr
+
+
+def test_algos_list(capsys):
+    from agentrl.algos import names
+
+    assert main(["algos", "list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == names()
+    assert all(len(line.split(None, 1)) == 2 for line in lines)

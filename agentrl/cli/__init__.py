@@ -1,1 +1,1 @@
-"""The ``agentrl`` command line: ``envs list``, ``envs check``, ``eval``."""
+"""The ``agentrl`` command line: ``envs list``, ``envs check``, ``algos list``, ``eval``."""

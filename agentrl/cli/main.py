@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from agentrl import __version__
-from agentrl.cli import envs_cmd, eval_cmd
+from agentrl.cli import algos_cmd, envs_cmd, eval_cmd
 from agentrl.errors import AgentRLError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agentrl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     envs_cmd.register(commands)
+    algos_cmd.register(commands)
     eval_cmd.register(commands)
     return parser
 
