@@ -121,7 +121,19 @@ class Algorithm:
 
     def loss_mask(self, batch: Any) -> torch.Tensor:
         """(B, T) tokens that count in the loss; algorithms may drop rows (zero-variance groups)."""
-        return batch.loss_mask
+        mask: torch.Tensor = batch.loss_mask
+        return mask
+
+    def metrics(self) -> dict[str, float]:
+        """Algorithm-held metrics (a replay buffer's size, ...), read after each rollout batch."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that must survive a checkpoint (a replay buffer, ...)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
 
     def loss(self, inputs: LossInputs, batch: Any, counts: GlobalCounts) -> LossOutput:
         c = self.config

@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -82,6 +83,13 @@ class TokenBatch:
             temperature=kept[0].temperature,
             dropped=dropped,
         )
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path, pad_token_id: int = 0) -> TokenBatch:
+        """From a trajectories JSONL file written by a rollout (``agentrl eval`` writes one)."""
+        from agentrl.rollout.io import read_trajectories
+
+        return cls.from_trajectories(read_trajectories(path), pad_token_id)
 
     def rows(self, index: torch.Tensor | slice) -> TokenBatch:
         """The sub-batch of rows ``index`` (every per-row tensor and extra sliced alike)."""

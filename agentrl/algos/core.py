@@ -76,7 +76,9 @@ def masked_min(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def group_mean(values: torch.Tensor, groups: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) the (weighted) mean of ``values`` over each row's group."""
     weights = torch.ones_like(values) if weights is None else weights
-    num = torch.zeros(int(groups.max()) + 1, dtype=values.dtype).index_add_(0, groups, values * weights)
+    num = torch.zeros(int(groups.max()) + 1, dtype=values.dtype, device=values.device).index_add_(
+        0, groups, values * weights
+    )
     den = torch.zeros_like(num).index_add_(0, groups, weights)
     return (num / den.clamp(min=torch.finfo(values.dtype).tiny))[groups]
 
@@ -90,9 +92,19 @@ def group_std(values: torch.Tensor, groups: torch.Tensor, unbiased: bool = True)
     """(B,) the standard deviation of each row's group (0 for a singleton when unbiased)."""
     n = group_size(groups).to(values.dtype)
     centered = values - group_mean(values, groups)
-    ss = torch.zeros(int(groups.max()) + 1, dtype=values.dtype).index_add_(0, groups, centered**2)[groups]
+    ss = torch.zeros(int(groups.max()) + 1, dtype=values.dtype, device=values.device)
+    ss = ss.index_add_(0, groups, centered**2)[groups]
     std = (ss / ((n - 1).clamp(min=1) if unbiased else n)).sqrt()
     return torch.where(n > 1, std, torch.zeros_like(values))
+
+
+def zero_variance(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the row's group has all values exactly equal (a singleton group too)."""
+    n = int(groups.max()) + 1
+    high = torch.full((n,), float("-inf"), dtype=values.dtype, device=values.device)
+    low = torch.full((n,), float("inf"), dtype=values.dtype, device=values.device)
+    high, low = high.scatter_reduce(0, groups, values, "amax"), low.scatter_reduce(0, groups, values, "amin")
+    return (high == low)[groups]
 
 
 def broadcast(per_seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,11 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
 
 
 def sampling_logprobs(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """``(..., V)`` log-probabilities of the sampling distribution."""
-    return torch.log_softmax(process_logits(logits.float(), temperature, top_k, top_p), dim=-1)
+    """``(..., V)`` log-probabilities of the sampling distribution, in float32 or wider
+    (half-precision logits are upcast; float64 stays float64)."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return torch.log_softmax(process_logits(logits, temperature, top_k, top_p), dim=-1)
 
 
 @torch.no_grad()

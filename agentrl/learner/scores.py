@@ -23,5 +23,5 @@ def score_grad_sq_norms(model: nn.Module, batch: TokenBatch, forward: Callable[.
         logprobs = forward(model, part)[0]
         score = (logprobs * part.loss_mask).sum()
         grads = torch.autograd.grad(score, params, allow_unused=True)
-        norms[row] = sum(float((g.float() ** 2).sum()) for g in grads if g is not None)
+        norms[row] = sum(float((g.double() ** 2).sum()) for g in grads if g is not None)  # accumulate in fp64
     return norms

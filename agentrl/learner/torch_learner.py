@@ -113,6 +113,8 @@ class TorchLearner:
             replay_metrics = self._optimizer_step(replay)
             running.set("replay/rows", replay.size)
             running.set("replay/loss", replay_metrics.get("loss/total", 0.0))
+        for key, value in algo.metrics().items():
+            running.set(key, value)
         self.step += 1
         running.set("learner/step", self.step)
         running.set("learner/skipped_steps", self.skipped_steps)
@@ -212,6 +214,7 @@ class TorchLearner:
             "model": self.model.state_dict(),
             "value_head": self.value_head.state_dict() if self.value_head is not None else None,
             "optimizer": self.optimizer.state_dict(),
+            "algorithm": self.algorithm.state_dict(),
             "step": self.step,
             "skipped_steps": self.skipped_steps,
         }
@@ -221,6 +224,7 @@ class TorchLearner:
         if self.value_head is not None and state.get("value_head") is not None:
             self.value_head.load_state_dict(state["value_head"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.algorithm.load_state_dict(state.get("algorithm", {}))
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
 
 

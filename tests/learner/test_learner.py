@@ -44,6 +44,8 @@ def test_on_policy_gradient_through_the_model(name, model64, batch):
     """At ratio 1 the learner's gradient equals autograd of the direct formula aggregate(-A log pi)."""
     learner = TorchLearner(model64, make(name), LearnerConfig(precision="fp64", micro_batch_size=5))
     learner.prepare_batch(batch)
+    batch.behavior_logprobs = batch.old_logprobs.clone()  # exactly on-policy: mu = pi_old = pi_theta
+    batch.advantages = learner.algorithm.advantages(batch)
     learner.algorithm.prepare(batch)
     learner.compute_gradients(batch)
     got = grads(model64)
@@ -168,3 +170,40 @@ def test_state_dict_round_trip(model64, batch):
     assert other.step == 1
     a, b = learner.train_step(copy.deepcopy(batch)), other.train_step(copy.deepcopy(batch))
     assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-9)
+
+
+def test_vcpo_exact_baseline_gets_score_norms_from_the_learner(model64, batch):
+    """Exact OPOB: the learner computes ||grad sum_t log pi(y_i)||^2 per row, matching autograd."""
+    learner = TorchLearner(model64, make("vcpo", grad_norm="exact"), LearnerConfig(precision="fp64"))
+    assert learner.algorithm.needs_grad_norms
+    learner.prepare_batch(batch)
+    norms = batch.extras["grad_sq_norm"]
+    assert norms.shape == (batch.size,)
+    row = int(batch.lengths.argmax())
+    logprobs = forward_tokens(model64, batch.input_ids[row : row + 1], batch.attention_mask[row : row + 1], 1.0)[0]
+    model64.zero_grad()
+    (logprobs * batch.loss_mask[row : row + 1]).sum().backward()
+    assert norms[row].item() == pytest.approx(float((grads(model64) ** 2).sum()), rel=1e-9)
+    assert float(norms[batch.lengths == 0].sum()) == 0.0
+    metrics = learner.train_step(batch)
+    assert metrics["vcpo/ess"] > 0 and metrics["learner/skipped_steps"] == 0
+
+
+def test_token_batch_from_jsonl(trajectories, tmp_path):
+    from agentrl.rollout import write_trajectories
+
+    write_trajectories(tmp_path / "t.jsonl", trajectories)
+    a, b = TokenBatch.from_jsonl(tmp_path / "t.jsonl"), TokenBatch.from_trajectories(trajectories)
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.behavior_logprobs, b.behavior_logprobs)
+    assert torch.equal(a.group_index, b.group_index) and torch.equal(a.turn_index, b.turn_index)
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_is_skipped(model64, batch):
+    learner = TorchLearner(model64, make("grpo"), LearnerConfig(precision="fp64", lr=1e-2))
+    before = copy.deepcopy(model64.state_dict())
+    weight = next(model64.parameters())
+    handle = weight.register_hook(lambda g: g * float("nan"))
+    metrics = learner.train_step(batch)
+    handle.remove()
+    assert metrics["learner/skipped_steps"] == 1 and metrics["loss/total"] == metrics["loss/total"]  # loss finite
+    assert all(torch.equal(before[k], v) for k, v in model64.state_dict().items())

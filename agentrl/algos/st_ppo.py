@@ -1,0 +1,43 @@
+"""``st_ppo``: turn-level ratios plus the clipping-bias correction (ST-PPO of arXiv 2511.20718).
+
+ALGORITHMS.md section 3. Owns only the composition: the turn ratio comes from
+``turn_ppo.turn_log_ratio``, the clipped surrogate with the per-sequence correction from
+``s_ppo.corrected_ppo_loss``, the group-relative advantages from ``turn_ppo.group_advantages``;
+the readings and deviations recorded there apply here (the correction's normaliser is
+**unverified**; ``correction`` picks the reading). Since every token of a turn shares the turn
+ratio, a turn is clipped as a whole, and the clipped fraction of a sequence is the share of
+its tokens in clipped turns. With no turn clipped, ST-PPO equals Turn-PPO exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from agentrl.algos.base import Algorithm, LossInputs
+from agentrl.algos.core import GlobalCounts
+from agentrl.algos.registry import register
+from agentrl.algos.s_ppo import SPPOConfig, corrected_ppo_loss
+from agentrl.algos.turn_ppo import group_advantages, turn_log_ratio
+
+
+@register
+class STPPO(Algorithm):
+    name = "st_ppo"
+    description = "ST-PPO: turn-level ratios with the S-PPO clipping-bias correction, group advantages"
+    config_cls = SPPOConfig
+
+    def advantages(self, batch: Any) -> torch.Tensor:
+        assert isinstance(self.config, SPPOConfig)
+        return group_advantages(batch, self.config.advantage)
+
+    def token_loss(
+        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assert isinstance(self.config, SPPOConfig)
+        mask = batch.loss_mask
+        log_ratio = turn_log_ratio(inputs.logprobs, batch.old_logprobs, batch.turn_index, mask)
+        return corrected_ppo_loss(
+            inputs.logprobs, batch.old_logprobs, batch.advantages, mask, self.config, counts, log_ratio=log_ratio
+        )
