@@ -15,22 +15,19 @@ from typing import Any
 
 import torch
 
-from agentrl.algos.base import Algorithm, LossInputs
+from agentrl.algos.base import LossInputs
 from agentrl.algos.core import GlobalCounts
 from agentrl.algos.registry import register
-from agentrl.algos.s_ppo import SPPOConfig, corrected_ppo_loss
-from agentrl.algos.turn_ppo import group_advantages, turn_log_ratio
+from agentrl.algos.s_ppo import SPPO, SPPOConfig, corrected_ppo_loss
+from agentrl.algos.turn_ppo import turn_log_ratio
 
 
 @register
-class STPPO(Algorithm):
+class STPPO(SPPO):
+    """S-PPO's advantages and correction; only the ratio is turn-level."""
+
     name = "st_ppo"
     description = "ST-PPO: turn-level ratios with the S-PPO clipping-bias correction, group advantages"
-    config_cls = SPPOConfig
-
-    def advantages(self, batch: Any) -> torch.Tensor:
-        assert isinstance(self.config, SPPOConfig)
-        return group_advantages(batch, self.config.advantage)
 
     def token_loss(
         self, inputs: LossInputs, batch: Any, counts: GlobalCounts
