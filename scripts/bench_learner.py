@@ -6,8 +6,9 @@ Each side runs in its own process (so peak memory is its own): ``--rows`` sequen
 rows, gradient clipping and AdamW on both. agentrl's side is ``TorchLearner.train_step``
 with ``grpo`` (advantages, masks, clipped surrogate, metrics); pi_old is taken from the
 batch (``recompute_old_logprobs=False``), as the bare loop does not recompute it either; the
-figure with recomputation (one more forward pass) is printed too. Median of ``--steps``
-steps after one warm-up.
+figure with recomputation (one more forward pass) is printed too. Each process reports the
+median of ``--steps`` steps after one warm-up; the sides alternate over ``--rounds`` rounds
+and the medians over rounds are compared (this 2-core machine's noise is about +-8%).
 
     python scripts/bench_learner.py                 # random Qwen2, hidden 256, 4 layers
     python scripts/bench_learner.py --model DIR
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--response", type=int, default=192)
     parser.add_argument("--micro", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of processes; medians reported")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--side", choices=["learner", "learner_recompute", "bare"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -118,18 +120,23 @@ def main() -> None:
         from agentrl.models.tiny import make_tiny_model
 
         args.model = str(make_tiny_model(tempfile.mkdtemp(), hidden=256, layers=4))
-    results = {}
-    for side in ("learner", "bare", "learner_recompute"):
-        cmd = [sys.executable, __file__, "--side", side, *(f"--{k}={v}" for k, v in vars(args).items() if k != "side")]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        results[side] = json.loads(out)
+    runs: dict[str, list[dict[str, float]]] = {"learner": [], "bare": [], "learner_recompute": []}
+    for _ in range(args.rounds):  # alternate the sides so machine noise hits both alike
+        for side, results in runs.items():
+            cmd = [sys.executable, __file__, "--side", side]
+            cmd += [f"--{k}={v}" for k, v in vars(args).items() if k not in ("side", "rounds")]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results.append(json.loads(out))
     print(
         f"{args.rows} rows x {args.length} tokens ({args.response} sampled), micro-batch {args.micro}, "
         f"device {args.device}, torch threads {torch.get_num_threads()}"
     )
-    for side, r in results.items():
-        print(f"{side:>18}: {r['tokens_per_s']:9.1f} tokens/s   peak memory {r['peak_mib']:8.1f} MiB")
-    ratio = results["learner"]["tokens_per_s"] / results["bare"]["tokens_per_s"]
+    median = {side: statistics.median(r["tokens_per_s"] for r in rs) for side, rs in runs.items()}
+    for side, rs in runs.items():
+        rounds = ", ".join(f"{r['tokens_per_s']:.0f}" for r in rs)
+        peak = max(r["peak_mib"] for r in rs)
+        print(f"{side:>18}: {median[side]:9.1f} tokens/s (rounds: {rounds})   peak memory {peak:8.1f} MiB")
+    ratio = median["learner"] / median["bare"]
     print(f"{'ratio':>18}: {ratio:.3f}  (agentrl learner / bare loop; target >= 0.95)")
 
 

@@ -41,13 +41,20 @@ def forward_tokens(
     temperature: float,
     *,
     with_entropy: bool = False,
+    entropy_grad: bool = True,
     value_head: ValueHead | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``(logprobs, entropy, values)``, each ``(B, T)`` or None, for ``input_ids`` ``(B, T)``."""
+    """``(logprobs, entropy, values)``, each ``(B, T)`` or None, for ``input_ids`` ``(B, T)``.
+
+    ``entropy_grad=False`` computes the entropy outside autograd (a metric only), which saves
+    the backward pass through a ``(B, T, V)`` product."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=value_head is not None)
     logp_all = sampling_logprobs(out.logits[:, :-1], temperature if temperature > 0 else 1.0)  # (B, T-1, V)
     logprobs = shift_right(logp_all.gather(-1, input_ids[:, 1:, None]).squeeze(-1))
-    entropy = shift_right(-(logp_all.exp() * logp_all).sum(-1)) if with_entropy else None
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = shift_right(-(logp_all.exp() * logp_all).sum(-1))
     values = None
     if value_head is not None:
         hidden = out.hidden_states[-1][:, :-1]  # the state before each token t = 1..T-1

@@ -147,7 +147,13 @@ class TorchLearner:
         self.optimizer.zero_grad(set_to_none=True)
         finite = True
         for part in batch.split(self._micro_batches(batch)):
-            logprobs, entropy, values = self._forward(self.model, part, entropy=True, value=self.value_head is not None)
+            logprobs, entropy, values = self._forward(
+                self.model,
+                part,
+                entropy=True,
+                value=self.value_head is not None,
+                entropy_grad=algo.config.entropy_coef > 0,
+            )
             out = algo.loss(LossInputs(logprobs, entropy, values), part, counts)
             finite = finite and bool(torch.isfinite(out.loss))
             if finite:
@@ -190,7 +196,13 @@ class TorchLearner:
         return -(-batch.size // self.config.micro_batch_size)
 
     def _forward(
-        self, model: nn.Module, batch: TokenBatch, *, entropy: bool = False, value: bool = False
+        self,
+        model: nn.Module,
+        batch: TokenBatch,
+        *,
+        entropy: bool = False,
+        value: bool = False,
+        entropy_grad: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with autocast:
@@ -200,6 +212,7 @@ class TorchLearner:
                 batch.attention_mask,
                 batch.temperature,
                 with_entropy=entropy,
+                entropy_grad=entropy_grad,
                 value_head=self.value_head if value else None,
             )
         cast = batch.loss_mask.dtype
