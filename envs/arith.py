@@ -1,6 +1,7 @@
 """A seeded generator of arithmetic and word problems, the default task source.
 
-Owns problem text and gold answers. Task ``i`` of a split depends only on
+Owns problem text, gold answers and the expression that solves each task
+(``meta["expression"]``). Task ``i`` of a split depends only on
 ``(seed, split, i)`` and the difficulty knobs, so any slice of a split is reproducible
 without generating the rest. Every answer is an integer (division is exact by construction).
 """
@@ -50,20 +51,17 @@ class ArithmeticTasks(Sequence[Task]):
         index %= self.size
         rng = random.Random(f"{self.seed}/{self._salt}/{index}")
         d = self.difficulty
-        prompt, answer = _word_problem(rng, d) if rng.random() < d.word_problems else _expression(rng, d)
-        return Task(
-            id=f"arith-{self.split}-{self.seed}-{index}",
-            prompt=prompt,
-            answer=str(answer),
-            meta={"index": index},
-        )
+        prompt, expression = _word_problem(rng, d) if rng.random() < d.word_problems else _expression(rng, d)
+        answer = int(evaluate(expression))
+        meta = {"index": index, "expression": expression}
+        return Task(id=f"arith-{self.split}-{self.seed}-{index}", prompt=prompt, answer=str(answer), meta=meta)
 
 
 def _number(rng: random.Random, digits: int) -> int:
     return rng.randint(1, 10**digits - 1)
 
 
-def _expression(rng: random.Random, d: Difficulty) -> tuple[str, int]:
+def _expression(rng: random.Random, d: Difficulty) -> tuple[str, str]:
     text = str(_number(rng, d.max_digits))
     for _ in range(d.num_ops):
         op = rng.choice(d.ops)
@@ -73,26 +71,20 @@ def _expression(rng: random.Random, d: Difficulty) -> tuple[str, int]:
             operand = rng.choice([k for k in range(1, 13) if value % k == 0] or [1])
             text = f"({text})" if any(c in text for c in "+-") else text
         text = f"{text} {op} {operand}"
-    return f"What is {text}?", int(evaluate(text))
+    return f"What is {text}?", text
 
 
-def _word_problem(rng: random.Random, d: Difficulty) -> tuple[str, int]:
+def _word_problem(rng: random.Random, d: Difficulty) -> tuple[str, str]:
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     a, b = _number(rng, d.max_digits), _number(rng, d.max_digits)
     kind = rng.choice(d.ops)
     if kind == "+":
-        return (
-            f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
-            a + b,
-        )
+        return f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", f"{a} + {b}"
     if kind == "-":
         a, b = max(a, b), min(a, b)
-        return f"{name} had {a} {item} and gave away {b}. How many {item} are left?", a - b
+        return f"{name} had {a} {item} and gave away {b}. How many {item} are left?", f"{a} - {b}"
     if kind == "*":
         b = rng.randint(2, 9)
-        return f"Each box holds {a} {item}. How many {item} are in {b} boxes?", a * b
+        return f"Each box holds {a} {item}. How many {item} are in {b} boxes?", f"{a} * {b}"
     b = rng.randint(2, 9)
-    return (
-        f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each get?",
-        a,
-    )
+    return f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each get?", f"{a * b} / {b}"

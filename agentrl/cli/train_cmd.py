@@ -1,0 +1,81 @@
+"""``agentrl train``: train a model on an environment with an algorithm.
+
+Options come from, in order: the defaults, ``--config FILE`` (YAML), the named flags, and
+``--set section.key=value``. The run directory ``runs/<name>/`` must not exist unless
+``--resume`` (continue from its last checkpoint) or ``--overwrite`` (start afresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentrl.cli.envs_cmd import parse_env_args
+from agentrl.errors import AgentRLError
+
+
+def register(commands: Any) -> None:
+    from agentrl.trainer.config import options_help
+
+    p = commands.add_parser(
+        "train",
+        help="train a model with RL",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="every option (YAML key, or --set KEY=VALUE):\n" + options_help(),
+    )
+    p.add_argument("--config", help="YAML file of options (see configs/)")
+    p.add_argument("--env", help="environment (agentrl envs list)")
+    p.add_argument("--algo", help="algorithm (agentrl algos list)")
+    p.add_argument("--model", help="model directory or hub name (default: the model shipped with agentrl)")
+    p.add_argument("--steps", type=int, help="rollout batches to train for")
+    p.add_argument("--seed", type=int, help="run seed")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--logger", choices=["jsonl", "wandb"], help="metrics sink (metrics.jsonl is always written)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option, e.g. learner.lr=1e-4")
+    p.add_argument("--name", help="run name (default <env>-<algo>-<time>)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agentrl.trainer import config as train_config
+    from agentrl.trainer.sync import Trainer
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k in ("env", "algo", "model", "steps", "seed", "device", "logger")
+        if (v := getattr(args, k)) is not None
+    }
+    overrides |= parse_env_args(args.set)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise AgentRLError(f"{run_dir} is not a run directory (no config.yaml)")
+        config = train_config.load(run_dir / "config.yaml", overrides)
+    else:
+        config = train_config.load(args.config, overrides)
+        name = args.name or f"{config.env.replace(':', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(args.runs_dir) / name
+        if run_dir.exists():
+            if not args.overwrite:
+                raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
+            shutil.rmtree(run_dir)
+    trainer = Trainer(config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if args.resume:
+        print(f"resuming {run_dir} at step {trainer.resume()}")
+    summary = trainer.run(progress=not args.no_progress)
+    before, after = summary["accuracy_before"], summary["accuracy_after"]
+    print(f"{config.algo} on {config.env}: {summary['steps']} steps, held-out accuracy {before:.3f} -> {after:.3f}")
+    print(f"run directory: {run_dir}")
+    return 0

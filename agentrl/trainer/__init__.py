@@ -1,0 +1,1 @@
+"""The training loop (synchronous now), its config, checkpoints and run directory."""

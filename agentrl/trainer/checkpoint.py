@@ -1,0 +1,115 @@
+"""Checkpoints: written atomically, found again on resume.
+
+Owns the on-disk layout of ``runs/<name>/checkpoints/``: one folder per step
+(``step-000010/``) holding the policy as a Hugging Face model directory (so ``agentrl eval
+--model runs/<name>/checkpoints/last`` works), ``learner.pt`` (model, optimizer, value
+head, the algorithm's state such as a replay buffer), ``rng.pt`` and ``trainer.json``;
+and ``last``, a link to the newest complete one.
+
+Atomicity: a checkpoint is written into ``step-N.tmp/`` and renamed to ``step-N/`` only when
+complete, then ``last`` is replaced by a rename. A kill or a full disk during the write
+leaves the previous checkpoint and ``last`` untouched; the partial folder is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentrl.errors import AgentRLError
+
+
+class CheckpointError(AgentRLError):
+    """A checkpoint could not be written or read."""
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step-{step:06d}"
+
+
+def save(
+    root: Path,
+    step: int,
+    *,
+    model: Any,
+    tokenizer: Any,
+    learner_state: dict[str, Any],
+    trainer_state: dict[str, Any],
+    keep: int,
+) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final, tmp = step_dir(root, step), root / f"step-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save(learner_state, tmp / "learner.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+        _fsync_dir(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        link = root / "last.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(final.name)
+        os.replace(link, root / "last")
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = latest(root)
+        kept = f"the last complete checkpoint is {last.name}" if last else "no earlier checkpoint exists"
+        raise CheckpointError(f"writing the step-{step} checkpoint failed ({exc.strerror or exc}); {kept}") from None
+    _prune(root, keep)
+    return final
+
+
+def latest(root: Path) -> Path | None:
+    """The newest complete checkpoint (``last``), or None."""
+    link = root / "last"
+    if link.exists():
+        return link.resolve()
+    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")) if root.exists() else []
+    return done[-1] if done else None
+
+
+def load(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(learner_state, rng_state, trainer_state)`` of the checkpoint at ``path``."""
+    try:
+        learner_state = torch.load(path / "learner.pt", weights_only=False)
+        rng = torch.load(path / "rng.pt", weights_only=False)
+        trainer_state = json.loads((path / "trainer.json").read_text())
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    return learner_state, rng, trainer_state
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    for file in path.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())

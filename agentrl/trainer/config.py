@@ -1,0 +1,115 @@
+"""``TrainConfig``: a training run's settings, from YAML and command-line overrides.
+
+Owns the run-level sections and how they are merged: defaults, then a YAML file, then
+``--set section.key=value`` overrides. Each section is a typed dataclass whose field help
+doubles as ``agentrl train --help``; an objective's own options live in ``algo_args`` and
+are validated by that objective's config, never read here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentrl.config import build, check_choice, check_range, field_help, option
+from agentrl.engines.base import SamplingParams
+from agentrl.errors import ConfigError
+from agentrl.learner.config import LearnerConfig
+
+SECTIONS = {"sampling": SamplingParams, "learner": LearnerConfig}
+
+
+@dataclass
+class TrainConfig:
+    env: str = option("math_tool", "environment name (agentrl envs list) or module:Class")
+    env_args: dict[str, Any] = option({}, "environment options, e.g. {max_turns: 4}")  # noqa: RUF009
+    algo: str = option("vcpo", "algorithm name (agentrl algos list)")
+    algo_args: dict[str, Any] = option({}, "the algorithm's own options, e.g. {clip_high: 0.28}")  # noqa: RUF009
+    model: str | None = option(None, "model directory or hub name; None = the default model shipped with agentrl")
+    steps: int = option(60, "rollout batches (each followed by the learner's update)")
+    tasks_per_step: int = option(16, "tasks sampled from the train split per step")
+    group_size: int = option(8, "samples per task")
+    max_total_tokens: int = option(512, "token budget of one episode")
+    eval_every: int = option(10, "evaluate on the held-out split every N steps (0 = only at start and end)")
+    eval_tasks: int = option(200, "held-out tasks per evaluation")
+    checkpoint_every: int = option(10, "write a checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk (oldest removed first)")
+    samples_every: int = option(10, "save the step's trajectories every N steps (0 = never)")
+    seed: int = option(0, "seeds tasks, sampling and initialisation")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    logger: str = option("jsonl", "jsonl (always written) or wandb (also logs to wandb; offline works)")
+    sampling: SamplingParams = field(
+        default_factory=lambda: SamplingParams(max_new_tokens=48), metadata={"help": "how rollouts sample"}
+    )
+    learner: LearnerConfig = field(
+        default_factory=lambda: LearnerConfig(lr=5e-5, micro_batch_size=32), metadata={"help": "optimizer and batching"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "tasks_per_step", "group_size", "eval_tasks", "checkpoint_every", "keep_checkpoints"):
+            check_range("train", name, getattr(self, name), 1)
+        check_range("train", "max_total_tokens", self.max_total_tokens, 16)
+        check_range("train", "eval_every", self.eval_every, 0)
+        check_range("train", "samples_every", self.samples_every, 0)
+        check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys allowed)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of options at the top level")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return from_dict(data)
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    top = {k: v for k, v in data.items() if k not in SECTIONS}
+    sections: dict[str, Any] = {}
+    defaults = TrainConfig()
+    for name, cls in SECTIONS.items():
+        given = data.get(name) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"train: {name} must be a mapping of options")
+        base = dataclasses.asdict(getattr(defaults, name))
+        sections[name] = build(cls, base | given, owner=name)
+    config = build(TrainConfig, top, owner="train")
+    return dataclasses.replace(config, **sections)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    target = data
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"cannot set {key}: {part} is not a section")
+    target[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def options_help() -> str:
+    """Every option, dotted, with its help text (for ``agentrl train --help``)."""
+    lines = []
+    for name, text in field_help(TrainConfig).items():
+        if name in SECTIONS:
+            lines += [f"  {name}.{k}: {h}" for k, h in field_help(SECTIONS[name]).items()]
+        else:
+            lines.append(f"  {name}: {text}")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""Run metrics: a JSONL file always, and wandb when asked.
+
+Owns the metrics sink only. ``metrics.jsonl`` gets one line per step, flushed at once, so
+a killed run keeps everything it logged. wandb is imported only when chosen; without a
+network set ``WANDB_MODE=offline`` (the default here when no API key is configured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from agentrl.errors import AgentRLError
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, *, use_wandb: bool = False, name: str = "", config: dict[str, Any] | None = None):
+        self.path = run_dir / "metrics.jsonl"
+        self._file = self.path.open("a", encoding="utf-8")
+        self._wandb: Any = None
+        if use_wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise AgentRLError("--logger wandb needs the wandb package: pip install wandb") from None
+            os.environ.setdefault("WANDB_MODE", "offline" if not os.environ.get("WANDB_API_KEY") else "online")
+            self._wandb = wandb.init(project="agentrl", name=name, dir=str(run_dir), config=config, resume="allow")
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self._file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._file.flush()
+        if self._wandb is not None:
+            self._wandb.log(metrics, step=step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,53 @@
+"""Building what a run trains: tokenizer, learner model, engine model, learner.
+
+Owns model resolution (``--model`` or the default model shipped in
+``agentrl/models/default``) and the separation of the learner's weights from the engine's
+own copy, which receives them through ``update_weights`` after each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentrl.algos.base import Algorithm
+from agentrl.engines.hf import TransformersEngine
+from agentrl.engines.loading import load_model, load_tokenizer
+from agentrl.errors import ModelLoadError
+from agentrl.learner import TorchLearner
+from agentrl.trainer.config import TrainConfig
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+@dataclass
+class Models:
+    tokenizer: Any
+    learner: TorchLearner
+    engine: TransformersEngine
+    pad_token_id: int
+
+
+def resolve_model(name: str | None) -> str:
+    if name is not None:
+        return name
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        raise ModelLoadError(
+            f"the default model is missing from {DEFAULT_MODEL}; build it: python scripts/build_default_model.py"
+        )
+    return str(DEFAULT_MODEL)
+
+
+def load_models(config: TrainConfig, algorithm: Algorithm) -> Models:
+    path = resolve_model(config.model)
+    torch.manual_seed(config.seed)
+    tokenizer = load_tokenizer(path)
+    policy = load_model(path, config.device).train()
+    engine_model = load_model(path, config.device)
+    learner = TorchLearner(policy, algorithm, config.learner)
+    engine = TransformersEngine(engine_model, tokenizer, max_batch_size=256, seed=config.seed)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Models(tokenizer=tokenizer, learner=learner, engine=engine, pad_token_id=pad)

@@ -1,0 +1,179 @@
+"""The synchronous training loop: rollout, advantages and update, weights to the engine.
+
+Owns the order of a step and the run directory (``runs/<name>/``: ``config.yaml``, the
+resolved config; ``metrics.jsonl``; ``checkpoints/``; ``samples/``). Each step:
+
+1. sample ``tasks_per_step`` tasks from the train split (seeded by step);
+2. roll out ``group_size`` episodes per task on the engine (seeded by step);
+3. ``learner.train_step`` on the token batch (the algorithm decides the rest);
+4. push the learner's weights into the engine (``update_weights``, timed);
+5. evaluate on the held-out split every ``eval_every`` steps; checkpoint every
+   ``checkpoint_every`` steps.
+
+Everything a step draws is seeded from ``(seed, step)``, so a run resumed from a checkpoint
+continues exactly as the uninterrupted run would. Never branches on an algorithm's name.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from agentrl.algos import TokenBatch
+from agentrl.algos import make as make_algorithm
+from agentrl.engines.base import SamplingParams
+from agentrl.envs import load as load_env
+from agentrl.evaluation import summarize
+from agentrl.rollout import RolloutConfig, rollout
+from agentrl.rollout.io import write_trajectories
+from agentrl.trainer import checkpoint
+from agentrl.trainer.config import TrainConfig
+from agentrl.trainer.logging import MetricsLogger
+from agentrl.trainer.setup import Models, load_models
+from agentrl.types import Task, Trajectory
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: Path, *, models: Models | None = None):
+        self.config, self.run_dir = config, run_dir
+        self.env_factory = functools.partial(load_env(config.env), **config.env_args)
+        probe = self.env_factory()
+        self.train_tasks, self.test_tasks = probe.tasks("train"), probe.tasks("test")
+        probe.close()
+        algorithm = make_algorithm(config.algo, **config.algo_args)
+        self.models = models or load_models(config, algorithm)
+        self.state = RunState()
+
+    # ---- one step ---------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        c, step = self.config, self.state.step
+        rng = random.Random(f"{c.seed}/tasks/{step}")
+        tasks = [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
+        start = time.perf_counter()
+        trajectories = self._rollout(tasks, c.group_size, seed=c.seed * 1_000_003 + step + 1)
+        rollout_s = time.perf_counter() - start
+        batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
+        start = time.perf_counter()
+        metrics = self.models.learner.train_step(batch)
+        learner_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.models.engine.update_weights(self.models.learner.policy_state(), version=step + 1)
+        sync_s = time.perf_counter() - start
+        self.state.step += 1
+        summary = summarize(trajectories)
+        sampled = sum(t.num_sampled_tokens for t in trajectories)
+        metrics |= {
+            "rollout/reward_mean": summary["mean_reward"],
+            "rollout/accuracy": summary["accuracy"],
+            "rollout/mean_turns": summary["mean_turns"],
+            "rollout/tool_error_rate": summary["tool_error_rate"],
+            "rollout/sampled_tokens": float(sampled),
+            "rollout/tokens_per_s": sampled / max(rollout_s, 1e-9),
+            "time/rollout_s": rollout_s,
+            "time/learner_s": learner_s,
+            "time/sync_s": sync_s,
+        }
+        if c.samples_every and self.state.step % c.samples_every == 0:
+            write_trajectories(
+                self.run_dir / "samples" / f"step-{self.state.step:06d}.jsonl", trajectories[: 2 * c.group_size]
+            )
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        tasks = [self.test_tasks[i] for i in range(min(self.config.eval_tasks, len(self.test_tasks)))]
+        trajectories = self._rollout(tasks, 1, seed=self.config.seed)  # the same draws at every evaluation
+        s = summarize(trajectories)
+        result = {
+            "eval/accuracy": s["accuracy"],
+            "eval/mean_reward": s["mean_reward"],
+            "eval/mean_turns": s["mean_turns"],
+        }
+        self.state.evals.append({"step": self.state.step, **result})
+        return result
+
+    def _rollout(self, tasks: list[Task], group_size: int, seed: int) -> list[Trajectory]:
+        config = RolloutConfig(
+            group_size=group_size, max_total_tokens=self.config.max_total_tokens, seed=seed, max_concurrent=256
+        )
+        params: SamplingParams = self.config.sampling
+        return rollout(
+            self.env_factory, tasks, self.models.engine, self.models.tokenizer, params, config, env_id=self.config.env
+        )
+
+    # ---- the run ------------------------------------------------------------------------
+    def run(self, *, progress: bool = True) -> dict[str, Any]:
+        c = self.config
+        logger = MetricsLogger(self.run_dir, use_wandb=c.logger == "wandb", name=self.run_dir.name, config=c.to_dict())
+        try:
+            if self.state.step == 0:
+                logger.log(0, self.evaluate())
+            bar = tqdm(
+                total=c.steps, initial=self.state.step, unit="step", desc=f"{c.algo} on {c.env}", disable=not progress
+            )
+            with bar:
+                while self.state.step < c.steps:
+                    metrics = self.step()
+                    step = self.state.step
+                    if (c.eval_every and step % c.eval_every == 0) or step == c.steps:
+                        metrics |= self.evaluate()
+                    logger.log(step, metrics)
+                    if step % c.checkpoint_every == 0 or step == c.steps:
+                        self.save_checkpoint()
+                    bar.update(1)
+                    bar.set_postfix(
+                        reward=f"{metrics['rollout/reward_mean']:.3f}",
+                        acc=f"{self._last_accuracy():.3f}",
+                        tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
+                    )
+        finally:
+            logger.close()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        evals = self.state.evals
+        return {
+            "steps": self.state.step,
+            "accuracy_before": evals[0]["eval/accuracy"] if evals else None,
+            "accuracy_after": evals[-1]["eval/accuracy"] if evals else None,
+            "run_dir": str(self.run_dir),
+        }
+
+    def _last_accuracy(self) -> float:
+        return self.state.evals[-1]["eval/accuracy"] if self.state.evals else 0.0
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        m = self.models
+        return checkpoint.save(
+            self.run_dir / "checkpoints",
+            self.state.step,
+            model=m.learner.model,
+            tokenizer=m.tokenizer,
+            learner_state=m.learner.state_dict(),
+            trainer_state={"step": self.state.step, "evals": self.state.evals},
+            keep=self.config.keep_checkpoints,
+        )
+
+    def resume(self) -> int:
+        """Load the newest checkpoint; returns its step (0 when there is none)."""
+        path = checkpoint.latest(self.run_dir / "checkpoints")
+        if path is None:
+            return 0
+        learner_state, rng, trainer_state = checkpoint.load(path)
+        self.models.learner.load_state_dict(learner_state)
+        self.models.engine.update_weights(self.models.learner.policy_state(), version=trainer_state["step"])
+        checkpoint.restore_rng(rng)
+        self.state = RunState(step=trainer_state["step"], evals=trainer_state["evals"])
+        return self.state.step
