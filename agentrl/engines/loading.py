@@ -47,7 +47,9 @@ def load_tokenizer(name_or_path: str) -> Any:
 
 def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto") -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # agentrl shows its own progress; per-load bars are noise
     _check_location(name_or_path)
     torch_device = resolve_device(device)
     try:

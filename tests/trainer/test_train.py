@@ -1,0 +1,176 @@
+"""``agentrl train`` on the tiny model: the run directory, resume after SIGKILL, a full disk
+while checkpointing, and one-line errors for bad input."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from agentrl.cli.main import main
+
+SMALL = [
+    "--set",
+    "tasks_per_step=4",
+    "--set",
+    "group_size=4",
+    "--set",
+    "eval_tasks=8",
+    "--set",
+    "eval_every=2",
+    "--set",
+    "checkpoint_every=1",
+    "--set",
+    "sampling.max_new_tokens=24",
+    "--set",
+    "learner.lr=1e-3",
+    "--no-progress",
+]
+
+
+def train_args(model, runs, name, steps, algo="grpo"):
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--algo",
+        algo,
+        "--steps",
+        str(steps),
+        "--runs-dir",
+        str(runs),
+        "--name",
+        name,
+        *SMALL,
+    ]
+
+
+def final_weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last" / "learner.pt", weights_only=False)["model"]
+
+
+@pytest.mark.slow
+def test_train_writes_a_run_directory_that_eval_can_read(tiny_chatml, tmp_path, capsys):
+    assert main(train_args(tiny_chatml, tmp_path, "run", 2)) == 0
+    out = capsys.readouterr().out
+    assert "grpo on math_tool: 2 steps, held-out accuracy" in out
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [0, 1, 2]
+    for key in (
+        "rollout/reward_mean",
+        "rollout/tokens_per_s",
+        "loss/total",
+        "grad/norm",
+        "time/sync_s",
+        "eval/accuracy",
+    ):
+        assert key in lines[2], key
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last" / "config.json").is_file()
+    assert (
+        main(
+            [
+                "eval",
+                "--env",
+                "math_tool",
+                "--model",
+                str(run / "checkpoints" / "last"),
+                "-n",
+                "2",
+                "--output",
+                str(tmp_path / "ev"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_exactly(tiny_chatml, tmp_path):
+    """SIGKILL mid-training, resume: the final weights equal an uninterrupted run's."""
+    assert main(train_args(tiny_chatml, tmp_path, "straight", 4)) == 0
+    cmd = [sys.executable, "-m", "agentrl.cli.main", *train_args(tiny_chatml, tmp_path, "killed", 4)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = tmp_path / "killed" / "checkpoints" / "step-000002"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "checkpoints" / "step-000004").exists()
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 4 and 4 in steps
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_checkpointing_loses_nothing(tiny_chatml, tmp_path, monkeypatch, capsys):
+    from agentrl.trainer import checkpoint
+
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) > 2:  # the second checkpoint (each writes learner.pt and rng.pt) hits a full disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    assert main(train_args(tiny_chatml, tmp_path, "full", 3)) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("agentrl:")]
+    assert error == [
+        "agentrl: error: writing the step-2 checkpoint failed (No space left on device); "
+        "the last complete checkpoint is step-000001"
+    ]
+    ckpt = tmp_path / "full" / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["last", "step-000001"]
+    assert checkpoint.latest(ckpt).name == "step-000001"
+    checkpoint.load(ckpt / "step-000001")  # intact and readable
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "nope"], "unknown environment 'nope'"),
+        (["--algo", "nope"], "unknown algorithm 'nope'"),
+        (["--set", "stepz=3"], "unknown option 'stepz'"),
+        (["--steps", "-4"], "steps=-4 is out of range"),
+        (["--set", "learner.lr=-1"], "lr=-1 is out of range"),
+        (["--set", "algo_args.clip_low=5"], "clip_low=5 is out of range"),
+        (["--model", "{tmp}"], "is not a Hugging Face model directory"),
+        (["--config", "{tmp}/none.yaml"], "does not exist"),
+        (["--resume", "{tmp}"], "is not a run directory"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agentrl.cli.main",
+        "train",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--algo",
+        "grpo",
+        *args,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_an_existing_run_directory_is_refused(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    assert main(["train", "--runs-dir", str(tmp_path), "--name", "taken", "--model", str(tmp_path)]) == 2
+    assert "exists; use --resume" in capsys.readouterr().err
