@@ -33,7 +33,7 @@ from agentrl.engines.hf import TransformersEngine
 from agentrl.envs import make
 from agentrl.evaluation import summarize
 from agentrl.models import sft
-from agentrl.models.tiny import build_model, build_tokenizer
+from agentrl.models.tiny import as_reloaded, build_model, build_tokenizer
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl_tools.calculator import evaluate, format_number
 
@@ -88,7 +88,7 @@ def main() -> None:
     start = time.time()
     conversations = traces(args.traces, args.seed)
     corpus = (tok_text(c) for c in conversations)
-    tokenizer = build_tokenizer(corpus, vocab_size=args.vocab)
+    tokenizer = as_reloaded(build_tokenizer(corpus, vocab_size=args.vocab), args.out)
     model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
     history: list[dict[str, float]] = []
     chosen: dict[str, object] = {}

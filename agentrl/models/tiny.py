@@ -89,6 +89,23 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 400, template: str 
     return tokenizer
 
 
+def as_reloaded(tokenizer: Any, out_dir: str | Path) -> Any:
+    """Save ``tokenizer`` to ``out_dir`` and load it back as users will (``AutoTokenizer``).
+
+    transformers may load a saved tokenizer as another class than the one saved (for a
+    Qwen2 model directory, ``Qwen2Tokenizer`` with its own pre-tokenizer, which splits
+    digits one by one), so a model must be trained with the reloaded tokenizer or it sees
+    other tokens at use than in training."""
+    from transformers import AutoTokenizer, Qwen2Config
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    # the class AutoTokenizer picks depends on the model type in config.json; the model's own
+    # save_pretrained overwrites this placeholder later
+    Qwen2Config(vocab_size=len(tokenizer)).save_pretrained(out_dir)
+    return AutoTokenizer.from_pretrained(out_dir)
+
+
 def build_model(
     tokenizer: Any,
     *,
@@ -164,7 +181,7 @@ def make_tiny_model(
     """Write a tiny model directory (config, weights, tokenizer, chat template) to ``out_dir``."""
     out = Path(out_dir)
     traces = calculator_traces(2000, seed=seed)
-    tokenizer = build_tokenizer((_render_plain(c) for c in traces), template=template)
+    tokenizer = as_reloaded(build_tokenizer((_render_plain(c) for c in traces), template=template), out)
     model = build_model(tokenizer, hidden=hidden, layers=layers, seed=seed)
     if warm_start_steps:
         warm_start(model, tokenizer, traces, steps=warm_start_steps, seed=seed)
