@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from agentrl import __version__
-from agentrl.cli import algos_cmd, envs_cmd, eval_cmd, train_cmd
+from agentrl.cli import algos_cmd, envs_cmd, eval_cmd, plot_cmd, train_cmd
 from agentrl.errors import AgentRLError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     algos_cmd.register(commands)
     eval_cmd.register(commands)
     train_cmd.register(commands)
+    plot_cmd.register(commands)
     return parser
 
 

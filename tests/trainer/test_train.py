@@ -174,3 +174,31 @@ def test_an_existing_run_directory_is_refused(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     assert main(["train", "--runs-dir", str(tmp_path), "--name", "taken", "--model", str(tmp_path)]) == 2
     assert "exists; use --resume" in capsys.readouterr().err
+
+
+def test_plot_writes_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = (
+        [{"step": 0, "eval/accuracy": 0.2}]
+        + [
+            {
+                "step": s,
+                "rollout/reward_mean": s / 10,
+                "policy/entropy": 1 - s / 20,
+                "loss/approx_kl": 0.01 * s,
+                "loss/clipfrac_low": 0.0,
+                "loss/clipfrac_high": 0.1,
+                "rollout/tokens_per_s": 900.0,
+            }
+            for s in range(1, 6)
+        ]
+        + [{"step": 5, "eval/accuracy": 0.4}]
+    )
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["plot", str(run)]) == 0
+    names = sorted(p.name for p in (run / "plots").iterdir())
+    assert names == ["accuracy.png", "clip_fraction.png", "entropy.png", "kl.png", "reward.png", "tokens_per_s.png"]
+    assert all((run / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in names)
+    assert main(["plot", str(tmp_path)]) == 2

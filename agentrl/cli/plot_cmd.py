@@ -1,0 +1,71 @@
+"""``agentrl plot RUN_DIR``: PNG curves of a run's metrics.
+
+Writes ``RUN_DIR/plots/<metric>.png`` for the reward, held-out accuracy, entropy, KL, clip
+fractions and throughput found in ``metrics.jsonl``; a metric the run did not log is
+skipped. Needs matplotlib (``pip install 'agentrl[plot]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from agentrl.errors import AgentRLError
+
+CURVES = {
+    "reward": ["rollout/reward_mean"],
+    "accuracy": ["eval/accuracy", "rollout/accuracy"],
+    "entropy": ["policy/entropy"],
+    "kl": ["loss/approx_kl", "loss/kl_ref"],
+    "clip_fraction": ["loss/clipfrac_low", "loss/clipfrac_high"],
+    "tokens_per_s": ["rollout/tokens_per_s"],
+}
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser("plot", help="PNG curves of a run's metrics", description=__doc__)
+    p.add_argument("run_dir", help="a run directory (runs/<name>)")
+    p.set_defaults(run=run)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise AgentRLError(f"{run_dir} has no metrics.jsonl; is it a run directory?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AgentRLError("agentrl plot needs matplotlib: pip install 'agentrl[plot]'") from None
+    run_dir = Path(args.run_dir)
+    rows = read_metrics(run_dir)
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    written = []
+    for name, keys in CURVES.items():
+        series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
+        series = {k: v for k, v in series.items() if v}
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key, points in series.items():
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=key, marker="o" if len(points) < 30 else None)
+        ax.set_xlabel("step")
+        ax.set_title(f"{run_dir.name}: {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=100)
+        plt.close(fig)
+        written.append(out / f"{name}.png")
+    for path in written:
+        print(path)
+    return 0
