@@ -17,7 +17,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
     quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)\n```", quick, re.DOTALL)
     assert len(commands) == 2 and all("\n" not in c for c in commands)
-    assert "agentrl eval --env math_tool" in commands[0]
+    assert "agentrl train --env math_tool --algo vcpo" in commands[0]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
 

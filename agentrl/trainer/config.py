@@ -39,6 +39,9 @@ class TrainConfig:
     checkpoint_every: int = option(10, "write a checkpoint every N steps (and at the end)")
     keep_checkpoints: int = option(2, "checkpoints kept on disk (oldest removed first)")
     samples_every: int = option(10, "save the step's trajectories every N steps (0 = never)")
+    time_limit_min: float | None = option(
+        None, "stop after this many minutes of wall time (evaluated and checkpointed)"
+    )
     seed: int = option(0, "seeds tasks, sampling and initialisation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     logger: str = option("jsonl", "jsonl (always written) or wandb (also logs to wandb; offline works)")
@@ -46,7 +49,7 @@ class TrainConfig:
         default_factory=lambda: SamplingParams(max_new_tokens=48), metadata={"help": "how rollouts sample"}
     )
     learner: LearnerConfig = field(
-        default_factory=lambda: LearnerConfig(lr=5e-5, micro_batch_size=32), metadata={"help": "optimizer and batching"}
+        default_factory=lambda: LearnerConfig(lr=2e-4, micro_batch_size=32), metadata={"help": "optimizer and batching"}
     )
 
     def __post_init__(self) -> None:
@@ -56,6 +59,8 @@ class TrainConfig:
         check_range("train", "eval_every", self.eval_every, 0)
         check_range("train", "samples_every", self.samples_every, 0)
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
+        if self.time_limit_min is not None:
+            check_range("train", "time_limit_min", self.time_limit_min, 0.01)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

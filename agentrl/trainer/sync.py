@@ -115,6 +115,7 @@ class Trainer:
     # ---- the run ------------------------------------------------------------------------
     def run(self, *, progress: bool = True) -> dict[str, Any]:
         c = self.config
+        started = time.perf_counter()
         logger = MetricsLogger(self.run_dir, use_wandb=c.logger == "wandb", name=self.run_dir.name, config=c.to_dict())
         try:
             if self.state.step == 0:
@@ -126,10 +127,11 @@ class Trainer:
                 while self.state.step < c.steps:
                     metrics = self.step()
                     step = self.state.step
-                    if (c.eval_every and step % c.eval_every == 0) or step == c.steps:
+                    out_of_time = c.time_limit_min is not None and time.perf_counter() - started > 60 * c.time_limit_min
+                    if (c.eval_every and step % c.eval_every == 0) or step == c.steps or out_of_time:
                         metrics |= self.evaluate()
                     logger.log(step, metrics)
-                    if step % c.checkpoint_every == 0 or step == c.steps:
+                    if step % c.checkpoint_every == 0 or step == c.steps or out_of_time:
                         self.save_checkpoint()
                     bar.update(1)
                     bar.set_postfix(
@@ -137,6 +139,8 @@ class Trainer:
                         acc=f"{self._last_accuracy():.3f}",
                         tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
                     )
+                    if out_of_time:
+                        break
         finally:
             logger.close()
         return self.summary()

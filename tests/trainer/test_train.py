@@ -202,3 +202,14 @@ def test_plot_writes_pngs(tmp_path, capsys):
     assert names == ["accuracy.png", "clip_fraction.png", "entropy.png", "kl.png", "reward.png", "tokens_per_s.png"]
     assert all((run / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in names)
     assert main(["plot", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_time_limit_stops_evaluates_and_checkpoints(tiny_chatml, tmp_path, capsys):
+    limits = ["--set", "time_limit_min=0.01", "--set", "checkpoint_every=50"]
+    args = [*train_args(tiny_chatml, tmp_path, "timed", 1000), *limits]
+    assert main(args) == 0
+    assert "1 steps, held-out accuracy" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "timed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1] and "eval/accuracy" in rows[1]
+    assert (tmp_path / "timed" / "checkpoints" / "step-000001").is_dir()

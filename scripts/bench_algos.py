@@ -1,0 +1,152 @@
+"""Reward that rises on a CPU: each algorithm, several seeds, a table and a PNG.
+
+For every ``--algos`` x ``--seeds``, trains the default model on ``math_tool`` for at most
+``--minutes`` of wall time (``configs/math_tool_<algo>.yaml`` when it exists, plus
+``--set`` overrides) and reports the held-out accuracy before and after, the steps taken,
+the wall time, the final entropy and the KL of the final policy to the initial one
+(estimated on the final policy's own samples of held-out tasks: the mean over sampled
+tokens of ``log pi_final - log pi_initial``). Writes ``OUT/results.md``, ``OUT/results.json``
+and ``OUT/curves.png`` (held-out accuracy against wall time, one line per run).
+
+    python scripts/bench_algos.py                                  # 5 algorithms x 3 seeds x 10 minutes
+    python scripts/bench_algos.py --algos grpo --seeds 0 --minutes 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentrl.cli.envs_cmd import parse_env_args
+from agentrl.engines.base import SamplingParams
+from agentrl.engines.loading import load_model
+from agentrl.engines.logprobs import teacher_forced_logprobs
+from agentrl.envs import make
+from agentrl.rollout import RolloutConfig, rollout
+from agentrl.trainer import config as train_config
+from agentrl.trainer.setup import resolve_model
+from agentrl.trainer.sync import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -> float:
+    factory = functools.partial(make, trainer.config.env, **trainer.config.env_args)
+    test = [trainer.test_tasks[i] for i in range(min(tasks, len(trainer.test_tasks)))]
+    params = SamplingParams(temperature=1.0, max_new_tokens=trainer.config.sampling.max_new_tokens, seed=123)
+    m = trainer.models
+    trajectories = rollout(factory, test, m.engine, m.tokenizer, params, RolloutConfig(max_total_tokens=512, seed=123))
+    forced = teacher_forced_logprobs(initial, [t.token_ids for t in trajectories])
+    diffs = [
+        t.behavior_logprobs[i] - f[i]
+        for t, f in zip(trajectories, forced, strict=True)
+        for i, k in enumerate(t.loss_mask)
+        if k
+    ]
+    return sum(diffs) / max(len(diffs), 1)
+
+
+def run_one(algo: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    path = CONFIGS / f"math_tool_{algo}.yaml"
+    overrides = {
+        "algo": algo,
+        "seed": seed,
+        "steps": args.max_steps,
+        "time_limit_min": args.minutes,
+        "eval_every": args.eval_every,
+    }
+    overrides |= parse_env_args(args.set)
+    config = train_config.load(path if path.is_file() else None, overrides)
+    run_dir = out / f"{algo}-seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    trainer = Trainer(config, run_dir)
+    summary = trainer.run(progress=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    entropy = [r["policy/entropy"] for r in rows if "policy/entropy" in r]
+    wall = sum(r.get("time/rollout_s", 0) + r.get("time/learner_s", 0) + r.get("time/sync_s", 0) for r in rows)
+    initial = load_model(resolve_model(config.model))
+    curve = []
+    elapsed = 0.0
+    for r in rows:
+        elapsed += r.get("time/rollout_s", 0) + r.get("time/learner_s", 0) + r.get("time/sync_s", 0)
+        if "eval/accuracy" in r:
+            curve.append((elapsed, r["eval/accuracy"]))
+    return {
+        "algo": algo,
+        "seed": seed,
+        "initial": summary["accuracy_before"],
+        "final": summary["accuracy_after"],
+        "steps": summary["steps"],
+        "wall_min": wall / 60,
+        "entropy": entropy[-1] if entropy else float("nan"),
+        "kl_to_initial": kl_to_initial(trainer, initial),
+        "curve": curve,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| algo | seed | initial acc | final acc | gain | steps | wall (min) | final entropy | KL to initial |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['algo']} | {r['seed']} | {r['initial']:.3f} | {r['final']:.3f} | {r['final'] - r['initial']:+.3f} "
+            f"| {r['steps']} | {r['wall_min']:.1f} | {r['entropy']:.3f} | {r['kl_to_initial']:.4f} |"
+        )
+    for algo in dict.fromkeys(r["algo"] for r in results):
+        gains = [r["final"] - r["initial"] for r in results if r["algo"] == algo]
+        lines.append(f"| **{algo}** | mean of {len(gains)} | | | **{statistics.mean(gains):+.3f}** | | | | |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = {a: f"C{i}" for i, a in enumerate(dict.fromkeys(r["algo"] for r in results))}
+    for r in results:
+        xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
+        ax.plot([x / 60 for x in xs], ys, color=colors[r["algo"]], alpha=0.8, label=f"{r['algo']} s{r['seed']}")
+    ax.set_xlabel("wall time (min, rollout + learner + sync)")
+    ax.set_ylabel("held-out accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", default="grpo,opo,vcpo,st_ppo,spear")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of each run")
+    parser.add_argument("--max-steps", type=int, default=10_000)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any train option")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_algos"))
+    args = parser.parse_args()
+    results = []
+    for algo in args.algos.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            results.append(run_one(algo, seed, args, args.out))
+            print(table(results[-1:]).splitlines()[-1], flush=True)
+    text = table(results)
+    (args.out / "results.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "curves.png")
+    print(text)
+    print(f"wrote {args.out}/results.md, results.json, curves.png")
+
+
+if __name__ == "__main__":
+    main()
