@@ -214,3 +214,15 @@ def test_time_limit_stops_evaluates_and_checkpoints(tiny_chatml, tmp_path, capsy
     last = rows[-1]["step"]
     assert 1 <= last < 1000 and "eval/accuracy" in rows[-1]  # stopped on time, evaluated at the stop
     assert (tmp_path / "timed" / "checkpoints" / f"step-{last:06d}").is_dir()  # and checkpointed there
+
+
+@pytest.mark.slow
+def test_wandb_logger_works_offline(tiny_chatml, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert main([*train_args(tiny_chatml, tmp_path, "wb", 2), "--logger", "wandb"]) == 0
+    (run_file,) = (tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = run_file.read_bytes()
+    assert b"rollout/reward_mean" in data and b"eval/accuracy" in data
+    assert len((tmp_path / "wb" / "metrics.jsonl").read_text().splitlines()) == 3  # the JSONL is written too
