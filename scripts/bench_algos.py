@@ -139,7 +139,7 @@ def main() -> None:
     for algo in args.algos.split(","):
         for seed in map(int, args.seeds.split(",")):
             results.append(run_one(algo, seed, args, args.out))
-            print(table(results[-1:]).splitlines()[-1], flush=True)
+            print(table(results[-1:]).splitlines()[2], flush=True)
     text = table(results)
     (args.out / "results.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
