@@ -122,6 +122,11 @@ def main() -> None:
     if not chosen:
         raise SystemExit(f"no checkpoint had held-out accuracy in [{args.low}, {args.high}]: {history}")
     model.load_state_dict(chosen.pop("state"))  # type: ignore[arg-type]
+    save(model, tokenizer, args, chosen, history, start)
+
+
+def save(model, tokenizer, args: argparse.Namespace, chosen: dict, history: list, start: float) -> None:
+    """The model, its tokenizer and ``build_info.json`` (seed, chosen step, accuracy, settings)."""
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
