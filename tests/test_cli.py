@@ -61,7 +61,6 @@ def test_eval_end_to_end(tiny_chatml, tmp_path, capsys):
         (["--env", "math_tool", "--model", "x", "--env-arg", "colour=red"], "unknown option 'colour'"),
         (["--env", "math_tool", "--model", "x", "--env-arg", "oops"], "expects KEY=VALUE"),
         (["--env", "math", "--model", "x", "--env-arg", "source={tmp}/none.jsonl"], "does not exist"),
-        (["--env", "math"], "needs --model"),
     ],
 )
 def test_eval_bad_input_is_one_line(tmp_path, args, message):
@@ -79,3 +78,8 @@ def test_algos_list(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == names()
     assert all(len(line.split(None, 1)) == 2 for line in lines)
+
+
+def test_eval_defaults_to_the_shipped_model(tmp_path, capsys):
+    assert main(["eval", "--env", "math_tool", "-n", "2", "--output", str(tmp_path), "--no-progress"]) == 0
+    assert "accuracy" in capsys.readouterr().out

@@ -19,7 +19,7 @@ from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.config import build, field_help
 from agentrl.engines.base import SamplingParams
 from agentrl.envs import load
-from agentrl.errors import AgentRLError, ConfigError
+from agentrl.errors import ConfigError
 from agentrl.evaluation import is_correct, summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import TrajectoryWriter
@@ -31,7 +31,9 @@ _ROLLOUT = field_help(RolloutConfig)
 def register(commands: Any) -> None:
     p = commands.add_parser("eval", help="evaluate a model on an environment", description=__doc__)
     p.add_argument("--env", required=True, help="environment name (see `agentrl envs list`) or module:Class")
-    p.add_argument("--model", help="local Hugging Face model directory or hub name")
+    p.add_argument(
+        "--model", help="local Hugging Face model directory or hub name (default: the model shipped with agentrl)"
+    )
     p.add_argument(
         "-n",
         "--num-tasks",
@@ -74,8 +76,6 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.num_tasks < 1:
         raise ConfigError(f"eval: -n must be >= 1, got {args.num_tasks}")
-    if not args.model:
-        raise AgentRLError("eval needs --model DIR (a local model directory or hub name)")
     params = build(
         SamplingParams,
         _pick(args, "temperature", "top_p", "top_k", "max_new_tokens"),
@@ -94,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
 
     from agentrl.engines.hf import TransformersEngine
     from agentrl.engines.loading import load_model, load_tokenizer
+    from agentrl.trainer.setup import resolve_model
 
-    tokenizer = load_tokenizer(args.model)
+    model = resolve_model(args.model)
+    tokenizer = load_tokenizer(model)
     engine = TransformersEngine(
-        load_model(args.model, args.device, args.dtype),
+        load_model(model, args.device, args.dtype),
         tokenizer,
         max_batch_size=args.max_concurrent,
     )
