@@ -17,6 +17,7 @@ class LearnerConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     eps: float = option(1e-8, "AdamW epsilon")
+    warmup_steps: int = option(0, "rollout batches over which lr rises linearly from lr/warmup_steps to lr")
     max_grad_norm: float | None = option(1.0, "clip the global gradient norm to this; None = no clipping")
     micro_batch_size: int = option(8, "rows per forward/backward pass (gradient accumulation)")
     minibatches: int = option(1, "optimizer steps per epoch over the rollout batch")
@@ -27,6 +28,7 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         check_range("learner", "lr", self.lr, 0)
+        check_range("learner", "warmup_steps", self.warmup_steps, 0)
         check_range("learner", "micro_batch_size", self.micro_batch_size, 1)
         check_range("learner", "minibatches", self.minibatches, 1)
         check_range("learner", "epochs", self.epochs, 1)

@@ -172,10 +172,16 @@ class TorchLearner:
             self.skipped_steps += 1
             metrics.add({"learner/skipped": 1.0})
             return metrics.values
-        with self._scaled_lr(factor):
+        with self._scaled_lr(factor * self._warmup_factor()):
             self.optimizer.step()
-        metrics.add({"grad/norm": grad_norm, "learner/lr": self.config.lr * factor, "learner/skipped": 0.0})
+        lr = self.config.lr * factor * self._warmup_factor()
+        metrics.add({"grad/norm": grad_norm, "learner/lr": lr, "learner/skipped": 0.0})
         return metrics.values
+
+    def _warmup_factor(self) -> float:
+        """Linear warm-up over the first ``warmup_steps`` rollout batches (1.0 after)."""
+        warmup = self.config.warmup_steps
+        return 1.0 if self.step >= warmup else (self.step + 1) / warmup
 
     def _clip_gradients(self) -> float:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]

@@ -130,6 +130,13 @@ def test_lr_scale_hook_scales_the_step(model64, batch):
     assert learner.optimizer.param_groups[0]["lr"] == 1e-2  # restored after the step
 
 
+def test_warmup_raises_lr_linearly_then_holds(model64, batch):
+    learner = TorchLearner(model64, make("grpo"), LearnerConfig(precision="fp64", lr=1e-2, warmup_steps=4))
+    lrs = [learner.train_step(batch.rows(slice(None)))["learner/lr"] for _ in range(6)]
+    assert lrs == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2])
+    assert learner.optimizer.param_groups[0]["lr"] == 1e-2
+
+
 def test_kl_reference_is_frozen_copy(model64, batch):
     learner = TorchLearner(model64, make("grpo", kl_coef=0.1), LearnerConfig(precision="fp64", lr=1e-2))
     assert learner.reference is not None and learner.reference is not model64
