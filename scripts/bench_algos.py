@@ -3,7 +3,7 @@
 For every ``--algos`` x ``--seeds``, trains the default model on ``math_tool`` for at most
 ``--minutes`` of wall time (``configs/math_tool_<algo>.yaml`` when it exists, plus
 ``--set`` overrides) and reports the held-out accuracy before and after, the steps taken,
-the wall time, the final entropy and the KL of the final policy to the initial one
+the wall time (evaluations included), the final entropy and the KL of the final policy to the initial one
 (estimated on the final policy's own samples of held-out tasks: the mean over sampled
 tokens of ``log pi_final - log pi_initial``). Writes ``OUT/results.md``, ``OUT/results.json``
 and ``OUT/curves.png`` (held-out accuracy against wall time, one line per run).
@@ -69,21 +69,15 @@ def run_one(algo: str, seed: int, args: argparse.Namespace, out: Path) -> dict[s
     summary = trainer.run(progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     entropy = [r["policy/entropy"] for r in rows if "policy/entropy" in r]
-    wall = sum(r.get("time/rollout_s", 0) + r.get("time/learner_s", 0) + r.get("time/sync_s", 0) for r in rows)
+    curve = [(r.get("time/elapsed_s", 0.0), r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
     initial = load_model(resolve_model(config.model))
-    curve = []
-    elapsed = 0.0
-    for r in rows:
-        elapsed += r.get("time/rollout_s", 0) + r.get("time/learner_s", 0) + r.get("time/sync_s", 0)
-        if "eval/accuracy" in r:
-            curve.append((elapsed, r["eval/accuracy"]))
     return {
         "algo": algo,
         "seed": seed,
         "initial": summary["accuracy_before"],
         "final": summary["accuracy_after"],
         "steps": summary["steps"],
-        "wall_min": wall / 60,
+        "wall_min": curve[-1][0] / 60,
         "entropy": entropy[-1] if entropy else float("nan"),
         "kl_to_initial": kl_to_initial(trainer, initial),
         "curve": curve,
@@ -117,7 +111,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     for r in results:
         xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
         ax.plot([x / 60 for x in xs], ys, color=colors[r["algo"]], alpha=0.8, label=f"{r['algo']} s{r['seed']}")
-    ax.set_xlabel("wall time (min, rollout + learner + sync)")
+    ax.set_xlabel("wall time (min, evaluations included)")
     ax.set_ylabel("held-out accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

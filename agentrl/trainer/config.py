@@ -40,7 +40,7 @@ class TrainConfig:
     keep_checkpoints: int = option(2, "checkpoints kept on disk (oldest removed first)")
     samples_every: int = option(10, "save the step's trajectories every N steps (0 = never)")
     time_limit_min: float | None = option(
-        None, "stop after this many minutes of wall time (evaluated and checkpointed)"
+        None, "wall-time budget in minutes: stop when another step and the final evaluation would overrun it"
     )
     seed: int = option(0, "seeds tasks, sampling and initialisation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")

@@ -55,6 +55,7 @@ class Trainer:
         algorithm = make_algorithm(config.algo, **config.algo_args)
         self.models = models or load_models(config, algorithm)
         self.state = RunState()
+        self._last_eval_s = 0.0
 
     # ---- one step ---------------------------------------------------------------------
     def step(self) -> dict[str, float]:
@@ -93,7 +94,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         tasks = [self.test_tasks[i] for i in range(min(self.config.eval_tasks, len(self.test_tasks)))]
+        start = time.perf_counter()
         trajectories = self._rollout(tasks, 1, seed=self.config.seed)  # the same draws at every evaluation
+        eval_s = time.perf_counter() - start
         s = summarize(trajectories)
         result = {
             "eval/accuracy": s["accuracy"],
@@ -101,7 +104,7 @@ class Trainer:
             "eval/mean_turns": s["mean_turns"],
         }
         self.state.evals.append({"step": self.state.step, **result})
-        return result
+        return result | {"time/eval_s": eval_s}
 
     def _rollout(self, tasks: list[Task], group_size: int, seed: int) -> list[Trajectory]:
         config = RolloutConfig(
@@ -119,17 +122,22 @@ class Trainer:
         logger = MetricsLogger(self.run_dir, use_wandb=c.logger == "wandb", name=self.run_dir.name, config=c.to_dict())
         try:
             if self.state.step == 0:
-                logger.log(0, self.evaluate())
+                first = self.evaluate()
+                self._last_eval_s = first["time/eval_s"]
+                logger.log(0, first)
             bar = tqdm(
                 total=c.steps, initial=self.state.step, unit="step", desc=f"{c.algo} on {c.env}", disable=not progress
             )
             with bar:
                 while self.state.step < c.steps:
+                    step_started = time.perf_counter()
                     metrics = self.step()
                     step = self.state.step
-                    out_of_time = c.time_limit_min is not None and time.perf_counter() - started > 60 * c.time_limit_min
+                    out_of_time = self._out_of_time(started, time.perf_counter() - step_started)
                     if (c.eval_every and step % c.eval_every == 0) or step == c.steps or out_of_time:
                         metrics |= self.evaluate()
+                        self._last_eval_s = metrics["time/eval_s"]
+                    metrics["time/elapsed_s"] = time.perf_counter() - started
                     logger.log(step, metrics)
                     if step % c.checkpoint_every == 0 or step == c.steps or out_of_time:
                         self.save_checkpoint()
@@ -144,6 +152,13 @@ class Trainer:
         finally:
             logger.close()
         return self.summary()
+
+    def _out_of_time(self, started: float, step_s: float) -> bool:
+        """Whether another step and the final evaluation would overrun ``time_limit_min``."""
+        if self.config.time_limit_min is None:
+            return False
+        finish = time.perf_counter() - started + step_s + self._last_eval_s
+        return finish > 60 * self.config.time_limit_min
 
     def summary(self) -> dict[str, Any]:
         evals = self.state.evals
