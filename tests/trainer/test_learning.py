@@ -1,5 +1,5 @@
 """Reward rises for real: the default model, trained briefly with the default recipe, gets
-better at held-out math_tool tasks (a few minutes on 2 cores; the full-scale figures come
+better at held-out math_tool tasks (about a minute on 2 cores; the full-scale figures come
 from scripts/bench_algos.py)."""
 
 import json
@@ -18,13 +18,15 @@ def test_vcpo_raises_held_out_accuracy(tmp_path):
         "--algo",
         "vcpo",
         "--steps",
-        "50",
+        "20",
         "--runs-dir",
         str(tmp_path),
         "--name",
         "learn",
         "--set",
-        "checkpoint_every=50",
+        "checkpoint_every=20",
+        "--set",
+        "eval_every=5",
         "--set",
         "samples_every=0",
         "--no-progress",
@@ -32,6 +34,6 @@ def test_vcpo_raises_held_out_accuracy(tmp_path):
     assert main(args) == 0
     rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
     evals = {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}
-    initial, late = evals[0], max(acc for step, acc in evals.items() if step >= 30)
-    assert late >= initial + 0.08, evals
-    assert sum(r["rollout/reward_mean"] for r in rows[-10:]) > sum(r["rollout/reward_mean"] for r in rows[1:11]), evals
+    assert sorted(evals) == [0, 5, 10, 15, 20]
+    assert evals[20] >= evals[0] + 0.25, evals  # the acceptance gain, at a fifth of the steps
+    assert sum(r["rollout/reward_mean"] for r in rows[-5:]) > sum(r["rollout/reward_mean"] for r in rows[1:6]), evals
