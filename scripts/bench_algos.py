@@ -1,14 +1,16 @@
 """Reward that rises on a CPU: each algorithm, several seeds, a table and a PNG.
 
-For every ``--algos`` x ``--seeds``, trains the default model on ``math_tool`` for at most
-``--minutes`` of wall time (``configs/math_tool_<algo>.yaml`` when it exists, plus
-``--set`` overrides) and reports the held-out accuracy before and after, the steps taken,
-the wall time (evaluations included), the final entropy and the KL of the final policy to the initial one
-(estimated on the final policy's own samples of held-out tasks: the mean over sampled
-tokens of ``log pi_final - log pi_initial``). Writes ``OUT/results.md``, ``OUT/results.json``
-and ``OUT/curves.png`` (held-out accuracy against wall time, one line per run).
+For every ``--algos`` x ``--seeds``, trains the default model on ``math_tool`` with the
+recipe in ``configs/math_tool_<algo>.yaml`` (when it exists, plus ``--set`` overrides) for its
+steps or ``--max-steps``, stopping early if ``--minutes`` of wall time would be overrun. Reports
+the held-out accuracy before and after, the wall time at which held-out accuracy first reached
+the initial accuracy + ``--target-gain`` (evaluations included), the steps taken, the total wall
+time, the final entropy and the KL of the final policy to the initial one (estimated on the final
+policy's own samples of held-out tasks: the mean over sampled tokens of
+``log pi_final - log pi_initial``). Writes ``OUT/results.md``, ``OUT/results.json`` and
+``OUT/curves.png`` (held-out accuracy against wall time, one line per run).
 
-    python scripts/bench_algos.py                                  # 5 algorithms x 3 seeds x 10 minutes
+    python scripts/bench_algos.py                                  # 5 algorithms x 3 seeds, <= 10 minutes each
     python scripts/bench_algos.py --algos grpo --seeds 0 --minutes 3
 """
 
@@ -54,13 +56,10 @@ def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -
 
 def run_one(algo: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     path = CONFIGS / f"math_tool_{algo}.yaml"
-    overrides = {
-        "algo": algo,
-        "seed": seed,
-        "steps": args.max_steps,
-        "time_limit_min": args.minutes,
-        "eval_every": args.eval_every,
-    }
+    overrides: dict[str, Any] = {"algo": algo, "seed": seed, "time_limit_min": args.minutes}
+    overrides["eval_every"] = args.eval_every
+    if args.max_steps is not None:
+        overrides["steps"] = args.max_steps
     overrides |= parse_env_args(args.set)
     config = train_config.load(path if path.is_file() else None, overrides)
     run_dir = out / f"{algo}-seed{seed}"
@@ -71,11 +70,13 @@ def run_one(algo: str, seed: int, args: argparse.Namespace, out: Path) -> dict[s
     entropy = [r["policy/entropy"] for r in rows if "policy/entropy" in r]
     curve = [(r.get("time/elapsed_s", 0.0), r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
     initial = load_model(resolve_model(config.model))
+    reached = [t for t, acc in curve if acc >= summary["accuracy_before"] + args.target_gain - 1e-9]
     return {
         "algo": algo,
         "seed": seed,
         "initial": summary["accuracy_before"],
         "final": summary["accuracy_after"],
+        "target_min": reached[0] / 60 if reached else None,
         "steps": summary["steps"],
         "wall_min": curve[-1][0] / 60,
         "entropy": entropy[-1] if entropy else float("nan"),
@@ -84,19 +85,24 @@ def run_one(algo: str, seed: int, args: argparse.Namespace, out: Path) -> dict[s
     }
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], target_gain: float) -> str:
     lines = [
-        "| algo | seed | initial acc | final acc | gain | steps | wall (min) | final entropy | KL to initial |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| algo | seed | initial acc | final acc | gain | min to +{target_gain:.2f} | steps | wall (min) "
+        "| final entropy | KL to initial |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        reached = f"{r['target_min']:.1f}" if r["target_min"] is not None else "not reached"
         lines.append(
             f"| {r['algo']} | {r['seed']} | {r['initial']:.3f} | {r['final']:.3f} | {r['final'] - r['initial']:+.3f} "
-            f"| {r['steps']} | {r['wall_min']:.1f} | {r['entropy']:.3f} | {r['kl_to_initial']:.4f} |"
+            f"| {reached} | {r['steps']} | {r['wall_min']:.1f} | {r['entropy']:.3f} | {r['kl_to_initial']:.4f} |"
         )
     for algo in dict.fromkeys(r["algo"] for r in results):
-        gains = [r["final"] - r["initial"] for r in results if r["algo"] == algo]
-        lines.append(f"| **{algo}** | mean of {len(gains)} | | | **{statistics.mean(gains):+.3f}** | | | | |")
+        runs = [r for r in results if r["algo"] == algo]
+        gain = statistics.mean(r["final"] - r["initial"] for r in runs)
+        times = [r["target_min"] for r in runs if r["target_min"] is not None]
+        worst = f"worst {max(times):.1f}, {len(times)}/{len(runs)} reached" if times else f"0/{len(runs)} reached"
+        lines.append(f"| **{algo}** | mean of {len(runs)} | | | **{gain:+.3f}** | {worst} | | | | |")
     return "\n".join(lines)
 
 
@@ -123,8 +129,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", default="grpo,opo,vcpo,st_ppo,spear")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of each run")
-    parser.add_argument("--max-steps", type=int, default=10_000)
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap of each run")
+    parser.add_argument("--max-steps", type=int, default=None, help="steps of each run (default: the recipe's)")
+    parser.add_argument("--target-gain", type=float, default=0.25, help="held-out accuracy gain to time")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any train option")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_algos"))
@@ -133,8 +140,8 @@ def main() -> None:
     for algo in args.algos.split(","):
         for seed in map(int, args.seeds.split(",")):
             results.append(run_one(algo, seed, args, args.out))
-            print(table(results[-1:]).splitlines()[2], flush=True)
-    text = table(results)
+            print(table(results[-1:], args.target_gain).splitlines()[2], flush=True)
+    text = table(results, args.target_gain)
     (args.out / "results.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "curves.png")
