@@ -37,7 +37,8 @@ class ScriptedEngine:
             limit = min(limit, params.max_new_tokens)
             if len(ids) > limit:
                 ids, finish = ids[:limit], "length"
-            out.append(Completion(ids, [-1.0] * len(ids), finish, None if finish == "length" else "scripted", 0))
+            reason = None if finish == "length" else "scripted"
+            out.append(Completion(ids, [-1.0] * len(ids), finish, reason, self.policy_version))
         return out
 
     def update_weights(self, state: Mapping[str, Any], version: int) -> None:

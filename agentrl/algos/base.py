@@ -10,12 +10,12 @@ An algorithm implements two pure methods:
   old / behaviour logprobs); computed once per batch, before micro-batching;
 - ``token_loss(inputs, batch, counts) -> ((B, T) loss, metrics)``: the per-token objective.
 
-``loss`` (shared, not overridden) applies the mismatch weights, the KL and entropy terms and
-the aggregation with global counts. Optional hooks have neutral defaults: ``prepare``
-(batch-level quantities computed on the whole optimizer batch, stored in
-``batch.extras``), ``lr_scale`` (a per-step learning-rate factor), and the capability flags
-``on_policy_only`` / ``needs_value_head`` / ``needs_reference``. The learner calls these
-and never branches on an algorithm's name.
+``loss`` (shared, not overridden) applies per-row sample weights (``SAMPLE_WEIGHT``), the
+mismatch weights, the KL and entropy terms and the aggregation with global counts. Optional
+hooks have neutral defaults: ``prepare`` (batch-level quantities computed on the whole
+optimizer batch, stored in ``batch.extras``), ``lr_scale`` (a per-step learning-rate
+factor), and the capability flags ``on_policy_only`` / ``needs_value_head`` /
+``needs_reference``. The learner calls these and never branches on an algorithm's name.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ import torch
 
 from agentrl.algos.core import AGGREGATIONS, GlobalCounts, aggregate, masked_max, token_mean
 from agentrl.config import check_choice, check_range, option
+
+SAMPLE_WEIGHT = "sample_weight"
+"""``batch.extras[SAMPLE_WEIGHT]`` (B,): a per-row factor on the loss (stale samples in async training)."""
 
 
 @dataclass
@@ -139,6 +142,8 @@ class Algorithm:
         c = self.config
         mask = self.loss_mask(batch)
         per_token, metrics = self.token_loss(inputs, batch, counts)
+        if SAMPLE_WEIGHT in batch.extras:
+            per_token = per_token * batch.extras[SAMPLE_WEIGHT][:, None]
         if c.mismatch != "off":
             weights, extra = mismatch_weights(batch.old_logprobs, batch.behavior_logprobs, batch.loss_mask, c, counts)
             per_token = per_token * weights

@@ -143,3 +143,11 @@ def ratio_metrics(
         f"{prefix}/abs_dev/max": masked_max((ratio - 1).abs(), mask),
         "loss/approx_kl": token_mean(ratio - 1 - log_ratio, mask, counts),
     }
+
+
+def effective_sample_size(log_weights: torch.Tensor, cap: float | None = None) -> torch.Tensor:
+    """``(sum w)^2 / sum w^2`` of ``w = exp(log_weights)`` (B,), optionally ``min(w, cap)``.
+
+    Scale-invariant, so unclipped weights are shifted by their maximum first (no overflow)."""
+    w = (log_weights - log_weights.max()).exp() if cap is None else log_weights.exp().clamp(max=cap)  # (B,)
+    return w.sum() ** 2 / (w**2).sum()

@@ -48,7 +48,15 @@ from typing import Any
 import torch
 
 from agentrl.algos.base import Algorithm, LossInputs, ObjectiveConfig
-from agentrl.algos.core import AGGREGATIONS, GlobalCounts, broadcast, group_std, ratio_metrics, token_mean
+from agentrl.algos.core import (
+    AGGREGATIONS,
+    GlobalCounts,
+    broadcast,
+    effective_sample_size,
+    group_std,
+    ratio_metrics,
+    token_mean,
+)
 from agentrl.algos.registry import register
 from agentrl.config import check_choice, check_range, option
 
@@ -117,14 +125,6 @@ def opob_advantages(
         sigma = group_std(rewards, sets, unbiased=False)  # (B,) population std
         advantages = torch.where(sigma > STD_FLOOR, advantages / sigma.clamp(min=STD_FLOOR), advantages)
     return advantages
-
-
-def effective_sample_size(log_weights: torch.Tensor, cap: float | None = None) -> torch.Tensor:
-    """``(sum w)^2 / sum w^2`` of ``w = exp(log_weights)`` (B,), optionally ``min(w, cap)``.
-
-    Scale-invariant, so unclipped weights are shifted by their maximum first (no overflow)."""
-    w = (log_weights - log_weights.max()).exp() if cap is None else log_weights.exp().clamp(max=cap)  # (B,)
-    return w.sum() ** 2 / (w**2).sum()
 
 
 def lr_factor(rho: float, rho_base: float, rule: str) -> float:

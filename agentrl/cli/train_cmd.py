@@ -37,6 +37,15 @@ def register(commands: Any) -> None:
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--logger", choices=["jsonl", "wandb"], help="metrics sink (metrics.jsonl is always written)")
+    p.add_argument(
+        "--async",
+        dest="asynchronous",
+        action="store_true",
+        help="overlap rollout and training (asynchronous.enabled=true); see asynchronous.* below",
+    )
+    p.add_argument(
+        "--max-staleness", type=int, metavar="K", help="async: samples at most K policy versions old (default 1)"
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option, e.g. learner.lr=1e-4")
     p.add_argument("--name", help="run name (default <env>-<algo>-<time>)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go")
@@ -48,6 +57,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrl.trainer import config as train_config
+    from agentrl.trainer.async_loop import AsyncTrainer
     from agentrl.trainer.sync import Trainer
 
     overrides: dict[str, Any] = {
@@ -55,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         for k in ("env", "algo", "model", "steps", "seed", "device", "logger")
         if (v := getattr(args, k)) is not None
     }
+    if args.asynchronous:
+        overrides["asynchronous.enabled"] = True
+    if args.max_staleness is not None:
+        overrides["asynchronous.max_staleness"] = args.max_staleness
     overrides |= parse_env_args(args.set)
     if args.resume:
         run_dir = Path(args.resume)
@@ -69,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.overwrite:
                 raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
             shutil.rmtree(run_dir)
-    trainer = Trainer(config, run_dir)
+    trainer = (AsyncTrainer if config.asynchronous.enabled else Trainer)(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     if args.resume:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import torch
 
+from agentrl.algos.core import effective_sample_size
+
 
 def _reduce(key: str, a: float, b: float) -> float:
     if key.endswith("/max"):
@@ -57,3 +59,27 @@ class RunningMetrics:
         out = {key: self.sums[key] / self.counts[key] for key in self.sums}
         out.update(self.extra)
         return out
+
+
+def behavior_weight_stats(
+    loss_mask: torch.Tensor, old_logprobs: torch.Tensor, behavior: torch.Tensor
+) -> dict[str, float]:
+    """How far the sampler's policy mu is from pi_old, for any objective: the effective sample
+    size of the sequence weights ``prod_t pi_old / mu`` (as a fraction of the rows with sampled
+    tokens) and the tails of the token ratios ``pi_old / mu``. Inputs are (B, T)."""
+    sampled = loss_mask > 0
+    rows = sampled.any(-1)
+    if not bool(rows.any()):
+        return {}
+    log_r = ((old_logprobs - behavior) * loss_mask).detach()  # (B, T)
+    seq = log_r.sum(-1)[rows]  # (B',)
+    ratios = log_r[sampled].exp()
+    return {
+        "offpolicy/ess_frac": float(effective_sample_size(seq)) / int(rows.sum()),
+        "offpolicy/seq_log_weight/max": float(seq.max()),
+        "offpolicy/seq_log_weight/min": float(seq.min()),
+        "offpolicy/token_ratio/max": float(ratios.max()),
+        "offpolicy/token_ratio/min": float(ratios.min()),
+        "offpolicy/token_ratio_p99": float(torch.quantile(ratios.float(), 0.99)),
+        "offpolicy/frac_outside_0.5_2": float(((ratios < 0.5) | (ratios > 2)).float().mean()),
+    }

@@ -26,7 +26,7 @@ from agentrl.algos.core import GlobalCounts
 from agentrl.errors import ConfigError
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.forward import ValueHead, forward_tokens
-from agentrl.learner.metrics import RunningMetrics, StepMetrics
+from agentrl.learner.metrics import RunningMetrics, StepMetrics, behavior_weight_stats
 from agentrl.learner.scores import score_grad_sq_norms
 
 _DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "bf16": torch.float32}
@@ -102,6 +102,9 @@ class TorchLearner:
         running.set("batch/empty_rows", float((batch.lengths == 0).sum()))
         running.set("batch/singleton_groups", float((torch.bincount(batch.group_index) == 1).sum()))
         for key, value in _advantage_stats(batch).items():
+            running.set(key, value)
+        assert batch.old_logprobs is not None
+        for key, value in behavior_weight_stats(batch.loss_mask, batch.old_logprobs, batch.behavior_logprobs).items():
             running.set(key, value)
         for _ in range(self.config.epochs):
             for rows in batch.row_slices(self.config.minibatches):

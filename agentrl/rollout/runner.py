@@ -69,6 +69,11 @@ def rollout(
     )
 
 
+def with_env_stops(params: SamplingParams, env: Env) -> SamplingParams:
+    """``params`` with the environment's stop strings added after its own, each once."""
+    return dataclasses.replace(params, stop=tuple(dict.fromkeys((*params.stop, *env.spec.stop_strings))))
+
+
 async def arollout(
     env_factory: Callable[[], Env],
     tasks: Sequence[Task],
@@ -83,7 +88,7 @@ async def arollout(
     config = config or RolloutConfig()
     probe = env_factory()
     renderer = ChatRenderer(tokenizer, probe.spec.tools)
-    params = dataclasses.replace(params, stop=tuple(dict.fromkeys((*params.stop, *probe.spec.stop_strings))))
+    params = with_env_stops(params, probe)
     queue = deque((t, g, task) for t, task in enumerate(tasks) for g in range(config.group_size))
     results: dict[tuple[int, int], list[Trajectory]] = {}
     live: list[tuple[tuple[int, int], Episode]] = []

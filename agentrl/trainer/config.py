@@ -20,7 +20,32 @@ from agentrl.engines.base import SamplingParams
 from agentrl.errors import ConfigError
 from agentrl.learner.config import LearnerConfig
 
-SECTIONS = {"sampling": SamplingParams, "learner": LearnerConfig}
+
+@dataclass
+class AsyncConfig:
+    """Asynchronous training (``agentrl train --async``): rollouts keep running while the learner
+    trains, on weights at most ``max_staleness`` versions old."""
+
+    enabled: bool = option(False, "overlap rollout and training (--async); False = the synchronous loop")
+    max_staleness: int = option(1, "K: rollouts run at most K versions ahead; older samples are handled by `stale`")
+    stale: str = option("drop", "a sample more than K versions old: drop (removed, counted) or downweight")
+    stale_decay: float = option(0.5, "downweight: a row's loss is scaled by decay ** (staleness - K)")
+    in_flight: str = option(
+        "continue",
+        "episodes in flight when weights arrive: continue (later turns use the new weights; versions "
+        "recorded per turn), drain (finish on the old weights, then load) or abort (restart them)",
+    )
+    sync_timeout_s: float = option(300.0, "a weight sync (or a silent rollout worker) longer than this stops the run")
+
+    def __post_init__(self) -> None:
+        check_range("asynchronous", "max_staleness", self.max_staleness, 0)
+        check_choice("asynchronous", "stale", self.stale, ("drop", "downweight"))
+        check_range("asynchronous", "stale_decay", self.stale_decay, 0.0, 1.0)
+        check_choice("asynchronous", "in_flight", self.in_flight, ("continue", "drain", "abort"))
+        check_range("asynchronous", "sync_timeout_s", self.sync_timeout_s, 0.001)
+
+
+SECTIONS = {"sampling": SamplingParams, "learner": LearnerConfig, "asynchronous": AsyncConfig}
 
 
 @dataclass
@@ -51,6 +76,7 @@ class TrainConfig:
     learner: LearnerConfig = field(
         default_factory=lambda: LearnerConfig(lr=2e-4, micro_batch_size=32), metadata={"help": "optimizer and batching"}
     )
+    asynchronous: AsyncConfig = field(default_factory=AsyncConfig, metadata={"help": "asynchronous training"})
 
     def __post_init__(self) -> None:
         for name in ("steps", "tasks_per_step", "group_size", "eval_tasks", "checkpoint_every", "keep_checkpoints"):

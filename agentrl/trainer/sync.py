@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from agentrl.algos import TokenBatch
 from agentrl.algos import make as make_algorithm
-from agentrl.engines.base import SamplingParams
+from agentrl.engines.base import Engine, SamplingParams
 from agentrl.envs import load as load_env
 from agentrl.evaluation import summarize
 from agentrl.rollout import RolloutConfig, rollout
@@ -59,22 +59,19 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------
     def step(self) -> dict[str, float]:
-        c, step = self.config, self.state.step
-        rng = random.Random(f"{c.seed}/tasks/{step}")
-        tasks = [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
-        start = time.perf_counter()
-        trajectories = self._rollout(tasks, c.group_size, seed=c.seed * 1_000_003 + step + 1)
-        rollout_s = time.perf_counter() - start
+        c = self.config
+        started = time.perf_counter()
+        trajectories, metrics = self.collect()
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
+        batch, extra = self.prepare_batch(batch)
         start = time.perf_counter()
-        metrics = self.models.learner.train_step(batch)
+        metrics |= self.models.learner.train_step(batch) | extra
         learner_s = time.perf_counter() - start
-        start = time.perf_counter()
-        self.models.engine.update_weights(self.models.learner.policy_state(), version=step + 1)
-        sync_s = time.perf_counter() - start
+        metrics |= self.publish(self.state.step + 1)
         self.state.step += 1
         summary = summarize(trajectories)
         sampled = sum(t.num_sampled_tokens for t in trajectories)
+        rollout_s = metrics.get("time/rollout_s", time.perf_counter() - started)
         metrics |= {
             "rollout/reward_mean": summary["mean_reward"],
             "rollout/accuracy": summary["accuracy"],
@@ -82,9 +79,7 @@ class Trainer:
             "rollout/tool_error_rate": summary["tool_error_rate"],
             "rollout/sampled_tokens": float(sampled),
             "rollout/tokens_per_s": sampled / max(rollout_s, 1e-9),
-            "time/rollout_s": rollout_s,
             "time/learner_s": learner_s,
-            "time/sync_s": sync_s,
         }
         if c.samples_every and self.state.step % c.samples_every == 0:
             write_trajectories(
@@ -92,10 +87,35 @@ class Trainer:
             )
         return metrics
 
+    def collect(self) -> tuple[list[Trajectory], dict[str, float]]:
+        """This step's trajectories: ``tasks_per_step`` tasks drawn from the train split (seeded
+        by step), ``group_size`` episodes each, on the engine's current weights."""
+        c, step = self.config, self.state.step
+        rng = random.Random(f"{c.seed}/tasks/{step}")
+        tasks = [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
+        start = time.perf_counter()
+        m = self.models
+        trajectories = self._rollout(m.engine, m.tokenizer, tasks, c.group_size, seed=c.seed * 1_000_003 + step + 1)
+        return trajectories, {"time/rollout_s": time.perf_counter() - start}
+
+    def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
+        """The batch the learner trains on (the synchronous loop takes it as it is)."""
+        return batch, {}
+
+    def publish(self, version: int) -> dict[str, float]:
+        """Push the learner's weights into the engine as ``version`` (timed)."""
+        start = time.perf_counter()
+        self.models.engine.update_weights(self.models.learner.policy_state(), version=version)
+        return {"time/sync_s": time.perf_counter() - start}
+
+    def eval_engine(self) -> tuple[Engine, Any]:
+        """The engine evaluations run on, holding the learner's current weights, and its tokenizer."""
+        return self.models.engine, self.models.tokenizer
+
     def evaluate(self) -> dict[str, float]:
         tasks = [self.test_tasks[i] for i in range(min(self.config.eval_tasks, len(self.test_tasks)))]
         start = time.perf_counter()
-        trajectories = self._rollout(tasks, 1, seed=self.config.seed)  # the same draws at every evaluation
+        trajectories = self._rollout(*self.eval_engine(), tasks, 1, seed=self.config.seed)  # same draws each time
         eval_s = time.perf_counter() - start
         s = summarize(trajectories)
         result = {
@@ -106,14 +126,14 @@ class Trainer:
         self.state.evals.append({"step": self.state.step, **result})
         return result | {"time/eval_s": eval_s}
 
-    def _rollout(self, tasks: list[Task], group_size: int, seed: int) -> list[Trajectory]:
+    def _rollout(
+        self, engine: Engine, tokenizer: Any, tasks: list[Task], group_size: int, seed: int
+    ) -> list[Trajectory]:
         config = RolloutConfig(
             group_size=group_size, max_total_tokens=self.config.max_total_tokens, seed=seed, max_concurrent=256
         )
         params: SamplingParams = self.config.sampling
-        return rollout(
-            self.env_factory, tasks, self.models.engine, self.models.tokenizer, params, config, env_id=self.config.env
-        )
+        return rollout(self.env_factory, tasks, engine, tokenizer, params, config, env_id=self.config.env)
 
     # ---- the run ------------------------------------------------------------------------
     def run(self, *, progress: bool = True) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
 from agentrl.algos import LossInputs, aggregate, make, names
+from agentrl.algos.base import SAMPLE_WEIGHT
 
 
 @pytest.mark.parametrize("name", names())
@@ -70,3 +71,20 @@ def test_mismatch_correction_is_neutral_when_mu_equals_pi_old(name):
     a = plain.loss(leaf_inputs(batch, 0.2), batch, counts).loss
     b = corrected.loss(leaf_inputs(batch, 0.2), batch, counts).loss
     assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", names())
+def test_sample_weights_scale_each_rows_loss(name):
+    """Unit weights change nothing; a zero weight removes its row's gradient, other rows keep theirs."""
+    algo = make(name)
+    batch = prepared(algo, make_batch(seed=5))
+    counts = counts_of(algo, batch)
+    plain = leaf_inputs(batch, 0.3)
+    algo.loss(plain, batch, counts).loss.backward()
+    batch.extras[SAMPLE_WEIGHT] = torch.ones(batch.size, dtype=batch.loss_mask.dtype)
+    assert torch.allclose(algo.loss(leaf_inputs(batch, 0.3), batch, counts).loss, algo.loss(plain, batch, counts).loss)
+    batch.extras[SAMPLE_WEIGHT][0] = 0.0
+    weighted = leaf_inputs(batch, 0.3)
+    algo.loss(weighted, batch, counts).loss.backward()
+    assert torch.equal(weighted.logprobs.grad[0], torch.zeros_like(weighted.logprobs.grad[0]))
+    assert torch.allclose(weighted.logprobs.grad[1:], plain.logprobs.grad[1:], atol=1e-12)

@@ -8,7 +8,8 @@ import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
 from agentrl.algos import GlobalCounts, LossInputs, TokenBatch, make
-from agentrl.algos.vcpo import effective_sample_size, lr_factor, opob_baseline
+from agentrl.algos.core import effective_sample_size
+from agentrl.algos.vcpo import lr_factor, opob_baseline
 from agentrl.errors import ConfigError
 
 D = torch.float64

@@ -1,0 +1,150 @@
+"""The asynchronous training loop: rollouts keep running while the learner trains.
+
+Owns the learner's side of ``agentrl train --async``. A ``RolloutStream`` on its own thread
+runs episodes continuously on the engine; the learner takes the next ``tasks_per_step``
+finished groups, bounds their staleness (``agentrl.trainer.staleness``), trains, and publishes
+its weights to a ``WeightMailbox`` as version ``step + 1``; the stream loads them between two
+generation rounds (``asynchronous.in_flight`` says what happens to episodes in flight). Update
+``u`` trains on samples of versions ``>= u - max_staleness`` (the stream's admission bound);
+a sample older than that is dropped or down-weighted and counted.
+
+Evaluation runs on a third copy of the weights (its own engine and tokenizer), so it does not
+pause the stream. Checkpoints hold what the synchronous loop's hold; groups in flight at a
+checkpoint are not saved: a resumed run samples them again.
+
+Failures stop the run with one line and leave the last checkpoint intact: the stream failing
+(its engine or an environment), the learner failing, or a weight sync running longer than
+``asynchronous.sync_timeout_s``. ``agentrl train --resume`` continues from that checkpoint.
+Never branches on an algorithm's name; the synchronous loop (``agentrl.trainer.sync``) is
+unchanged by this module.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from agentrl.algos import TokenBatch
+from agentrl.engines.base import Engine
+from agentrl.engines.hf import TransformersEngine
+from agentrl.engines.loading import load_model, load_tokenizer
+from agentrl.engines.mailbox import WeightMailbox
+from agentrl.errors import AgentRLError
+from agentrl.rollout.runner import RolloutConfig
+from agentrl.rollout.stream import RolloutStream, StreamError, StreamStats
+from agentrl.trainer import checkpoint
+from agentrl.trainer.config import TrainConfig
+from agentrl.trainer.setup import Models, resolve_model
+from agentrl.trainer.staleness import bound_staleness
+from agentrl.trainer.sync import Trainer
+from agentrl.types import Task, Trajectory
+
+
+class TrainingError(AgentRLError):
+    """The learner failed mid-run; the message names the step and the checkpoint to resume from."""
+
+
+class AsyncTrainer(Trainer):
+    def __init__(self, config: TrainConfig, run_dir: Path, *, models: Models | None = None):
+        super().__init__(config, run_dir, models=models)
+        path = resolve_model(config.model)
+        self._eval = TransformersEngine(
+            load_model(path, config.device), load_tokenizer(path), max_batch_size=256, seed=config.seed
+        )
+        self.mailbox = WeightMailbox()
+        self.stream: RolloutStream | None = None
+        self._seen = StreamStats()
+
+    # ---- the stream ---------------------------------------------------------------------
+    def feed(self, batch: int) -> list[Task]:
+        """The tasks of feed batch ``batch``, drawn as the synchronous loop draws step ``batch``'s."""
+        c = self.config
+        rng = random.Random(f"{c.seed}/tasks/{batch}")
+        return [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
+
+    def run(self, *, progress: bool = True) -> dict[str, Any]:
+        c, m = self.config, self.models
+        rollout = RolloutConfig(
+            group_size=c.group_size, max_concurrent=256, max_total_tokens=c.max_total_tokens, seed=c.seed
+        )
+        self.stream = RolloutStream(
+            self.env_factory,
+            self.feed,
+            m.engine,
+            m.tokenizer,
+            c.sampling,
+            rollout,
+            self.mailbox,
+            max_staleness=c.asynchronous.max_staleness,
+            in_flight=c.asynchronous.in_flight,
+            first_batch=self.state.step,
+            env_id=c.env,
+        )
+        self.stream.start()
+        try:
+            return super().run(progress=progress)
+        finally:
+            self.stream.stop()
+
+    # ---- the hooks of the synchronous step ------------------------------------------------
+    def collect(self) -> tuple[list[Trajectory], dict[str, float]]:
+        assert self.stream is not None, "collect() runs inside run()"
+        c, start = self.config, time.perf_counter()
+        try:
+            groups = self.stream.take(c.tasks_per_step, sync_timeout_s=c.asynchronous.sync_timeout_s)
+        except StreamError as exc:
+            raise StreamError(f"{exc}; {self._resume_hint()}") from None
+        waited = time.perf_counter() - start
+        trajectories = [t for g in groups for t in g.trajectories]
+        return trajectories, {"time/learner_idle_s": waited} | self._stream_metrics()
+
+    def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
+        a, step = self.config.asynchronous, self.state.step
+        bounded, metrics = bound_staleness(batch, step, a.max_staleness, a.stale, a.stale_decay)
+        while bounded is None:  # every row was too old: train on fresher groups instead
+            trajectories, _ = self.collect()
+            fresh = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
+            bounded, more = bound_staleness(fresh, step, a.max_staleness, a.stale, a.stale_decay)
+            metrics["async/dropped_stale"] += more["async/dropped_stale"]
+        return bounded, metrics
+
+    def step(self) -> dict[str, float]:
+        try:
+            return super().step()
+        except AgentRLError:
+            raise
+        except Exception as exc:
+            raise TrainingError(
+                f"the learner failed at step {self.state.step + 1} ({type(exc).__name__}: {exc}); {self._resume_hint()}"
+            ) from exc
+
+    def _resume_hint(self) -> str:
+        last = checkpoint.latest(self.run_dir / "checkpoints")
+        where = f"its last checkpoint, {last.name}" if last else "the start (no checkpoint yet)"
+        return f"agentrl train --resume {self.run_dir} continues from {where}"
+
+    def publish(self, version: int) -> dict[str, float]:
+        start = time.perf_counter()
+        self.mailbox.publish(self.models.learner.policy_state(), version)
+        return {"time/publish_s": time.perf_counter() - start}
+
+    def eval_engine(self) -> tuple[Engine, Any]:
+        self._eval.update_weights(self.models.learner.policy_state(), version=self.state.step)
+        return self._eval, self._eval.tokenizer
+
+    def _stream_metrics(self) -> dict[str, float]:
+        """What the stream did since the last step: generating, loading weights, idle, aborts."""
+        assert self.stream is not None
+        now, seen = self.stream.stats, self._seen
+        metrics = {
+            "time/generate_s": now.generate_s - seen.generate_s,
+            "time/sync_s": now.sync_s - seen.sync_s,
+            "time/rollout_idle_s": now.idle_s - seen.idle_s,
+            "async/syncs": float(now.syncs - seen.syncs),
+            "async/aborted_episodes": float(now.aborted_episodes - seen.aborted_episodes),
+            "async/engine_version": float(self.models.engine.policy_version),
+        }
+        self._seen = StreamStats(**vars(now))
+        return metrics

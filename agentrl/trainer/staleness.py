@@ -1,0 +1,62 @@
+"""Staleness in asynchronous training: measured per row, bounded by K, dropped or down-weighted.
+
+Owns what happens to a sample that reaches the learner more than ``max_staleness`` policy
+versions after it was sampled. A row's staleness is the learner's version minus the oldest
+version among its sampled tokens, so an episode that continued across a weight update counts
+from its first turn. Past K, a row is either dropped (removed before the update, counted) or
+down-weighted: its loss is scaled by ``decay ** (staleness - K)`` through the batch's
+``sample_weight`` extra, which every objective's ``loss`` applies.
+
+Also reports the staleness histogram (rows per staleness 0..K, and past K) and how many rows
+mix several versions. Works on a ``TokenBatch``; never reads the run config.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agentrl.algos.base import SAMPLE_WEIGHT
+from agentrl.algos.batch import TokenBatch
+
+
+def row_staleness(batch: TokenBatch, version: int) -> torch.Tensor:
+    """(B,) long: ``version`` minus the oldest version among a row's sampled tokens (0 for a
+    row with none)."""
+    sampled = batch.loss_mask > 0  # (B, T)
+    big = torch.iinfo(torch.long).max
+    oldest = batch.policy_version.masked_fill(~sampled, big).min(-1).values  # (B,)
+    return torch.where(oldest == big, torch.zeros_like(oldest), (version - oldest).clamp(min=0))
+
+
+def bound_staleness(
+    batch: TokenBatch, version: int, max_staleness: int, mode: str, decay: float
+) -> tuple[TokenBatch | None, dict[str, float]]:
+    """Apply the bound: returns the batch to train on (None when every row was dropped) and
+    ``async/*`` metrics."""
+    staleness = row_staleness(batch, version)  # (B,)
+    stale = staleness > max_staleness
+    sampled = batch.loss_mask > 0
+    versions = batch.policy_version.masked_fill(~sampled, -1)
+    newest = versions.max(-1).values
+    oldest = torch.where(sampled, batch.policy_version, newest[:, None]).min(-1).values
+    metrics = {f"async/staleness/{k}": float((staleness == k).sum()) for k in range(max_staleness + 1)}
+    metrics |= {
+        "async/staleness/over": float(stale.sum()),
+        "async/staleness_mean": float(staleness.float().mean()),
+        "async/staleness_max": float(staleness.max()),
+        "async/mixed_version_rows": float((newest > oldest).sum()),
+        "async/dropped_stale": 0.0,
+        "async/downweighted_stale": 0.0,
+    }
+    if not bool(stale.any()):
+        return batch, metrics
+    if mode == "drop":
+        metrics["async/dropped_stale"] = float(stale.sum())
+        keep = (~stale).nonzero().squeeze(-1)
+        return (batch.rows(keep) if keep.numel() else None), metrics
+    if mode == "downweight":
+        metrics["async/downweighted_stale"] = float(stale.sum())
+        excess = (staleness - max_staleness).clamp(min=0).to(batch.loss_mask.dtype)
+        batch.extras[SAMPLE_WEIGHT] = decay**excess  # (B,)
+        return batch, metrics
+    raise ValueError(f"stale={mode!r}; allowed: drop, downweight")
