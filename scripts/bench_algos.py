@@ -32,6 +32,7 @@ from agentrl.engines.logprobs import teacher_forced_logprobs
 from agentrl.envs import make
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.trainer import config as train_config
+from agentrl.trainer import make_trainer
 from agentrl.trainer.setup import resolve_model
 from agentrl.trainer.sync import Trainer
 
@@ -42,8 +43,8 @@ def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -
     factory = functools.partial(make, trainer.config.env, **trainer.config.env_args)
     test = [trainer.test_tasks[i] for i in range(min(tasks, len(trainer.test_tasks)))]
     params = SamplingParams(temperature=1.0, max_new_tokens=trainer.config.sampling.max_new_tokens, seed=123)
-    m = trainer.models
-    trajectories = rollout(factory, test, m.engine, m.tokenizer, params, RolloutConfig(max_total_tokens=512, seed=123))
+    engine, tokenizer = trainer.eval_engine()  # holds the learner's final weights
+    trajectories = rollout(factory, test, engine, tokenizer, params, RolloutConfig(max_total_tokens=512, seed=123))
     forced = teacher_forced_logprobs(initial, [t.token_ids for t in trajectories])
     diffs = [
         t.behavior_logprobs[i] - f[i]
@@ -54,35 +55,42 @@ def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -
     return sum(diffs) / max(len(diffs), 1)
 
 
-def run_one(algo: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    path = CONFIGS / f"math_tool_{algo}.yaml"
-    overrides: dict[str, Any] = {"algo": algo, "seed": seed, "time_limit_min": args.minutes}
-    overrides["eval_every"] = args.eval_every
+def run_one(label: str, overrides: dict[str, Any], seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Train one recipe (``configs/math_tool_<algo>.yaml`` plus ``overrides`` plus ``--set``) and
+    measure it. ``args`` brings ``minutes``, ``max_steps``, ``eval_every`` and ``set``."""
+    path = CONFIGS / f"math_tool_{overrides['algo']}.yaml"
+    merged: dict[str, Any] = {"seed": seed, "time_limit_min": args.minutes, "eval_every": args.eval_every}
+    merged |= overrides
     if args.max_steps is not None:
-        overrides["steps"] = args.max_steps
-    overrides |= parse_env_args(args.set)
-    config = train_config.load(path if path.is_file() else None, overrides)
-    run_dir = out / f"{algo}-seed{seed}"
+        merged["steps"] = args.max_steps
+    merged |= parse_env_args(args.set)
+    config = train_config.load(path if path.is_file() else None, merged)
+    run_dir = out / f"{label}-seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=False)
-    trainer = Trainer(config, run_dir)
+    trainer = make_trainer(config, run_dir)
     summary = trainer.run(progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     entropy = [r["policy/entropy"] for r in rows if "policy/entropy" in r]
     curve = [(r.get("time/elapsed_s", 0.0), r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
     initial = load_model(resolve_model(config.model))
-    reached = [t for t, acc in curve if acc >= summary["accuracy_before"] + args.target_gain - 1e-9]
     return {
-        "algo": algo,
+        "label": label,
+        "algo": config.algo,
         "seed": seed,
         "initial": summary["accuracy_before"],
         "final": summary["accuracy_after"],
-        "target_min": reached[0] / 60 if reached else None,
         "steps": summary["steps"],
         "wall_min": curve[-1][0] / 60,
         "entropy": entropy[-1] if entropy else float("nan"),
         "kl_to_initial": kl_to_initial(trainer, initial),
         "curve": curve,
+        "rows": rows,
     }
+
+
+def first_reaching(curve: list[tuple[float, float]], accuracy: float) -> float | None:
+    """Minutes of wall time at which held-out accuracy first reached ``accuracy``, or None."""
+    return next((t / 60 for t, acc in curve if acc >= accuracy - 1e-9), None)
 
 
 def table(results: list[dict[str, Any]], target_gain: float) -> str:
@@ -106,6 +114,10 @@ def table(results: list[dict[str, Any]], target_gain: float) -> str:
     return "\n".join(lines)
 
 
+def without_rows(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "rows"}
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -113,10 +125,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    colors = {a: f"C{i}" for i, a in enumerate(dict.fromkeys(r["algo"] for r in results))}
+    colors = {a: f"C{i}" for i, a in enumerate(dict.fromkeys(r["label"] for r in results))}
     for r in results:
         xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
-        ax.plot([x / 60 for x in xs], ys, color=colors[r["algo"]], alpha=0.8, label=f"{r['algo']} s{r['seed']}")
+        ax.plot([x / 60 for x in xs], ys, color=colors[r["label"]], alpha=0.8, label=f"{r['label']} s{r['seed']}")
     ax.set_xlabel("wall time (min, evaluations included)")
     ax.set_ylabel("held-out accuracy")
     ax.grid(alpha=0.3)
@@ -139,11 +151,13 @@ def main() -> None:
     results = []
     for algo in args.algos.split(","):
         for seed in map(int, args.seeds.split(",")):
-            results.append(run_one(algo, seed, args, args.out))
+            result = run_one(algo, {"algo": algo}, seed, args, args.out)
+            result["target_min"] = first_reaching(result["curve"], result["initial"] + args.target_gain)
+            results.append(result)
             print(table(results[-1:], args.target_gain).splitlines()[2], flush=True)
     text = table(results, args.target_gain)
     (args.out / "results.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "results.json").write_text(json.dumps([without_rows(r) for r in results], indent=2) + "\n")
     plot(results, args.out / "curves.png")
     print(text)
     print(f"wrote {args.out}/results.md, results.json, curves.png")

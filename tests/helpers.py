@@ -43,3 +43,11 @@ class ScriptedEngine:
 
     def update_weights(self, state: Mapping[str, Any], version: int) -> None:
         self.policy_version = version
+
+
+def solver(prompt_text: str) -> str:
+    """A scripted math_tool policy: calls the calculator once, then answers with the tool's result."""
+    if "<|im_start|>tool\n" not in prompt_text:
+        question = prompt_text.rsplit("What is ", 1)[1].split("?")[0]
+        return f"<calculator>{question}</calculator>"
+    return f"The answer is {prompt_text.rsplit('<|im_start|>tool', 1)[1].split()[0]}."

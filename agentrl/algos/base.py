@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from agentrl.algos.core import AGGREGATIONS, GlobalCounts, aggregate, masked_max, token_mean
+from agentrl.algos.core import AGGREGATIONS, GlobalCounts, aggregate, masked_max, token_mean, turn_mean
 from agentrl.config import check_choice, check_range, option
 
 SAMPLE_WEIGHT = "sample_weight"
@@ -38,7 +38,10 @@ class ObjectiveConfig:
     norm_constant: float | None = option(None, "C of seq-mean-token-sum-norm; None = longest response in the batch")
     kl_coef: float = option(0.0, "weight of the k3 KL penalty to the frozen reference model (0 = no reference)")
     entropy_coef: float = option(0.0, "weight of the entropy bonus")
-    mismatch: str = option("off", "training-inference mismatch correction: off, token or sequence")
+    mismatch: str = option(
+        "off",
+        "training-inference mismatch correction: off, token, turn (geometric mean per turn) or sequence",
+    )
     mismatch_cap: float = option(2.0, "truncated IS: weights are min(pi_old / mu, cap)")
     mismatch_mask: bool = option(
         False, "mask tokens/sequences outside [mismatch_low, mismatch_high] instead of truncating"
@@ -49,7 +52,7 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         check_choice(owner, "aggregation", self.aggregation, AGGREGATIONS)
-        check_choice(owner, "mismatch", self.mismatch, ("off", "token", "sequence"))
+        check_choice(owner, "mismatch", self.mismatch, ("off", "token", "turn", "sequence"))
         check_range(owner, "kl_coef", self.kl_coef, 0)
         check_range(owner, "mismatch_cap", self.mismatch_cap, 1e-6)
         if self.norm_constant is not None:
@@ -145,7 +148,9 @@ class Algorithm:
         if SAMPLE_WEIGHT in batch.extras:
             per_token = per_token * batch.extras[SAMPLE_WEIGHT][:, None]
         if c.mismatch != "off":
-            weights, extra = mismatch_weights(batch.old_logprobs, batch.behavior_logprobs, batch.loss_mask, c, counts)
+            weights, extra = mismatch_weights(
+                batch.old_logprobs, batch.behavior_logprobs, batch.loss_mask, c, counts, batch.turn_index
+            )
             per_token = per_token * weights
             metrics |= extra
         if c.kl_coef > 0:
@@ -176,15 +181,22 @@ def mismatch_weights(
     mask: torch.Tensor,
     config: ObjectiveConfig,
     counts: GlobalCounts,
+    turn_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Truncated importance weights ``sg(min(pi_old / mu, C))`` (or a 0/1 mask outside
-    ``[low, high]``), per token or per sequence, and the distribution of ``pi_old / mu``.
-    With ``mu == pi_old`` every weight is 1."""
+    ``[low, high]``), per token, per turn or per sequence, and the distribution of
+    ``pi_old / mu``. A turn's weight is the geometric mean of its tokens' ratios, as Turn-PPO
+    forms its ratio, so each turn of a trajectory sampled across a weight update is corrected
+    against the version that sampled it. With ``mu == pi_old`` every weight is 1."""
     if old_logprobs is None:
         raise ValueError("mismatch correction needs old logprobs (the learner computes them)")
     log_w = ((old_logprobs - behavior_logprobs) * mask).detach()  # (B, T)
     if config.mismatch == "sequence":
         log_w = broadcast_seq(log_w.sum(-1), mask)
+    elif config.mismatch == "turn":
+        if turn_index is None:
+            raise ValueError("mismatch='turn' needs the batch's turn_index")
+        log_w = turn_mean(log_w, turn_index, mask)
     w = log_w.exp()
     if config.mismatch_mask:
         weights = ((w >= config.mismatch_low) & (w <= config.mismatch_high)).to(w.dtype)

@@ -151,3 +151,18 @@ def effective_sample_size(log_weights: torch.Tensor, cap: float | None = None) -
     Scale-invariant, so unclipped weights are shifted by their maximum first (no overflow)."""
     w = (log_weights - log_weights.max()).exp() if cap is None else log_weights.exp().clamp(max=cap)  # (B,)
     return w.sum() ** 2 / (w**2).sum()
+
+
+def turn_mean(values: torch.Tensor, turn_index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) each generated token's mean of ``values`` over its turn (0 where ``mask`` is 0).
+
+    Turns are keyed by (row, ``turn_index``); a generated token without a turn keeps its value."""
+    rows, _ = values.shape
+    in_turn = ((turn_index >= 0) & (mask > 0)).to(values.dtype)  # (B, T)
+    num_turns = int(turn_index.max().clamp(min=0)) + 1
+    row_offset = torch.arange(rows, device=values.device)[:, None] * num_turns  # (B, 1)
+    slot = (row_offset + turn_index.clamp(min=0)).flatten()  # (B*T,)
+    sums = values.new_zeros(rows * num_turns).index_add_(0, slot, (values * in_turn).flatten())
+    sizes = values.new_zeros(rows * num_turns).index_add_(0, slot, in_turn.flatten())
+    mean = (sums / sizes.clamp(min=1))[slot].view_as(values)  # (B, T)
+    return torch.where(in_turn > 0, mean, values) * mask

@@ -35,7 +35,7 @@ import torch
 from agentrl.algos.advantages import group_baseline, group_normalized
 from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
-from agentrl.algos.core import GlobalCounts, broadcast
+from agentrl.algos.core import GlobalCounts, broadcast, turn_mean
 from agentrl.algos.registry import register
 from agentrl.config import check_choice, option
 
@@ -60,21 +60,6 @@ def group_advantages(batch: Any, mode: str) -> torch.Tensor:
     else:
         raise ValueError(f"unknown advantage {mode!r}; choose one of {', '.join(ADVANTAGES)}")
     return broadcast(a, batch.loss_mask)
-
-
-def turn_mean(values: torch.Tensor, turn_index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) each generated token's mean of ``values`` over its turn (0 where ``mask`` is 0).
-
-    Turns are keyed by (row, ``turn_index``); a generated token without a turn keeps its value."""
-    rows, _ = values.shape
-    in_turn = ((turn_index >= 0) & (mask > 0)).to(values.dtype)  # (B, T)
-    num_turns = int(turn_index.max().clamp(min=0)) + 1
-    row_offset = torch.arange(rows, device=values.device)[:, None] * num_turns  # (B, 1)
-    slot = (row_offset + turn_index.clamp(min=0)).flatten()  # (B*T,)
-    sums = values.new_zeros(rows * num_turns).index_add_(0, slot, (values * in_turn).flatten())
-    sizes = values.new_zeros(rows * num_turns).index_add_(0, slot, in_turn.flatten())
-    mean = (sums / sizes.clamp(min=1))[slot].view_as(values)  # (B, T)
-    return torch.where(in_turn > 0, mean, values) * mask
 
 
 def turn_log_ratio(

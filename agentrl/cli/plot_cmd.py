@@ -1,8 +1,10 @@
 """``agentrl plot RUN_DIR``: PNG curves of a run's metrics.
 
 Writes ``RUN_DIR/plots/<metric>.png`` for the reward, held-out accuracy, entropy, KL, clip
-fractions and throughput found in ``metrics.jsonl``; a metric the run did not log is
-skipped. Needs matplotlib (``pip install 'agentrl[plot]'``).
+fractions, throughput, off-policy ESS, where the time goes, and (asynchronous runs) the
+staleness histogram found in ``metrics.jsonl``; a metric the run did not log is skipped. A key
+ending in ``/*`` stands for every logged key under that prefix. Needs matplotlib
+(``pip install 'agentrl[plot]'``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ CURVES = {
     "kl": ["loss/approx_kl", "loss/kl_ref"],
     "clip_fraction": ["loss/clipfrac_low", "loss/clipfrac_high"],
     "tokens_per_s": ["rollout/tokens_per_s"],
+    "offpolicy_ess": ["offpolicy/ess_frac"],
+    "time": ["time/rollout_s", "time/generate_s", "time/learner_s", "time/learner_idle_s", "time/rollout_idle_s"],
+    "staleness": ["async/staleness/*"],
 }
+
+
+def expand(keys: list[str], rows: list[dict[str, float]]) -> list[str]:
+    """``keys`` with each ``prefix/*`` replaced by the logged keys under ``prefix/``, in order seen."""
+    logged = list(dict.fromkeys(k for r in rows for k in r))
+    return [m for k in keys for m in ([x for x in logged if x.startswith(k[:-1])] if k.endswith("/*") else [k])]
 
 
 def register(commands: Any) -> None:
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(exist_ok=True)
     written = []
     for name, keys in CURVES.items():
-        series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
+        series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in expand(keys, rows)}
         series = {k: v for k, v in series.items() if v}
         if not series:
             continue

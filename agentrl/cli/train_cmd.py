@@ -57,8 +57,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrl.trainer import config as train_config
-    from agentrl.trainer.async_loop import AsyncTrainer
-    from agentrl.trainer.sync import Trainer
+    from agentrl.trainer import make_trainer
 
     overrides: dict[str, Any] = {
         k: v
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.overwrite:
                 raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
             shutil.rmtree(run_dir)
-    trainer = (AsyncTrainer if config.asynchronous.enabled else Trainer)(config, run_dir)
+    trainer = make_trainer(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     if args.resume:

@@ -8,6 +8,7 @@ import torch
 
 from agentrl.algos import GlobalCounts, LossInputs, TokenBatch, aggregate, make
 from agentrl.algos.advantages import gae, group_normalized, leave_one_out, length_weighted_baseline
+from agentrl.algos.base import mismatch_weights
 from agentrl.algos.core import clipped_surrogate
 from agentrl.errors import ConfigError
 
@@ -160,6 +161,27 @@ def test_mismatch_correction_numbers():
     masked = make("reinforce", mismatch="token", mismatch_mask=True, mismatch_low=0.5, mismatch_high=2.0)
     out = masked.loss(LossInputs(logprobs), batch, GlobalCounts.of(batch.loss_mask))
     assert out.loss.item() == pytest.approx(-0.5 * -0.5 / 2)  # the row at ratio 3 is masked out
+
+
+def test_turn_mismatch_weights_each_turn_by_its_own_geometric_mean():
+    """One row, two turns of two tokens each (sampled by different versions): pi_old / mu is
+    [1, 4] on turn 0 and [2, 2] on turn 1, so the turn weights are sqrt(4) = 2 and 2; with cap 1.5
+    both truncate to 1.5. Per token the weights would be [1, 1.5, 1.5, 1.5]."""
+    mask = torch.tensor([[0.0, 1, 1, 0, 1, 1]], dtype=torch.float64)
+    turns = torch.tensor([[-1, 0, 0, -1, 1, 1]])
+    behavior = -0.5 * mask
+    old = behavior + torch.log(torch.tensor([[1.0, 1, 4, 1, 2, 2]], dtype=torch.float64)) * mask
+    counts = GlobalCounts.of(mask)
+    turn, _ = mismatch_weights(old, behavior, mask, make("reinforce", mismatch="turn").config, counts, turns)
+    assert turn[0].tolist() == pytest.approx([0, 2, 2, 0, 2, 2])
+    capped, _ = mismatch_weights(
+        old, behavior, mask, make("reinforce", mismatch="turn", mismatch_cap=1.5).config, counts, turns
+    )
+    assert capped[0].tolist() == pytest.approx([0, 1.5, 1.5, 0, 1.5, 1.5])
+    token, _ = mismatch_weights(
+        old, behavior, mask, make("reinforce", mismatch="token", mismatch_cap=1.5).config, counts, turns
+    )
+    assert token[0].tolist() == pytest.approx([0, 1, 1.5, 0, 1.5, 1.5])
 
 
 def test_bad_objective_configs():

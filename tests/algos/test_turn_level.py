@@ -10,9 +10,9 @@ from batches import counts_of, leaf_inputs, make_batch, prepared
 
 from agentrl.algos import aggregate, make
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
-from agentrl.algos.core import broadcast, clipped_surrogate
+from agentrl.algos.core import broadcast, clipped_surrogate, turn_mean
 from agentrl.algos.s_ppo import SPPOConfig, clip_correction
-from agentrl.algos.turn_ppo import turn_log_ratio, turn_mean
+from agentrl.algos.turn_ppo import turn_log_ratio
 from agentrl.errors import ConfigError
 
 D = torch.float64

@@ -11,7 +11,7 @@ from agentrl.engines.loading import load_tokenizer
 from agentrl.envs import Env, EnvSpec, make, new_info
 from agentrl.rollout import RolloutConfig, read_trajectories, rollout, write_trajectories
 from agentrl.types import Task
-from helpers import ScriptedEngine
+from helpers import ScriptedEngine, solver
 
 TASKS = [Task(id=f"t{i}", prompt=f"What is {i} + 1?", answer=str(i + 1)) for i in range(4)]
 PARAMS = SamplingParams(max_new_tokens=64)
@@ -26,14 +26,6 @@ def run(tokenizer, respond, env="math_tool", config=None, tasks=TASKS, **env_kwa
     factory = functools.partial(make, env, **env_kwargs) if isinstance(env, str) else env
     engine = ScriptedEngine(tokenizer, respond)
     return rollout(factory, tasks, engine, tokenizer, PARAMS, config or RolloutConfig(), env_id="x"), engine
-
-
-def solver(prompt_text):
-    """Calls the calculator once, then answers with the tool's result."""
-    if "<|im_start|>tool\n" not in prompt_text:
-        question = prompt_text.rsplit("What is ", 1)[1].split("?")[0]
-        return f"<calculator>{question}</calculator>"
-    return f"The answer is {prompt_text.rsplit('<|im_start|>tool', 1)[1].split()[0]}."
 
 
 def test_scripted_solver_solves_everything(tokenizer):

@@ -13,21 +13,13 @@ from agentrl.envs import make
 from agentrl.rollout import RolloutConfig
 from agentrl.rollout.stream import RolloutStream, StreamError
 from agentrl.types import Task
-from helpers import ScriptedEngine
+from helpers import ScriptedEngine, solver
 
 PARAMS = SamplingParams(max_new_tokens=64)
 
 
 def feed(batch):
     return [Task(id=f"b{batch}t{i}", prompt=f"What is {batch} + {i}?", answer=str(batch + i)) for i in range(2)]
-
-
-def solver(prompt_text):
-    """Calls the calculator once, then answers with the tool's result (two turns)."""
-    if "<|im_start|>tool\n" not in prompt_text:
-        question = prompt_text.rsplit("What is ", 1)[1].split("?")[0]
-        return f"<calculator>{question}</calculator>"
-    return f"The answer is {prompt_text.rsplit('<|im_start|>tool', 1)[1].split()[0]}."
 
 
 class HookedEngine(ScriptedEngine):

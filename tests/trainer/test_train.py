@@ -229,6 +229,8 @@ def test_plot_writes_pngs(tmp_path, capsys):
                 "loss/clipfrac_low": 0.0,
                 "loss/clipfrac_high": 0.1,
                 "rollout/tokens_per_s": 900.0,
+                "async/staleness/0": 10.0 - s,
+                "async/staleness/1": float(s),
             }
             for s in range(1, 6)
         ]
@@ -237,7 +239,15 @@ def test_plot_writes_pngs(tmp_path, capsys):
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert main(["plot", str(run)]) == 0
     names = sorted(p.name for p in (run / "plots").iterdir())
-    assert names == ["accuracy.png", "clip_fraction.png", "entropy.png", "kl.png", "reward.png", "tokens_per_s.png"]
+    assert names == [
+        "accuracy.png",
+        "clip_fraction.png",
+        "entropy.png",
+        "kl.png",
+        "reward.png",
+        "staleness.png",
+        "tokens_per_s.png",
+    ]
     assert all((run / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in names)
     assert main(["plot", str(tmp_path)]) == 2
 
