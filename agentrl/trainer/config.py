@@ -35,7 +35,7 @@ class AsyncConfig:
         "episodes in flight when weights arrive: continue (later turns use the new weights; versions "
         "recorded per turn), drain (finish on the old weights, then load) or abort (restart them)",
     )
-    sync_timeout_s: float = option(300.0, "a weight sync (or a silent rollout worker) longer than this stops the run")
+    sync_timeout_s: float = option(300.0, "a weight sync to the engine that takes longer than this stops the run")
 
     def __post_init__(self) -> None:
         check_range("asynchronous", "max_staleness", self.max_staleness, 0)
