@@ -21,7 +21,6 @@ unchanged by this module.
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.setup import Models, resolve_model
 from agentrl.trainer.staleness import bound_staleness
 from agentrl.trainer.sync import Trainer
-from agentrl.types import Task, Trajectory
+from agentrl.types import Trajectory
 
 
 class TrainingError(AgentRLError):
@@ -58,12 +57,6 @@ class AsyncTrainer(Trainer):
         self._seen = StreamStats()
 
     # ---- the stream ---------------------------------------------------------------------
-    def feed(self, batch: int) -> list[Task]:
-        """The tasks of feed batch ``batch``, drawn as the synchronous loop draws step ``batch``'s."""
-        c = self.config
-        rng = random.Random(f"{c.seed}/tasks/{batch}")
-        return [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
-
     def run(self, *, progress: bool = True) -> dict[str, Any]:
         c, m = self.config, self.models
         rollout = RolloutConfig(
@@ -71,7 +64,7 @@ class AsyncTrainer(Trainer):
         )
         self.stream = RolloutStream(
             self.env_factory,
-            self.feed,
+            self.tasks_for,
             m.engine,
             m.tokenizer,
             c.sampling,

@@ -90,13 +90,17 @@ class Trainer:
     def collect(self) -> tuple[list[Trajectory], dict[str, float]]:
         """This step's trajectories: ``tasks_per_step`` tasks drawn from the train split (seeded
         by step), ``group_size`` episodes each, on the engine's current weights."""
-        c, step = self.config, self.state.step
-        rng = random.Random(f"{c.seed}/tasks/{step}")
-        tasks = [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
+        c, step, m = self.config, self.state.step, self.models
         start = time.perf_counter()
-        m = self.models
+        tasks = self.tasks_for(step)
         trajectories = self._rollout(m.engine, m.tokenizer, tasks, c.group_size, seed=c.seed * 1_000_003 + step + 1)
         return trajectories, {"time/rollout_s": time.perf_counter() - start}
+
+    def tasks_for(self, step: int) -> list[Task]:
+        """The ``tasks_per_step`` train tasks of ``step``, drawn with replacement, seeded by step."""
+        c = self.config
+        rng = random.Random(f"{c.seed}/tasks/{step}")
+        return [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
 
     def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
         """The batch the learner trains on (the synchronous loop takes it as it is)."""
