@@ -35,6 +35,9 @@ Choices and readings (recorded as config flags):
 - Weights are combined in log space (``2 log w_i + log n_i`` minus the set's maximum) so a
   very stale trajectory neither overflows nor zeroes the baseline; if every weight of a set
   is 0 (all ``n_i = 0``) the plain mean is used. A singleton set gets ``A = 0``.
+- ``opob_clipped`` (off by default, as the formula reads) weighs the baseline by
+  ``min(w, C)^2``. With very stale batches the unclipped ``w^2`` spans many orders of
+  magnitude and one trajectory sets its group's baseline; the flag bounds that.
 - The ``mismatch`` correction of section 6 is redundant with ``w`` (which already divides by
   ``mu``); it is left off by default and, if turned on, multiplies in as for any objective.
 """
@@ -73,6 +76,9 @@ class VCPOConfig(ObjectiveConfig):
     baseline: str = option("group", "OPOB baseline (and reward std) over each group or the whole batch")
     grad_norm: str = option("length", "||g_i||^2 in OPOB: length (|y_i|, cheap) or exact (one backward per row)")
     std_normalize: bool = option(True, "divide advantages by the population std of the baseline's rewards")
+    opob_clipped: bool = option(
+        False, "weigh the OPOB baseline by min(w, C)^2 instead of the unclipped w^2 (a reading for stale batches)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -167,7 +173,10 @@ class VCPO(Algorithm):
         else:
             sq_norms = batch.lengths
         sets = batch.group_index if c.baseline == "group" else torch.zeros_like(batch.group_index)
-        a = opob_advantages(batch.rewards, sets, self._stale_log_weights(batch), sq_norms, c.std_normalize)
+        log_w = self._stale_log_weights(batch)
+        if c.opob_clipped:
+            log_w = log_w.clamp(max=math.log(c.is_cap))
+        a = opob_advantages(batch.rewards, sets, log_w, sq_norms, c.std_normalize)
         return broadcast(a, batch.loss_mask)
 
     def lr_scale(self, batch: Any) -> tuple[float, dict[str, float]]:
