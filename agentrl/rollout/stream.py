@@ -88,7 +88,8 @@ class _Live:
 
 @dataclass
 class _Pending:
-    count: int = 0
+    """A group's finished episodes so far, by member."""
+
     trajectories: dict[int, list[Trajectory]] = field(default_factory=dict)
 
 
@@ -247,8 +248,7 @@ class RolloutStream:
             self.stats.episodes += 1
             pending = groups[(slot.batch, slot.task_pos)]
             pending.trajectories[slot.member] = episode.trajectories(temperature)
-            pending.count += 1
-            if pending.count == self.config.group_size:
+            if len(pending.trajectories) == self.config.group_size:
                 del groups[(slot.batch, slot.task_pos)]
                 trajectories = [t for g in sorted(pending.trajectories) for t in pending.trajectories[g]]
                 self._out.put(Group(slot.batch, trajectories))

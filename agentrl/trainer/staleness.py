@@ -19,13 +19,24 @@ from agentrl.algos.base import SAMPLE_WEIGHT
 from agentrl.algos.batch import TokenBatch
 
 
+def _version_range(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B,) oldest and newest version among each row's sampled tokens, and whether it has any."""
+    sampled = batch.loss_mask > 0  # (B, T)
+    big = torch.iinfo(torch.long).max
+    oldest = batch.policy_version.masked_fill(~sampled, big).min(-1).values
+    newest = batch.policy_version.masked_fill(~sampled, -1).max(-1).values
+    return oldest, newest, sampled.any(-1)
+
+
 def row_staleness(batch: TokenBatch, version: int) -> torch.Tensor:
     """(B,) long: ``version`` minus the oldest version among a row's sampled tokens (0 for a
     row with none)."""
-    sampled = batch.loss_mask > 0  # (B, T)
-    big = torch.iinfo(torch.long).max
-    oldest = batch.policy_version.masked_fill(~sampled, big).min(-1).values  # (B,)
-    return torch.where(oldest == big, torch.zeros_like(oldest), (version - oldest).clamp(min=0))
+    oldest, _, any_sampled = _version_range(batch)
+    return _staleness(oldest, any_sampled, version)
+
+
+def _staleness(oldest: torch.Tensor, any_sampled: torch.Tensor, version: int) -> torch.Tensor:
+    return torch.where(any_sampled, (version - oldest).clamp(min=0), torch.zeros_like(oldest))
 
 
 def bound_staleness(
@@ -33,18 +44,15 @@ def bound_staleness(
 ) -> tuple[TokenBatch | None, dict[str, float]]:
     """Apply the bound: returns the batch to train on (None when every row was dropped) and
     ``async/*`` metrics."""
-    staleness = row_staleness(batch, version)  # (B,)
+    oldest, newest, any_sampled = _version_range(batch)
+    staleness = _staleness(oldest, any_sampled, version)  # (B,)
     stale = staleness > max_staleness
-    sampled = batch.loss_mask > 0
-    versions = batch.policy_version.masked_fill(~sampled, -1)
-    newest = versions.max(-1).values
-    oldest = torch.where(sampled, batch.policy_version, newest[:, None]).min(-1).values
     metrics = {f"async/staleness/{k}": float((staleness == k).sum()) for k in range(max_staleness + 1)}
     metrics |= {
         "async/staleness/over": float(stale.sum()),
         "async/staleness_mean": float(staleness.float().mean()),
         "async/staleness_max": float(staleness.max()),
-        "async/mixed_version_rows": float((newest > oldest).sum()),
+        "async/mixed_version_rows": float((any_sampled & (newest > oldest)).sum()),
         "async/dropped_stale": 0.0,
         "async/downweighted_stale": 0.0,
     }
