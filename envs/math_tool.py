@@ -14,10 +14,16 @@ episode goes on while turns remain and is truncated (reward 0) when they run out
   ``bad_args`` / ``too_many_calls``, and no call runs;
 - a refused expression (``9**9**9``, names, oversized input) -> a ``tool`` message
   ``Error: ...`` with ``info["tool_status"] = "error"``.
+
+``tool_delay_s`` makes every turn that runs the calculator take that much longer (``step``
+sleeps, ``astep`` awaits without blocking other episodes): the latency of a remote tool, for
+measuring training where rollouts wait on tools (``scripts/bench_async.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,12 +52,14 @@ class MathToolConfig(MathTaskConfig):
     max_calls_per_turn: int = option(4, "more calls than this in one turn are refused (too_many_calls)")
     max_expression_length: int = option(512, "calculator: longest expression accepted, in characters")
     max_digits_result: int = option(100, "calculator: largest number accepted, in digits")
+    tool_delay_s: float = option(0.0, "seconds each turn that calls the calculator waits (a remote tool's latency)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("math_tool", "max_turns", self.max_turns, 1, 64)
         check_choice("math_tool", "tool_format", self.tool_format, FORMATS)
         check_range("math_tool", "max_calls_per_turn", self.max_calls_per_turn, 1)
+        check_range("math_tool", "tool_delay_s", self.tool_delay_s, 0.0, 600.0)
 
 
 class MathToolEnv(MathTaskMixin, Env):
@@ -75,6 +83,20 @@ class MathToolEnv(MathTaskMixin, Env):
         self.turns = TurnCounter(max_turns=c.max_turns)
 
     def step(self, action: str) -> StepResult:
+        result = self._step(action)
+        time.sleep(self._delay(result))
+        return result
+
+    async def astep(self, action: str) -> StepResult:
+        result = self._step(action)
+        await asyncio.sleep(self._delay(result))
+        return result
+
+    def _delay(self, result: StepResult) -> float:
+        """The tool latency this step owes: ``tool_delay_s`` if it ran the calculator."""
+        return self.config.tool_delay_s if result[4]["tool_calls"] else 0.0
+
+    def _step(self, action: str) -> StepResult:
         turn = self.turns.advance(action)
         if not action.strip():
             return self._continue(

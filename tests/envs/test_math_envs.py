@@ -1,4 +1,6 @@
+import asyncio
 import threading
+import time
 
 import pytest
 
@@ -111,6 +113,28 @@ def test_math_tool_bad_actions_are_observations(action, kind, status):
         assert new[0] == {"role": "tool", "content": new[0]["content"]} and new[0]["content"].startswith("Error:")
 
 
+def test_math_tool_delay_applies_to_calculator_turns_only():
+    env = episode(tool_delay_s=0.2)
+    start = time.perf_counter()
+    assert env.step("<calculator>6*7</calculator>")[0] == [{"role": "tool", "content": "42"}]
+    assert time.perf_counter() - start >= 0.2
+    start = time.perf_counter()
+    assert env.step("The answer is 42.")[1] == 1.0
+    assert time.perf_counter() - start < 0.2
+
+
+def test_math_tool_delay_does_not_block_other_episodes():
+    envs = [episode(tool_delay_s=0.3) for _ in range(8)]
+
+    async def all_steps():
+        return await asyncio.gather(*(env.astep("<calculator>6*7</calculator>") for env in envs))
+
+    start = time.perf_counter()
+    results = asyncio.run(all_steps())
+    assert [r[0] for r in results] == [[{"role": "tool", "content": "42"}]] * 8
+    assert 0.3 <= time.perf_counter() - start < 8 * 0.3 / 2  # the eight waits overlap
+
+
 def test_math_tool_turn_budget_truncates():
     env = episode(max_turns=2)
     assert env.step("<calculator>1+1</calculator>")[3] is False
@@ -124,6 +148,8 @@ def test_bad_config_values_are_one_line_errors():
         make("math_tool", tool_format="yaml")
     with pytest.raises(ConfigError, match="unknown option 'turns'"):
         make("math_tool", turns=3)
+    with pytest.raises(ConfigError, match="tool_delay_s"):
+        make("math_tool", tool_delay_s=-1)
     with pytest.raises(ConfigError, match="max_turns"):
         make("math_tool", max_turns="many")
     assert make("math_tool", max_turns="3").spec.max_turns == 3
