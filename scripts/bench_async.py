@@ -6,6 +6,10 @@ asynchronous ``grpo`` with token-level truncated IS against the sampler (``misma
 the baseline VCPO is compared with) at the same K. Every run uses its algorithm's recipe in
 ``configs/`` and the same steps, so final accuracies compare too.
 
+Asynchrony pays where rollouts wait on tools, so each calculator turn waits ``--tool-delay``
+seconds (``math_tool``'s ``tool_delay_s``, 1 s by default, the order of a remote search or
+sandbox call); ``--tool-delay 0`` measures the instant calculator.
+
 Reports per run the wall time at which held-out accuracy first reached ``--target``
 (evaluations included), the final accuracy, and what asynchrony did: mean staleness, rows
 dropped as too stale, the mean ESS fraction of ``pi_old / mu``, and the idle time of the
@@ -14,7 +18,7 @@ synchronous ``grpo``, and the mean final accuracy. Writes ``OUT/results.md``,
 ``OUT/results.json`` and ``OUT/curves.png``.
 
     python scripts/bench_async.py                                   # 8 variants x 3 seeds
-    python scripts/bench_async.py --staleness 1 --seeds 0 --max-steps 20
+    python scripts/bench_async.py --staleness 1 --seeds 0 --max-steps 20 --tool-delay 0
 """
 
 from __future__ import annotations
@@ -103,9 +107,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap of each run")
     parser.add_argument("--max-steps", type=int, default=None, help="steps of each run (default: the recipe's)")
     parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--tool-delay", type=float, default=1.0, help="seconds each calculator turn waits")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any train option")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_async"))
     args = parser.parse_args()
+    args.set = [f"env_args.tool_delay_s={args.tool_delay}", *args.set]
     chosen = variants([int(k) for k in args.staleness.split(",")])
     if args.variants:
         chosen = {name: chosen[name] for name in args.variants.split(",")}
@@ -116,7 +122,8 @@ def main() -> None:
             result |= summarize_run(result, args.target)
             results.append(result)
             print(table(results[-1:], args.target).splitlines()[2], flush=True)
-    text = table(results, args.target) + "\n\n" + summary_table(results, args.target)
+    setting = f"math_tool, tool delay {args.tool_delay:g} s per calculator turn, seeds {args.seeds}"
+    text = setting + "\n\n" + table(results, args.target) + "\n\n" + summary_table(results, args.target)
     (args.out / "results.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps([without_rows(r) for r in results], indent=2) + "\n")
     plot(results, args.out / "curves.png")
