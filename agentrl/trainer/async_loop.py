@@ -83,25 +83,33 @@ class AsyncTrainer(Trainer):
 
     # ---- the hooks of the synchronous step ------------------------------------------------
     def collect(self) -> tuple[list[Trajectory], dict[str, float]]:
-        assert self.stream is not None, "collect() runs inside run()"
+        trajectories, waited = self._take()
+        return trajectories, {"time/learner_idle_s": waited} | self._stream_metrics()
+
+    def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
+        """Bound the batch's staleness. If every row was too old to keep, train on the next
+        finished groups instead (their wait is ``time/learner_refill_s``; what the stream did
+        meanwhile counts in the next step's metrics)."""
+        a, step = self.config.asynchronous, self.state.step
+        bounded, metrics = bound_staleness(batch, step, a.max_staleness, a.stale, a.stale_decay)
+        metrics["time/learner_refill_s"] = 0.0
+        while bounded is None:
+            trajectories, waited = self._take()
+            fresh = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
+            bounded, more = bound_staleness(fresh, step, a.max_staleness, a.stale, a.stale_decay)
+            metrics["async/dropped_stale"] += more["async/dropped_stale"]
+            metrics["time/learner_refill_s"] += waited
+        return bounded, metrics
+
+    def _take(self) -> tuple[list[Trajectory], float]:
+        """The next ``tasks_per_step`` finished groups' trajectories, and the seconds waited."""
+        assert self.stream is not None, "the stream runs inside run()"
         c, start = self.config, time.perf_counter()
         try:
             groups = self.stream.take(c.tasks_per_step, sync_timeout_s=c.asynchronous.sync_timeout_s)
         except StreamError as exc:
             raise StreamError(f"{exc}; {self._resume_hint()}") from None
-        waited = time.perf_counter() - start
-        trajectories = [t for g in groups for t in g.trajectories]
-        return trajectories, {"time/learner_idle_s": waited} | self._stream_metrics()
-
-    def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
-        a, step = self.config.asynchronous, self.state.step
-        bounded, metrics = bound_staleness(batch, step, a.max_staleness, a.stale, a.stale_decay)
-        while bounded is None:  # every row was too old: train on fresher groups instead
-            trajectories, _ = self.collect()
-            fresh = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
-            bounded, more = bound_staleness(fresh, step, a.max_staleness, a.stale, a.stale_decay)
-            metrics["async/dropped_stale"] += more["async/dropped_stale"]
-        return bounded, metrics
+        return [t for g in groups for t in g.trajectories], time.perf_counter() - start
 
     def step(self) -> dict[str, float]:
         try:

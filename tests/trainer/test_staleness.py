@@ -96,3 +96,33 @@ def test_behavior_weight_stats_by_hand():
     assert stats["offpolicy/frac_outside_0.5_2"] == 0.0
     on_policy = behavior_weight_stats(mask, behavior, behavior)
     assert on_policy["offpolicy/ess_frac"] == pytest.approx(1.0) and on_policy["offpolicy/token_ratio/max"] == 1.0
+
+
+class FakeStream:
+    """Hands out prepared groups, as ``RolloutStream.take`` would."""
+
+    def __init__(self, *groups):
+        self.groups = list(groups)
+
+    def take(self, n, *, sync_timeout_s):
+        from agentrl.rollout.stream import Group
+
+        return [Group(0, self.groups.pop(0)) for _ in range(n)]
+
+
+def test_a_batch_with_every_row_too_stale_is_replaced_by_the_next_groups():
+    from types import SimpleNamespace
+
+    from agentrl.trainer.async_loop import AsyncTrainer
+    from agentrl.trainer.config import AsyncConfig, TrainConfig
+    from agentrl.trainer.sync import RunState
+
+    trainer = AsyncTrainer.__new__(AsyncTrainer)  # the refill needs no models, only the stream
+    trainer.config = TrainConfig(tasks_per_step=1, asynchronous=AsyncConfig(enabled=True, max_staleness=1))
+    trainer.state, trainer.run_dir = RunState(step=5), None
+    trainer.models = SimpleNamespace(pad_token_id=0)
+    trainer.stream = FakeStream([trajectory([2]), trajectory([1])], [trajectory([4]), trajectory([5])])
+    bounded, metrics = trainer.prepare_batch(batch_of([3], [3, 4]))
+    assert bounded.policy_version.max().item() == 5 and bounded.loss_mask.shape[0] == 2
+    assert metrics["async/dropped_stale"] == 2 + 2  # the first batch, then the first refill
+    assert metrics["time/learner_refill_s"] >= 0 and trainer.stream.groups == []
