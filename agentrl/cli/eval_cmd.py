@@ -18,6 +18,7 @@ from tqdm import tqdm
 from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.config import build, field_help
 from agentrl.engines.base import SamplingParams
+from agentrl.engines.config import BACKENDS, EngineConfig
 from agentrl.envs import load
 from agentrl.errors import ConfigError
 from agentrl.evaluation import is_correct, summarize
@@ -63,6 +64,7 @@ def register(commands: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=64, help=_ROLLOUT["max_concurrent"])
     p.add_argument("--seed", type=int, default=0, help=_ROLLOUT["seed"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--engine", default="transformers", choices=BACKENDS, help="inference engine")
     p.add_argument(
         "--dtype",
         default="auto",
@@ -92,17 +94,14 @@ def run(args: argparse.Namespace) -> int:
     tasks = [split[i] for i in range(min(args.num_tasks, len(split)))]
     env.close()
 
-    from agentrl.engines.hf import TransformersEngine
-    from agentrl.engines.loading import load_model, load_tokenizer
+    from agentrl.engines.factory import make_engine
+    from agentrl.engines.loading import load_tokenizer
     from agentrl.trainer.setup import resolve_model
 
     model = resolve_model(args.model)
     tokenizer = load_tokenizer(model)
-    engine = TransformersEngine(
-        load_model(model, args.device, args.dtype),
-        tokenizer,
-        max_batch_size=args.max_concurrent,
-    )
+    engine_config = EngineConfig(backend=args.engine, dtype=args.dtype, max_batch_size=args.max_concurrent)
+    engine = make_engine(engine_config, model, tokenizer, device=args.device)
     out = Path(args.output or f"runs/eval-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "trajectories.jsonl").unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from agentrl.cli.envs_cmd import parse_env_args
+from agentrl.engines.config import BACKENDS
 from agentrl.errors import AgentRLError
 
 
@@ -37,6 +38,7 @@ def register(commands: Any) -> None:
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--logger", choices=["jsonl", "wandb"], help="metrics sink (metrics.jsonl is always written)")
+    p.add_argument("--engine", choices=BACKENDS, help="inference engine (engine.backend; default transformers)")
     p.add_argument(
         "--async",
         dest="asynchronous",
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         for k in ("env", "algo", "model", "steps", "seed", "device", "logger")
         if (v := getattr(args, k)) is not None
     }
+    if args.engine is not None:
+        overrides["engine.backend"] = args.engine
     if args.asynchronous:
         overrides["asynchronous.enabled"] = True
     if args.max_staleness is not None:

@@ -2,8 +2,8 @@
 
 Owns ``SamplingParams``, ``Completion`` and the ``Engine`` protocol. An engine knows
 nothing of environments, chat templates or trajectories; the rollout does the bookkeeping.
-Backends: ``agentrl.engines.hf`` (transformers, CPU and CUDA) here; vLLM later in
-``agentrl.engines.vllm`` (the only module that may import vllm).
+Backends: ``agentrl.engines.hf`` (transformers, CPU and CUDA) and ``agentrl.engines.vllm``
+(the only module that may import vllm); ``agentrl.engines.factory`` builds the one a run asks for.
 """
 
 from __future__ import annotations

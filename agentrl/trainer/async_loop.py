@@ -27,8 +27,8 @@ from typing import Any
 
 from agentrl.algos import TokenBatch
 from agentrl.engines.base import Engine
-from agentrl.engines.hf import TransformersEngine
-from agentrl.engines.loading import load_model, load_tokenizer
+from agentrl.engines.factory import make_engine
+from agentrl.engines.loading import load_tokenizer
 from agentrl.engines.mailbox import WeightMailbox
 from agentrl.errors import AgentRLError
 from agentrl.rollout.runner import RolloutConfig
@@ -49,9 +49,8 @@ class AsyncTrainer(Trainer):
     def __init__(self, config: TrainConfig, run_dir: Path, *, models: Models | None = None):
         super().__init__(config, run_dir, models=models)
         path = resolve_model(config.model)
-        self._eval = TransformersEngine(
-            load_model(path, config.device), load_tokenizer(path), max_batch_size=256, seed=config.seed
-        )
+        self._eval_tokenizer = load_tokenizer(path)
+        self._eval = make_engine(config.engine, path, self._eval_tokenizer, device=config.device, seed=config.seed)
         self.mailbox = WeightMailbox()
         self.stream: RolloutStream | None = None
         self._seen = StreamStats()
@@ -126,6 +125,9 @@ class AsyncTrainer(Trainer):
         where = f"its last checkpoint, {last.name}" if last else "the start (no checkpoint yet)"
         return f"agentrl train --resume {self.run_dir} continues from {where}"
 
+    def release_engine(self) -> None:
+        """The stream keeps generating while the learner trains: the engine stays awake."""
+
     def publish(self, version: int) -> dict[str, float]:
         start = time.perf_counter()
         self.mailbox.publish(self.models.learner.policy_state(), version)
@@ -133,7 +135,7 @@ class AsyncTrainer(Trainer):
 
     def eval_engine(self) -> tuple[Engine, Any]:
         self._eval.update_weights(self.models.learner.policy_state(), version=self.state.step)
-        return self._eval, self._eval.tokenizer
+        return self._eval, self._eval_tokenizer
 
     def _stream_metrics(self) -> dict[str, float]:
         """What the stream did since the last step: generating, loading weights, idle, aborts."""

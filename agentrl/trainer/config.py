@@ -17,6 +17,7 @@ import yaml
 
 from agentrl.config import build, check_choice, check_range, field_help, option
 from agentrl.engines.base import SamplingParams
+from agentrl.engines.config import EngineConfig
 from agentrl.errors import ConfigError
 from agentrl.learner.config import LearnerConfig
 
@@ -45,7 +46,12 @@ class AsyncConfig:
         check_range("asynchronous", "sync_timeout_s", self.sync_timeout_s, 0.001)
 
 
-SECTIONS = {"sampling": SamplingParams, "learner": LearnerConfig, "asynchronous": AsyncConfig}
+SECTIONS = {
+    "sampling": SamplingParams,
+    "learner": LearnerConfig,
+    "engine": EngineConfig,
+    "asynchronous": AsyncConfig,
+}
 
 
 @dataclass
@@ -76,6 +82,7 @@ class TrainConfig:
     learner: LearnerConfig = field(
         default_factory=lambda: LearnerConfig(lr=2e-4, micro_batch_size=32), metadata={"help": "optimizer and batching"}
     )
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={"help": "the inference engine"})
     asynchronous: AsyncConfig = field(default_factory=AsyncConfig, metadata={"help": "asynchronous training"})
 
     def __post_init__(self) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from agentrl.algos.base import Algorithm
-from agentrl.engines.hf import TransformersEngine
+from agentrl.engines.base import Engine
+from agentrl.engines.factory import make_engine
 from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.errors import ModelLoadError
 from agentrl.learner import TorchLearner
@@ -27,7 +28,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 class Models:
     tokenizer: Any
     learner: TorchLearner
-    engine: TransformersEngine
+    engine: Engine
     pad_token_id: int
 
 
@@ -46,8 +47,7 @@ def load_models(config: TrainConfig, algorithm: Algorithm) -> Models:
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(path)
     policy = load_model(path, config.device).train()
-    engine_model = load_model(path, config.device)
     learner = TorchLearner(policy, algorithm, config.learner)
-    engine = TransformersEngine(engine_model, tokenizer, max_batch_size=256, seed=config.seed)
+    engine = make_engine(config.engine, path, tokenizer, device=config.device, seed=config.seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Models(tokenizer=tokenizer, learner=learner, engine=engine, pad_token_id=pad)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from agentrl.algos import TokenBatch
 from agentrl.algos import make as make_algorithm
 from agentrl.engines.base import Engine, SamplingParams
+from agentrl.engines.factory import release
 from agentrl.envs import load as load_env
 from agentrl.evaluation import summarize
 from agentrl.rollout import RolloutConfig, rollout
@@ -64,6 +65,7 @@ class Trainer:
         trajectories, metrics = self.collect()
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
         batch, extra = self.prepare_batch(batch)
+        self.release_engine()
         start = time.perf_counter()
         metrics |= self.models.learner.train_step(batch) | extra
         learner_s = time.perf_counter() - start
@@ -105,6 +107,11 @@ class Trainer:
     def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
         """The batch the learner trains on (the synchronous loop takes it as it is)."""
         return batch, {}
+
+    def release_engine(self) -> None:
+        """Let the engine free accelerator memory while the learner trains (``engine.colocate``);
+        it wakes on its next call."""
+        release(self.models.engine)
 
     def publish(self, version: int) -> dict[str, float]:
         """Push the learner's weights into the engine as ``version`` (timed)."""
