@@ -136,11 +136,11 @@ def test_a_model_vllm_cannot_load_is_a_clear_error(tmp_path):
 
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (tmp_path / name).write_text((DEFAULT_MODEL / name).read_text())
-    with pytest.raises(ModelLoadError, match="vllm cannot load the model in .*: "):  # no weights
+    with pytest.raises(ModelLoadError, match=r"vllm cannot load the model in .*: "):  # no weights
         VLLMEngine(str(tmp_path))
     config = json.loads((DEFAULT_MODEL / "config.json").read_text()) | {"architectures": ["NoSuchLMForCausalLM"]}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match="vllm cannot load the model in .*: "):
+    with pytest.raises(ModelLoadError, match=r"vllm cannot load the model in .*: "):
         VLLMEngine(str(tmp_path))
     with pytest.raises(ModelLoadError, match="not a model directory"):
         VLLMEngine(str(tmp_path / "missing"))
