@@ -38,6 +38,9 @@ def test_overrides_take_precedence(tmp_path):
         ({"sampling.temperature": "1e9"}, "temperature=1000000000.0 is out of range"),
         ({"logger": "tensorboard"}, "logger='tensorboard' is not allowed"),
         ({"group_size": "0"}, "group_size=0 is out of range"),
+        ({"engine.backend": "sglang"}, "backend='sglang' is not allowed"),
+        ({"engine.kv_cache_gib": "0"}, "kv_cache_gib=0 is out of range"),
+        ({"engine.backend": "vllm", "asynchronous.enabled": "true"}, "with engine.backend=vllm is not supported yet"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):

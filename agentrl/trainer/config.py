@@ -94,6 +94,12 @@ class TrainConfig:
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
+        if self.asynchronous.enabled and self.engine.backend == "vllm":
+            raise ConfigError(
+                "asynchronous training with engine.backend=vllm is not supported yet: the rollout stream would "
+                "drive the in-process vLLM engine from a second thread, which vLLM does not support; "
+                "use the transformers engine with --async, or vllm without it"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
