@@ -51,3 +51,16 @@ def solver(prompt_text: str) -> str:
         question = prompt_text.rsplit("What is ", 1)[1].split("?")[0]
         return f"<calculator>{question}</calculator>"
     return f"The answer is {prompt_text.rsplit('<|im_start|>tool', 1)[1].split()[0]}."
+
+
+def chat_prompts(tokenizer: Any, texts: Sequence[str], system: str) -> list[list[int]]:
+    """Token ids of ``texts`` as user turns after ``system``, rendered with a generation prompt."""
+    rendered = [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": t}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for t in texts
+    ]
+    return [tokenizer.encode(r, add_special_tokens=False) for r in rendered]

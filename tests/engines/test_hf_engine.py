@@ -9,6 +9,7 @@ from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.engines.logprobs import process_logits, sampling_logprobs, teacher_forced_logprobs
 from agentrl.errors import ConfigError, ModelLoadError
 from agentrl.models.tiny import SYSTEM_XML
+from helpers import chat_prompts
 
 
 @pytest.fixture(scope="module")
@@ -17,17 +18,7 @@ def engine(tiny_chatml):
 
 
 def prompts(engine, n=6):
-    tok = engine.tokenizer
-    texts = [f"What is {i} + {i * 7}?" for i in range(n)]
-    rendered = [
-        tok.apply_chat_template(
-            [{"role": "system", "content": SYSTEM_XML}, {"role": "user", "content": t}],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for t in texts
-    ]
-    return [tok.encode(r, add_special_tokens=False) for r in rendered]
+    return chat_prompts(engine.tokenizer, [f"What is {i} + {i * 7}?" for i in range(n)], SYSTEM_XML)
 
 
 def test_is_an_engine(engine):

@@ -18,6 +18,7 @@ from agentrl.engines.logprobs import teacher_forced_logprobs
 from agentrl.errors import ModelLoadError
 from agentrl.models.tiny import SYSTEM_XML
 from agentrl.trainer.setup import DEFAULT_MODEL
+from helpers import chat_prompts
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 MODEL = str(DEFAULT_MODEL)
@@ -36,16 +37,7 @@ def tokenizer():
 
 
 def prompts(tokenizer, n=8):
-    texts = [f"What is {i + 3} * {i * 7 + 2}?" for i in range(n)]
-    rendered = [
-        tokenizer.apply_chat_template(
-            [{"role": "system", "content": SYSTEM_XML}, {"role": "user", "content": t}],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for t in texts
-    ]
-    return [tokenizer.encode(r, add_special_tokens=False) for r in rendered]
+    return chat_prompts(tokenizer, [f"What is {i + 3} * {i * 7 + 2}?" for i in range(n)], SYSTEM_XML)
 
 
 def test_generates_tokens_logprobs_and_finish_reasons(engine, tokenizer):
