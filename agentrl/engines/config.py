@@ -17,7 +17,7 @@ BACKENDS = ("transformers", "vllm")
 class EngineConfig:
     backend: str = option("transformers", "transformers (everywhere; the fast one on CPU) or vllm (GPUs; CPU build)")
     max_batch_size: int = option(256, "transformers: rows per forward pass")
-    dtype: str = option("auto", "vllm: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16")
+    dtype: str = option("auto", "weights dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16")
     max_model_len: int = option(2048, "vllm: longest prompt plus completion, in tokens")
     max_num_seqs: int = option(256, "vllm: sequences decoded together")
     kv_cache_gib: int = option(1, "vllm on CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE, where unset)")
