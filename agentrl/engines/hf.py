@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from agentrl.engines.base import Completion, FinishReason, SamplingParams
+from agentrl.engines.loading import eos_token_ids
 from agentrl.engines.logprobs import sampling_logprobs
 
 
@@ -48,7 +49,8 @@ class TransformersEngine:
         self.policy_version = 0
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.eos_token_ids = _eos_ids(model, tokenizer)
+        generation = getattr(model, "generation_config", None)
+        self.eos_token_ids = eos_token_ids(getattr(generation, "eos_token_id", None), tokenizer)
         self.pad_token_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_token_ids, default=0)
         )
@@ -150,16 +152,6 @@ def _new_cache(model: torch.nn.Module) -> Any:
     from transformers import DynamicCache
 
     return DynamicCache(config=getattr(model, "config", None))
-
-
-def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    config = getattr(model, "generation_config", None)
-    eos = getattr(config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return frozenset(ids)
 
 
 class _StopMatcher:

@@ -1,7 +1,9 @@
 """Load a causal LM and its tokenizer from a local directory or a hub name, with clear errors.
 
 Owns device / dtype resolution and the checks that turn a wrong path into one line
-("... is not a model directory") instead of a transformers traceback. Nothing here samples.
+("... is not a model directory") instead of a transformers traceback; also what every engine
+reads from a loaded model (its end-of-sequence ids) and the one-line form of a library's
+exception (``first_line``). Nothing here samples.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {first_line(exc)}") from None
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(f"the tokenizer of {name_or_path!r} has no chat template; agentrl needs one")
     return tokenizer
@@ -55,7 +57,7 @@ def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto") -> 
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, torch_device))
     except Exception as exc:
-        raise ModelLoadError(f"cannot load a causal language model from {name_or_path!r}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load a causal language model from {name_or_path!r}: {first_line(exc)}") from None
     return model.to(torch_device).eval()  # type: ignore[arg-type]  # transformers types .to narrowly
 
 
@@ -68,6 +70,16 @@ def _check_location(name_or_path: str) -> None:
         raise ModelLoadError(f"{name_or_path} is not a Hugging Face model directory (no config.json)")
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line errors that wrap a library's exception."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def eos_token_ids(model_eos: int | list[int] | None, tokenizer: Any) -> frozenset[int]:
+    """End-of-sequence ids: the model's (``eos_token_id`` of its generation config, one id or a
+    list) and the tokenizer's."""
+    ids = set(model_eos if isinstance(model_eos, list) else [model_eos] if model_eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return frozenset(ids)

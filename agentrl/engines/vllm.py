@@ -39,6 +39,7 @@ import torch
 
 from agentrl.engines.base import Completion, FinishReason, SamplingParams
 from agentrl.engines.config import EngineConfig
+from agentrl.engines.loading import eos_token_ids, first_line
 from agentrl.errors import AgentRLError, ModelLoadError
 
 INSTALL_HINT = (
@@ -93,10 +94,10 @@ class VLLMEngine:
         try:
             self.llm = vllm.LLM(**kwargs)
         except Exception as exc:
-            raise ModelLoadError(f"vllm cannot load the model in {path}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"vllm cannot load the model in {path}: {first_line(exc)}") from None
         self._vllm = vllm
         self.tokenizer = self.llm.get_tokenizer()
-        self.eos_token_ids = _eos_ids(path, self.tokenizer)
+        self.eos_token_ids = eos_token_ids(_model_eos(path), self.tokenizer)
         self.policy_version = 0
         self._rng = random.Random(seed)
         self.asleep = False
@@ -120,7 +121,7 @@ class VLLMEngine:
         try:
             results = self.llm.generate(requests, per_request, use_tqdm=False)
         except Exception as exc:
-            raise EngineError(f"the vllm engine failed during generation: {_first_line(exc)}") from exc
+            raise EngineError(f"the vllm engine failed during generation: {first_line(exc)}") from exc
         for i, result in zip(todo, results, strict=True):
             out[i] = self._completion(result.outputs[0])
         return out
@@ -133,7 +134,7 @@ class VLLMEngine:
                 "reload_weights", kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True}
             )
         except Exception as exc:
-            raise EngineError(f"the vllm engine could not load new weights: {_first_line(exc)}") from exc
+            raise EngineError(f"the vllm engine could not load new weights: {first_line(exc)}") from exc
         self.llm.reset_prefix_cache()
         self.policy_version = version
 
@@ -187,20 +188,11 @@ class VLLMEngine:
         return Completion(ids, logprobs, finish, reason if finish == "stop" else None, self.policy_version)
 
 
-def _eos_ids(path: str, tokenizer: Any) -> frozenset[int]:
-    """End-of-sequence ids: the tokenizer's and the model's (its generation config, else its config)."""
-    ids: set[int] = set()
+def _model_eos(path: str) -> int | list[int] | None:
+    """``eos_token_id`` of the model directory's generation config, else of its config."""
     for name in ("generation_config.json", "config.json"):
         file = Path(path) / name
         if file.is_file():
-            eos = json.loads(file.read_text()).get("eos_token_id")
-            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-            break
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return frozenset(ids)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+            eos: int | list[int] | None = json.loads(file.read_text()).get("eos_token_id")
+            return eos
+    return None
