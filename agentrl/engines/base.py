@@ -53,6 +53,12 @@ class Completion:
     policy_version: int = 0
 
 
+def token_limits(params: SamplingParams, max_new_tokens: Sequence[int] | None, n: int) -> list[int]:
+    """Each of ``n`` prompts' token limit: its ``max_new_tokens`` entry, never above
+    ``params.max_new_tokens`` (which applies alone when there are no entries)."""
+    return [min(params.max_new_tokens, m) for m in (max_new_tokens or [params.max_new_tokens] * n)]
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What the rollout needs from an inference engine."""

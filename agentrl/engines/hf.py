@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from agentrl.engines.base import Completion, FinishReason, SamplingParams
+from agentrl.engines.base import Completion, FinishReason, SamplingParams, token_limits
 from agentrl.engines.loading import eos_token_ids
 from agentrl.engines.logprobs import sampling_logprobs
 
@@ -68,7 +68,7 @@ class TransformersEngine:
     ) -> list[Completion]:
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
-        limits = [min(params.max_new_tokens, m) for m in (max_new_tokens or [params.max_new_tokens] * len(prompts))]
+        limits = token_limits(params, max_new_tokens, len(prompts))
         rows = [_Row(limit=max(0, m)) for m in limits]
         # longest first, so rows of similar length share a batch and padding stays small
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from agentrl.engines.base import Completion, FinishReason, SamplingParams
+from agentrl.engines.base import Completion, FinishReason, SamplingParams, token_limits
 from agentrl.engines.config import EngineConfig
 from agentrl.engines.loading import eos_token_ids, first_line
 from agentrl.errors import AgentRLError, ModelLoadError
@@ -109,7 +109,7 @@ class VLLMEngine:
         params: SamplingParams,
         max_new_tokens: Sequence[int] | None = None,
     ) -> list[Completion]:
-        limits = [min(params.max_new_tokens, m) for m in (max_new_tokens or [params.max_new_tokens] * len(prompts))]
+        limits = token_limits(params, max_new_tokens, len(prompts))
         seeds = self._seeds(params.seed, len(prompts))
         out = [Completion([], [], "length", None, self.policy_version) for _ in prompts]
         todo = [i for i, limit in enumerate(limits) if limit > 0]  # vLLM samples at least one token
