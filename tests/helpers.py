@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agentrl.engines.base import Completion, SamplingParams
+from agentrl_envs.math_tool import MathToolEnv
 
 
 class ScriptedEngine:
@@ -64,3 +67,28 @@ def chat_prompts(tokenizer: Any, texts: Sequence[str], system: str) -> list[list
         for t in texts
     ]
     return [tokenizer.encode(r, add_special_tokens=False) for r in rendered]
+
+
+class DyingEnv(MathToolEnv):
+    """``math_tool`` that cannot be built on a rollout stream's thread once more than
+    ``$AGENTRL_TEST_DIE_AFTER`` were built there in this process. Read from the environment,
+    so the fault reaches a spawned rollout worker, and a resumed run without it runs clean."""
+
+    built = 0
+
+    def __init__(self, **kwargs):
+        limit = os.environ.get("AGENTRL_TEST_DIE_AFTER")
+        if limit is not None and threading.current_thread().name == "agentrl-rollout":
+            DyingEnv.built += 1
+            if DyingEnv.built > int(limit):
+                raise RuntimeError("environment died")
+        super().__init__(**kwargs)
+
+
+class BrokenResetEnv(MathToolEnv):
+    """``math_tool`` whose every reset raises while ``$AGENTRL_TEST_BROKEN_RESET`` is set."""
+
+    def reset(self, *, seed=None, options=None):
+        if os.environ.get("AGENTRL_TEST_BROKEN_RESET"):
+            raise RuntimeError("reset failed")
+        return super().reset(seed=seed, options=options)

@@ -40,7 +40,7 @@ def test_overrides_take_precedence(tmp_path):
         ({"group_size": "0"}, "group_size=0 is out of range"),
         ({"engine.backend": "sglang"}, "backend='sglang' is not allowed"),
         ({"engine.kv_cache_gib": "0"}, "kv_cache_gib=0 is out of range"),
-        ({"engine.backend": "vllm", "asynchronous.enabled": "true"}, "with engine.backend=vllm is not supported yet"),
+        ({"engine.backend": "vllm", "asynchronous.enabled": "true"}, "needs asynchronous.worker=process"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):

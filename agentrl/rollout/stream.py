@@ -4,7 +4,7 @@ Owns scheduling across rollout batches: episodes run without pause against one e
 groups of feed batch ``s`` (``feed(s)`` gives its tasks) are admitted as slots free up, and
 each group is handed over (``take``) the moment its last episode ends, so a slow episode
 holds back only its own group. Runs on its own thread with its own event loop; knows nothing
-of learners: weights arrive through a ``WeightMailbox``.
+of learners: weights arrive through a mailbox (``agentrl.engines.mailbox``).
 
 Bounded staleness: a group of batch ``s`` starts only once the engine holds weights of version
 ``>= s - max_staleness``, so the stream runs at most ``max_staleness`` batches ahead of the
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentrl.engines.base import Engine, SamplingParams
-from agentrl.engines.mailbox import WeightMailbox
+from agentrl.engines.mailbox import Mailbox
 from agentrl.envs.base import Env
 from agentrl.errors import AgentRLError
 from agentrl.rollout.chat import ChatRenderer
@@ -102,7 +102,7 @@ class RolloutStream:
         tokenizer: object,
         params: SamplingParams,
         config: RolloutConfig,
-        mailbox: WeightMailbox,
+        mailbox: Mailbox,
         *,
         max_staleness: int,
         in_flight: str = "continue",
@@ -134,21 +134,33 @@ class RolloutStream:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def engine_version(self) -> int:
+        """The version of the weights the engine samples with now."""
+        return self.engine.policy_version
+
     def take(self, n: int, *, sync_timeout_s: float, poll_s: float = 0.05) -> list[Group]:
         """The next ``n`` finished groups, in the order they finished. Raises ``StreamError``
         if the stream failed, or a weight sync has run longer than ``sync_timeout_s``."""
         groups: list[Group] = []
         while len(groups) < n:
-            try:
-                item = self._out.get(timeout=poll_s)
-            except queue.Empty:
-                self._check(sync_timeout_s)
-                continue
-            if item is None:
-                self._check(sync_timeout_s)
-                raise StreamError("the rollout stream stopped")
-            groups.append(item)
+            group = self.poll(sync_timeout_s=sync_timeout_s, timeout=poll_s)
+            if group is not None:
+                groups.append(group)
         return groups
+
+    def poll(self, *, sync_timeout_s: float, timeout: float) -> Group | None:
+        """The next finished group, or None if none finished within ``timeout`` seconds.
+        Raises ``StreamError`` as ``take`` does."""
+        try:
+            item = self._out.get(timeout=timeout)
+        except queue.Empty:
+            self._check(sync_timeout_s)
+            return None
+        if item is None:
+            self._check(sync_timeout_s)
+            raise StreamError("the rollout stream stopped")
+        return item
 
     def _check(self, sync_timeout_s: float) -> None:
         if self.error is not None:

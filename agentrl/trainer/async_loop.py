@@ -1,16 +1,20 @@
 """The asynchronous training loop: rollouts keep running while the learner trains.
 
-Owns the learner's side of ``agentrl train --async``. A ``RolloutStream`` on its own thread
-runs episodes continuously on the engine; the learner takes the next ``tasks_per_step``
-finished groups, bounds their staleness (``agentrl.trainer.staleness``), trains, and publishes
-its weights to a ``WeightMailbox`` as version ``step + 1``; the stream loads them between two
-generation rounds (``asynchronous.in_flight`` says what happens to episodes in flight). Update
-``u`` trains on samples of versions ``>= u - max_staleness`` (the stream's admission bound);
-a sample older than that is dropped or down-weighted and counted.
+Owns the learner's side of ``agentrl train --async``. A rollout stream runs episodes
+continuously on its engine; the learner takes the next ``tasks_per_step`` finished groups,
+bounds their staleness (``agentrl.trainer.staleness``), trains, and publishes its weights to a
+mailbox as version ``step + 1``; the stream loads them between two generation rounds
+(``asynchronous.in_flight`` says what happens to episodes in flight). Update ``u`` trains on
+samples of versions ``>= u - max_staleness`` (the stream's admission bound); a sample older
+than that is dropped or down-weighted and counted.
 
-Evaluation runs on a third copy of the weights (its own engine and tokenizer), so it does not
-pause the stream. Checkpoints hold what the synchronous loop's hold; groups in flight at a
-checkpoint are not saved: a resumed run samples them again.
+``asynchronous.worker`` says where the stream runs: ``thread``, a ``RolloutStream`` on a thread
+of this process driving the run's engine, or ``process``, a spawned worker
+(``agentrl.rollout.worker``) with its own engine, reading weights from shared memory.
+Evaluation runs on an engine the stream does not use (with a thread, a third copy of the
+weights; with a process, the run's engine), so it does not pause the stream. Checkpoints hold
+what the synchronous loop's hold; groups in flight at a checkpoint are not saved: a resumed
+run samples them again.
 
 Failures stop the run with one line and leave the last checkpoint intact: the stream failing
 (its engine or an environment), the learner failing, or a weight sync running longer than
@@ -29,15 +33,16 @@ from agentrl.algos import TokenBatch
 from agentrl.engines.base import Engine
 from agentrl.engines.factory import make_engine
 from agentrl.engines.loading import load_tokenizer
-from agentrl.engines.mailbox import WeightMailbox
+from agentrl.engines.mailbox import SharedWeightMailbox, WeightMailbox
 from agentrl.errors import AgentRLError
 from agentrl.rollout.runner import RolloutConfig
 from agentrl.rollout.stream import RolloutStream, StreamError, StreamStats
+from agentrl.rollout.worker import ProcessStream, WorkerSpec
 from agentrl.trainer import checkpoint
 from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.setup import Models, resolve_model
 from agentrl.trainer.staleness import bound_staleness
-from agentrl.trainer.sync import Trainer
+from agentrl.trainer.sync import EmptyBatchError, Trainer
 from agentrl.types import Trajectory
 
 
@@ -48,11 +53,16 @@ class TrainingError(AgentRLError):
 class AsyncTrainer(Trainer):
     def __init__(self, config: TrainConfig, run_dir: Path, *, models: Models | None = None):
         super().__init__(config, run_dir, models=models)
-        path = resolve_model(config.model)
-        self._eval_tokenizer = load_tokenizer(path)
-        self._eval = make_engine(config.engine, path, self._eval_tokenizer, device=config.device, seed=config.seed)
-        self.mailbox = WeightMailbox()
-        self.stream: RolloutStream | None = None
+        self.path = resolve_model(config.model)
+        self._eval: tuple[Engine, Any] = (self.models.engine, self.models.tokenizer)
+        if config.asynchronous.worker == "thread":
+            tokenizer = load_tokenizer(self.path)
+            self._eval = (
+                make_engine(config.engine, self.path, tokenizer, device=config.device, seed=config.seed),
+                tokenizer,
+            )
+        self.mailbox: WeightMailbox | SharedWeightMailbox | None = None
+        self.stream: RolloutStream | ProcessStream | None = None
         self._seen = StreamStats()
 
     # ---- the stream ---------------------------------------------------------------------
@@ -61,19 +71,21 @@ class AsyncTrainer(Trainer):
         rollout = RolloutConfig(
             group_size=c.group_size, max_concurrent=256, max_total_tokens=c.max_total_tokens, seed=c.seed
         )
-        self.stream = RolloutStream(
-            self.env_factory,
-            self.tasks_for,
-            m.engine,
-            m.tokenizer,
-            c.sampling,
-            rollout,
-            self.mailbox,
-            max_staleness=c.asynchronous.max_staleness,
-            in_flight=c.asynchronous.in_flight,
-            first_batch=self.state.step,
-            env_id=c.env,
-        )
+        a, policy = c.asynchronous, m.learner.policy_state()
+        if a.worker == "process":
+            spec = WorkerSpec(
+                c.env, self.draw, self.path, c.sampling, rollout, a.max_staleness, a.in_flight, self.state.step,
+                c.env_args, c.engine, c.device, c.seed, a.worker_threads,
+            )  # fmt: skip
+            shared = SharedWeightMailbox(policy)
+            shared.publish(policy, self.state.step)  # a resumed run's weights; at step 0, the model's own
+            self.mailbox, self.stream = shared, ProcessStream(spec, shared)
+        else:
+            self.mailbox = WeightMailbox()
+            self.stream = RolloutStream(
+                self.env_factory, self.draw, m.engine, m.tokenizer, c.sampling, rollout, self.mailbox,
+                max_staleness=a.max_staleness, in_flight=a.in_flight, first_batch=self.state.step, env_id=c.env,
+            )  # fmt: skip
         self.stream.start()
         try:
             return super().run(progress=progress)
@@ -113,6 +125,8 @@ class AsyncTrainer(Trainer):
     def step(self) -> dict[str, float]:
         try:
             return super().step()
+        except EmptyBatchError as exc:
+            raise TrainingError(f"{exc}; {self._resume_hint()}") from None
         except AgentRLError:
             raise
         except Exception as exc:
@@ -129,13 +143,15 @@ class AsyncTrainer(Trainer):
         """The stream keeps generating while the learner trains: the engine stays awake."""
 
     def publish(self, version: int) -> dict[str, float]:
+        assert self.mailbox is not None, "the mailbox is made inside run()"
         start = time.perf_counter()
         self.mailbox.publish(self.models.learner.policy_state(), version)
         return {"time/publish_s": time.perf_counter() - start}
 
     def eval_engine(self) -> tuple[Engine, Any]:
-        self._eval.update_weights(self.models.learner.policy_state(), version=self.state.step)
-        return self._eval, self._eval_tokenizer
+        engine, tokenizer = self._eval
+        engine.update_weights(self.models.learner.policy_state(), version=self.state.step)
+        return engine, tokenizer
 
     def _stream_metrics(self) -> dict[str, float]:
         """What the stream did since the last step: generating, loading weights, idle, aborts."""
@@ -147,7 +163,7 @@ class AsyncTrainer(Trainer):
             "time/rollout_idle_s": now.idle_s - seen.idle_s,
             "async/syncs": float(now.syncs - seen.syncs),
             "async/aborted_episodes": float(now.aborted_episodes - seen.aborted_episodes),
-            "async/engine_version": float(self.models.engine.policy_version),
+            "async/engine_version": float(self.stream.engine_version),
         }
         self._seen = StreamStats(**vars(now))
         return metrics

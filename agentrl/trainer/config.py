@@ -37,6 +37,12 @@ class AsyncConfig:
         "recorded per turn), drain (finish on the old weights, then load) or abort (restart them)",
     )
     sync_timeout_s: float = option(300.0, "a weight sync to the engine that takes longer than this stops the run")
+    worker: str = option(
+        "thread",
+        "where rollouts run: thread (beside the learner, in its process) or process (a spawned worker with "
+        "its own engine; the learner and generation then share no interpreter lock; needed for vllm)",
+    )
+    worker_threads: int = option(0, "process worker: torch threads of the worker (0 = torch's default)")
 
     def __post_init__(self) -> None:
         check_range("asynchronous", "max_staleness", self.max_staleness, 0)
@@ -44,6 +50,8 @@ class AsyncConfig:
         check_range("asynchronous", "stale_decay", self.stale_decay, 0.0, 1.0)
         check_choice("asynchronous", "in_flight", self.in_flight, ("continue", "drain", "abort"))
         check_range("asynchronous", "sync_timeout_s", self.sync_timeout_s, 0.001)
+        check_choice("asynchronous", "worker", self.worker, ("thread", "process"))
+        check_range("asynchronous", "worker_threads", self.worker_threads, 0)
 
 
 SECTIONS = {
@@ -94,11 +102,11 @@ class TrainConfig:
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
-        if self.asynchronous.enabled and self.engine.backend == "vllm":
+        a = self.asynchronous
+        if a.enabled and self.engine.backend == "vllm" and a.worker == "thread":
             raise ConfigError(
-                "asynchronous training with engine.backend=vllm is not supported yet: the rollout stream would "
-                "drive the in-process vLLM engine from a second thread, which vLLM does not support; "
-                "use the transformers engine with --async, or vllm without it"
+                "asynchronous training with engine.backend=vllm needs asynchronous.worker=process: a rollout "
+                "thread would drive vLLM from a second thread of the learner's process, which vLLM does not support"
             )
 
     def to_dict(self) -> dict[str, Any]:

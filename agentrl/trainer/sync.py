@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from agentrl.algos import make as make_algorithm
 from agentrl.engines.base import Engine, SamplingParams
 from agentrl.engines.factory import release
 from agentrl.envs import load as load_env
+from agentrl.errors import AgentRLError
 from agentrl.evaluation import summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import write_trajectories
@@ -38,6 +40,35 @@ from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.logging import MetricsLogger
 from agentrl.trainer.setup import Models, load_models
 from agentrl.types import Task, Trajectory
+
+
+class EmptyBatchError(AgentRLError):
+    """No episode of a step's batch sampled a token (every one failed before its first turn)."""
+
+
+def check_sampled(trajectories: Sequence[Trajectory], step: int) -> None:
+    """Raise ``EmptyBatchError`` if no trajectory holds a sampled token, naming the first error."""
+    if any(t.num_sampled_tokens for t in trajectories):
+        return
+    failed = [t for t in trajectories if t.error]
+    first = f"; the first: {failed[0].error}" if failed else ""
+    raise EmptyBatchError(
+        f"step {step}: no episode sampled a token ({len(failed)} of {len(trajectories)} ended with an error{first})"
+    )
+
+
+@dataclass(frozen=True)
+class TaskDraw:
+    """The train tasks of each step: ``per_step`` drawn with replacement, seeded by
+    ``(seed, step)``. A plain picklable callable, so a rollout worker process can draw them."""
+
+    tasks: Sequence[Task]
+    seed: int
+    per_step: int
+
+    def __call__(self, step: int) -> list[Task]:
+        rng = random.Random(f"{self.seed}/tasks/{step}")
+        return [self.tasks[rng.randrange(len(self.tasks))] for _ in range(self.per_step)]
 
 
 @dataclass
@@ -53,6 +84,7 @@ class Trainer:
         probe = self.env_factory()
         self.train_tasks, self.test_tasks = probe.tasks("train"), probe.tasks("test")
         probe.close()
+        self.draw = TaskDraw(self.train_tasks, config.seed, config.tasks_per_step)
         algorithm = make_algorithm(config.algo, **config.algo_args)
         self.models = models or load_models(config, algorithm)
         self.state = RunState()
@@ -63,6 +95,7 @@ class Trainer:
         c = self.config
         started = time.perf_counter()
         trajectories, metrics = self.collect()
+        check_sampled(trajectories, self.state.step + 1)
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
         batch, extra = self.prepare_batch(batch)
         self.release_engine()
@@ -100,9 +133,7 @@ class Trainer:
 
     def tasks_for(self, step: int) -> list[Task]:
         """The ``tasks_per_step`` train tasks of ``step``, drawn with replacement, seeded by step."""
-        c = self.config
-        rng = random.Random(f"{c.seed}/tasks/{step}")
-        return [self.train_tasks[rng.randrange(len(self.train_tasks))] for _ in range(c.tasks_per_step)]
+        return self.draw(step)
 
     def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
         """The batch the learner trains on (the synchronous loop takes it as it is)."""

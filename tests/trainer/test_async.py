@@ -1,8 +1,11 @@
-"""``agentrl train --async`` on the default model: bounded staleness, its metrics, and the run
-stopping with one line (then resuming from its last checkpoint) when the engine, the learner
-or a weight sync fails."""
+"""``agentrl train --async`` on the default model, with the rollout stream on a thread and in
+its own process: bounded staleness, its metrics, and the run stopping with one line (then
+resuming from its last checkpoint) when the engine, an environment, the worker process, the
+learner or a weight sync fails."""
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -12,7 +15,9 @@ import torch
 from agentrl.cli.main import main
 from agentrl.engines.hf import TransformersEngine
 from agentrl.learner import TorchLearner
+from agentrl.trainer.async_loop import AsyncTrainer
 from agentrl.trainer.setup import DEFAULT_MODEL
+from helpers import DyingEnv
 
 SETTINGS = ["--set", "tasks_per_step=4", "--set", "group_size=4", "--set", "eval_tasks=8", "--set", "eval_every=2"]
 SETTINGS += ["--set", "checkpoint_every=1", "--set", "sampling.max_new_tokens=24", "--no-progress"]
@@ -48,9 +53,10 @@ def on_rollout_thread():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker", ["thread", "process"])
 @pytest.mark.parametrize("staleness", [0, 2])
-def test_async_training_bounds_staleness_and_logs_both_sides(tmp_path, staleness):
-    assert main(async_args(tmp_path, "run", 4, staleness)) == 0
+def test_async_training_bounds_staleness_and_logs_both_sides(tmp_path, staleness, worker):
+    assert main(async_args(tmp_path, "run", 4, staleness, "--set", f"asynchronous.worker={worker}")) == 0
     rows = metrics(tmp_path / "run")
     steps = [r for r in rows if r["step"] > 0]
     assert [r["step"] for r in steps] == [1, 2, 3, 4] and "eval/accuracy" in rows[-1]
@@ -60,7 +66,7 @@ def test_async_training_bounds_staleness_and_logs_both_sides(tmp_path, staleness
         for key in ("time/generate_s", "time/sync_s", "time/learner_idle_s", "time/rollout_idle_s", "time/learner_s"):
             assert r[key] >= 0, key
         assert 0 < r["offpolicy/ess_frac"] <= 1 + 1e-6 and r["time/publish_s"] >= 0
-    if staleness == 0:  # exactly on-policy: the learner's pi_old is the sampler's policy
+    if staleness == 0:  # exactly on-policy: the sampler held the learner's weights, to the bit
         assert all(r["offpolicy/ess_frac"] > 0.99 for r in steps)
     assert sum(r["async/syncs"] for r in steps) >= 2  # the engine loaded new weights while running
     last = torch.load(tmp_path / "run" / "checkpoints" / "last" / "learner.pt", weights_only=False)
@@ -119,3 +125,29 @@ def test_a_weight_sync_that_times_out_stops_the_run_and_it_resumes(tmp_path, cap
     monkeypatch.setattr(TransformersEngine, "update_weights", slow)
     error = fail_and_resume(tmp_path, capsys, monkeypatch, "sync", ("--set", "asynchronous.sync_timeout_s=0.5"))
     assert "a weight sync to the engine took longer than sync_timeout_s=0.5 s" in error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_an_environment_failing_in_the_rollout_worker_stops_the_run_and_it_resumes(
+    tmp_path, capsys, monkeypatch, worker
+):
+    monkeypatch.setattr(DyingEnv, "built", 0)
+    monkeypatch.setenv("AGENTRL_TEST_DIE_AFTER", "40")  # 16 episodes a batch: dies in the third
+    extra = ("--env", "helpers:DyingEnv", "--set", f"asynchronous.worker={worker}")
+    error = fail_and_resume(tmp_path, capsys, monkeypatch, worker, extra)
+    assert "the rollout worker failed: RuntimeError: environment died" in error
+
+
+@pytest.mark.slow
+def test_a_killed_rollout_worker_process_stops_the_run_and_it_resumes(tmp_path, capsys, monkeypatch):
+    publish = AsyncTrainer.publish
+
+    def killing(self, version):
+        if version == 2:
+            os.kill(self.stream.pid, signal.SIGKILL)
+        return publish(self, version)
+
+    monkeypatch.setattr(AsyncTrainer, "publish", killing)
+    error = fail_and_resume(tmp_path, capsys, monkeypatch, "killed", ("--set", "asynchronous.worker=process"))
+    assert f"the rollout worker exited (exit code -{signal.SIGKILL})" in error

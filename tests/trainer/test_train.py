@@ -175,6 +175,17 @@ def test_a_full_disk_while_checkpointing_loses_nothing(tiny_chatml, tmp_path, mo
     checkpoint.load(ckpt / "step-000001")  # intact and readable
 
 
+def test_a_step_where_every_episode_failed_stops_with_the_first_error(tiny_chatml, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AGENTRL_TEST_BROKEN_RESET", "1")
+    args = [*train_args(tiny_chatml, tmp_path, "broken", 2), "--env", "helpers:BrokenResetEnv"]
+    assert main(args) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("agentrl:")]
+    assert error == [
+        "agentrl: error: step 1: no episode sampled a token (16 of 16 ended with an error; "
+        "the first: RuntimeError: reset failed)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,0 +1,68 @@
+"""The rollout worker process's parts: weights through shared memory to a spawned process, and
+the learner's handle reporting a hung sync. (Whole runs with a worker process, and its
+failures, are in tests/trainer/test_async.py.)"""
+
+import math
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from agentrl.engines.base import SamplingParams
+from agentrl.engines.mailbox import SharedWeightMailbox
+from agentrl.rollout import RolloutConfig
+from agentrl.rollout.stream import StreamError
+from agentrl.rollout.worker import _SYNCING_SINCE, ProcessStream, WorkerSpec
+
+
+def read_in_child(mailbox, than, out):
+    """Runs in a spawned process: wait for a version above ``than``, send back what it read."""
+    assert mailbox.wait_newer(than, timeout=30.0)
+    state, version = mailbox.take_newer(than)
+    out.put((version, {k: (v.dtype, v.float().tolist()) for k, v in state.items()}))  # plain data
+
+
+def test_shared_mailbox_hands_a_spawned_process_the_newest_weights():
+    template = {"w": torch.zeros(3, 4), "b": torch.zeros(4, dtype=torch.bfloat16)}
+    mailbox = SharedWeightMailbox(template)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=read_in_child, args=(mailbox, 1, out))
+    child.start()
+    first = {"w": torch.randn(3, 4), "b": torch.randn(4).bfloat16()}
+    mailbox.publish(first, 1)  # not above 1: the child keeps waiting
+    second = {"w": torch.randn(3, 4), "b": torch.randn(4).bfloat16()}
+    mailbox.publish(second, 2)
+    version, state = out.get(timeout=60)
+    child.join(30)
+    assert child.exitcode == 0 and version == 2
+    assert all(state[k] == (second[k].dtype, second[k].float().tolist()) for k in second)
+
+
+def test_shared_mailbox_copies_and_orders_versions():
+    mailbox = SharedWeightMailbox({"w": torch.zeros(2)})
+    weights = {"w": torch.tensor([1.0, 2.0])}
+    mailbox.publish(weights, 0)
+    weights["w"].add_(10)  # the learner updates in place; the mailbox kept its copy
+    state, version = mailbox.take_newer(-1)
+    assert version == 0 and state["w"].tolist() == [1.0, 2.0]
+    assert mailbox.take_newer(0) is None
+    state["w"].zero_()  # a reader's copy is its own
+    assert mailbox.take_newer(-1)[0]["w"].tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="version 0 published after version 0"):
+        mailbox.publish(weights, 0)
+    start = time.monotonic()
+    assert not mailbox.wait_newer(0, timeout=0.1) and time.monotonic() - start >= 0.1
+
+
+def test_the_handle_reports_a_sync_running_past_its_timeout():
+    spec = WorkerSpec(
+        "math", feed=list, model="unused", params=SamplingParams(), config=RolloutConfig(), max_staleness=1
+    )
+    stream = ProcessStream(spec, SharedWeightMailbox({"w": torch.zeros(1)}))  # never started
+    stream._shared[_SYNCING_SINCE] = time.monotonic() - 5.0  # as the worker mirrors a sync begun 5 s ago
+    with pytest.raises(StreamError, match="took longer than sync_timeout_s=2 s"):
+        stream.take(1, sync_timeout_s=2.0, poll_s=0.01)
+    stream._shared[_SYNCING_SINCE] = math.nan
+    assert stream.stats.episodes == 0 and stream.engine_version == -1
