@@ -40,7 +40,8 @@ def test_overrides_take_precedence(tmp_path):
         ({"group_size": "0"}, "group_size=0 is out of range"),
         ({"engine.backend": "sglang"}, "backend='sglang' is not allowed"),
         ({"engine.kv_cache_gib": "0"}, "kv_cache_gib=0 is out of range"),
-        ({"engine.backend": "vllm", "asynchronous.enabled": "true"}, "needs asynchronous.worker=process"),
+        ({"engine.backend": "vllm", "asynchronous.enabled": "true", "asynchronous.worker": "thread"}, "worker=process"),
+        ({"asynchronous.worker": "thread", "asynchronous.worker_device": "cuda:1"}, "worker_device needs the process"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):

@@ -24,7 +24,7 @@ import queue
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -88,9 +88,17 @@ class ProcessStream:
         return int(self._shared[_VERSION])
 
     def start(self) -> None:
-        args = (self.spec, self.mailbox, self._out, self._stop, self._shared, os.getpid())
+        spec, visible = pinned(self.spec, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        args = (spec, self.mailbox, self._out, self._stop, self._shared, os.getpid())
         self._process = self._ctx.Process(target=_work, args=args, name="agentrl-rollout")
-        self._process.start()
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            if visible is not None:  # a spawned process takes its environment from ours at start
+                os.environ["CUDA_VISIBLE_DEVICES"] = visible
+            self._process.start()
+        finally:
+            if visible is not None:
+                _restore("CUDA_VISIBLE_DEVICES", saved)
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()
@@ -122,6 +130,29 @@ class ProcessStream:
             raise StreamError(f"a weight sync to the engine took longer than sync_timeout_s={sync_timeout_s:g} s")
         if self._process is not None and not self._process.is_alive() and self._out.empty():
             raise StreamError(f"the rollout worker exited (exit code {self._process.exitcode})")
+
+
+def pinned(spec: WorkerSpec, visible: str | None) -> tuple[WorkerSpec, str | None]:
+    """The spec and ``CUDA_VISIBLE_DEVICES`` a vLLM worker on ``cuda:N`` starts with.
+
+    vLLM in process takes the first GPU it sees, so the worker is shown only GPU ``N`` (of
+    those visible to the learner) and told ``cuda``. Other engines take ``cuda:N`` as it is.
+    Returns ``visible`` None when the environment needs no change."""
+    device = spec.device
+    if spec.engine.backend != "vllm" or not device.startswith("cuda:"):
+        return spec, None
+    index = int(device.split(":", 1)[1])
+    ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(index + 1)]
+    if index >= len(ids):
+        raise StreamError(f"worker device {device}: only {len(ids)} GPUs are visible (CUDA_VISIBLE_DEVICES={visible})")
+    return replace(spec, device="cuda"), ids[index]
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 # ---- the worker process -----------------------------------------------------------------------

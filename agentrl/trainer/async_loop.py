@@ -10,7 +10,8 @@ than that is dropped or down-weighted and counted.
 
 ``asynchronous.worker`` says where the stream runs: ``thread``, a ``RolloutStream`` on a thread
 of this process driving the run's engine, or ``process``, a spawned worker
-(``agentrl.rollout.worker``) with its own engine, reading weights from shared memory.
+(``agentrl.rollout.worker``) with its own engine, reading weights from shared memory
+(``auto``, the default: a process for vLLM, which cannot be driven from a second thread).
 Evaluation runs on an engine the stream does not use (with a thread, a third copy of the
 weights; with a process, the run's engine), so it does not pause the stream. Checkpoints hold
 what the synchronous loop's hold; groups in flight at a checkpoint are not saved: a resumed
@@ -55,7 +56,7 @@ class AsyncTrainer(Trainer):
         super().__init__(config, run_dir, models=models)
         self.path = resolve_model(config.model)
         self._eval: tuple[Engine, Any] = (self.models.engine, self.models.tokenizer)
-        if config.asynchronous.worker == "thread":
+        if config.rollout_worker == "thread":
             tokenizer = load_tokenizer(self.path)
             self._eval = (
                 make_engine(config.engine, self.path, tokenizer, device=config.device, seed=config.seed),
@@ -72,10 +73,10 @@ class AsyncTrainer(Trainer):
             group_size=c.group_size, max_concurrent=256, max_total_tokens=c.max_total_tokens, seed=c.seed
         )
         a, policy = c.asynchronous, m.learner.policy_state()
-        if a.worker == "process":
+        if c.rollout_worker == "process":
             spec = WorkerSpec(
                 c.env, self.draw, self.path, c.sampling, rollout, a.max_staleness, a.in_flight, self.state.step,
-                c.env_args, c.engine, c.device, c.seed, a.worker_threads,
+                c.env_args, c.engine, a.worker_device or c.device, c.seed, a.worker_threads,
             )  # fmt: skip
             shared = SharedWeightMailbox(policy)
             shared.publish(policy, self.state.step)  # a resumed run's weights; at step 0, the model's own

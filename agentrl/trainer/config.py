@@ -38,11 +38,15 @@ class AsyncConfig:
     )
     sync_timeout_s: float = option(300.0, "a weight sync to the engine that takes longer than this stops the run")
     worker: str = option(
-        "thread",
-        "where rollouts run: thread (beside the learner, in its process) or process (a spawned worker with "
-        "its own engine; the learner and generation then share no interpreter lock; needed for vllm)",
+        "auto",
+        "where rollouts run: thread (beside the learner, in its process), process (a spawned worker with "
+        "its own engine; the learner and generation then share no interpreter lock; needed for vllm) or "
+        "auto (process for vllm, else thread)",
     )
     worker_threads: int = option(0, "process worker: torch threads of the worker (0 = torch's default)")
+    worker_device: str = option(
+        "", "process worker: device of its engine, e.g. cuda:1 to generate on a second GPU (empty = the run's device)"
+    )
 
     def __post_init__(self) -> None:
         check_range("asynchronous", "max_staleness", self.max_staleness, 0)
@@ -50,7 +54,7 @@ class AsyncConfig:
         check_range("asynchronous", "stale_decay", self.stale_decay, 0.0, 1.0)
         check_choice("asynchronous", "in_flight", self.in_flight, ("continue", "drain", "abort"))
         check_range("asynchronous", "sync_timeout_s", self.sync_timeout_s, 0.001)
-        check_choice("asynchronous", "worker", self.worker, ("thread", "process"))
+        check_choice("asynchronous", "worker", self.worker, ("auto", "thread", "process"))
         check_range("asynchronous", "worker_threads", self.worker_threads, 0)
 
 
@@ -103,11 +107,20 @@ class TrainConfig:
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
         a = self.asynchronous
+        if a.worker_device and self.rollout_worker != "process":
+            raise ConfigError("asynchronous.worker_device needs the process worker (asynchronous.worker=process)")
         if a.enabled and self.engine.backend == "vllm" and a.worker == "thread":
             raise ConfigError(
                 "asynchronous training with engine.backend=vllm needs asynchronous.worker=process: a rollout "
                 "thread would drive vLLM from a second thread of the learner's process, which vLLM does not support"
             )
+
+    @property
+    def rollout_worker(self) -> str:
+        """Where asynchronous rollouts run: ``asynchronous.worker`` with ``auto`` resolved."""
+        if self.asynchronous.worker != "auto":
+            return self.asynchronous.worker
+        return "process" if self.engine.backend == "vllm" else "thread"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -145,8 +145,8 @@ def test_colocation_needs_a_gpu():
         VLLMEngine(MODEL, EngineConfig(backend="vllm", colocate=True), device="cpu")
 
 
-def train_args(runs, steps):
-    settings = ["tasks_per_step=4", "group_size=4", "eval_tasks=8", "checkpoint_every=1"]
+def train_args(runs, steps, *more):
+    settings = ["tasks_per_step=4", "group_size=4", "eval_tasks=8", "checkpoint_every=1", *more]
     args = ["train", "--engine", "vllm", "--algo", "grpo", "--steps", str(steps), "--no-progress"]
     return [*args, "--runs-dir", str(runs), "--name", "run", *(x for s in settings for x in ("--set", s))]
 
@@ -166,6 +166,16 @@ def test_train_and_eval_run_on_vllm(tmp_path):
     args = ["eval", "--engine", "vllm", "--env", "math_tool", "--num-tasks", "8", "--output", str(out)]
     assert main([*args, "--no-progress"]) == 0
     assert (out / "metrics.json").is_file()
+
+
+def test_asynchronous_training_runs_vllm_in_a_worker_process(tmp_path):
+    args = train_args(tmp_path, 3, "asynchronous.max_staleness=0")
+    assert main([*args, "--async"]) == 0
+    steps = [r for r in metrics(tmp_path / "run") if "rollout/sampled_tokens" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3] and all(r["rollout/sampled_tokens"] > 0 for r in steps)
+    # at K = 0 the worker's vLLM samples with exactly the learner's weights of the step before
+    assert all(r["async/staleness_max"] == 0 for r in steps) and sum(r["async/syncs"] for r in steps) >= 2
+    assert all(r["offpolicy/token_ratio/max"] < 1.01 and r["offpolicy/token_ratio/min"] > 0.99 for r in steps), steps
 
 
 def test_the_engine_dying_mid_rollout_stops_the_run_and_it_resumes(tmp_path, capsys, monkeypatch):

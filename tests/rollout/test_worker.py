@@ -1,19 +1,21 @@
-"""The rollout worker process's parts: weights through shared memory to a spawned process, and
-the learner's handle reporting a hung sync. (Whole runs with a worker process, and its
-failures, are in tests/trainer/test_async.py.)"""
+"""The rollout worker process's parts: weights through shared memory to a spawned process,
+the learner's handle reporting a hung sync, and a worker's engine pinned to a second GPU.
+(Whole runs with a worker process, and its failures, are in tests/trainer/test_async.py.)"""
 
 import math
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from agentrl.engines.base import SamplingParams
+from agentrl.engines.config import EngineConfig
 from agentrl.engines.mailbox import SharedWeightMailbox
 from agentrl.rollout import RolloutConfig
 from agentrl.rollout.stream import StreamError
-from agentrl.rollout.worker import _SYNCING_SINCE, ProcessStream, WorkerSpec
+from agentrl.rollout.worker import _SYNCING_SINCE, ProcessStream, WorkerSpec, pinned
 
 
 def read_in_child(mailbox, than, out):
@@ -66,3 +68,33 @@ def test_the_handle_reports_a_sync_running_past_its_timeout():
         stream.take(1, sync_timeout_s=2.0, poll_s=0.01)
     stream._shared[_SYNCING_SINCE] = math.nan
     assert stream.stats.episodes == 0 and stream.engine_version == -1
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "visible", "expected"),
+    [
+        ("vllm", "cuda:1", "4,5,6", ("cuda", "5")),  # vLLM sees only the chosen GPU, as its first
+        ("vllm", "cuda:1", None, ("cuda", "1")),
+        ("vllm", "cpu", "4,5", ("cpu", None)),
+        ("transformers", "cuda:1", "4,5", ("cuda:1", None)),  # takes the device as it is
+    ],
+)
+def test_a_worker_on_a_second_gpu_is_shown_that_gpu(backend, device, visible, expected):
+    spec = WorkerSpec(
+        "math",
+        list,
+        "unused",
+        SamplingParams(),
+        RolloutConfig(),
+        1,
+        engine=EngineConfig(backend=backend),
+        device=device,
+    )
+    pinned_spec, shown = pinned(spec, visible)
+    assert (pinned_spec.device, shown) == expected
+
+
+def test_a_worker_on_a_gpu_that_is_not_there_is_refused():
+    spec = WorkerSpec("math", list, "unused", SamplingParams(), RolloutConfig(), 1, engine=EngineConfig("vllm"))
+    with pytest.raises(StreamError, match="worker device cuda:2: only 2 GPUs are visible"):
+        pinned(replace(spec, device="cuda:2"), "0,1")
