@@ -21,6 +21,7 @@ import functools
 import math
 import os
 import queue
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -157,6 +158,8 @@ def _restore(name: str, value: str | None) -> None:
 
 # ---- the worker process -----------------------------------------------------------------------
 def _work(spec: WorkerSpec, mailbox: SharedWeightMailbox, out: Any, stop: Any, shared: Any, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle; it stops us
+    failed = False
     try:
         stream = _build(spec, mailbox)
         stream.start()
@@ -169,10 +172,10 @@ def _work(spec: WorkerSpec, mailbox: SharedWeightMailbox, out: Any, stop: Any, s
         finally:
             stream.stop()
     except BaseException as exc:  # the learner's side reports it
-        text = str(exc) if isinstance(exc, StreamError) else _failed(exc)
-        out.put(("error", text))
-    if stop.is_set():
-        out.cancel_join_thread()  # the learner has stopped reading: do not wait to flush
+        failed = True
+        out.put(("error", str(exc) if isinstance(exc, StreamError) else _failed(exc)))
+    if not failed or stop.is_set() or os.getppid() != parent:
+        out.cancel_join_thread()  # nobody will read the rest: exit without waiting to flush it
 
 
 def _build(spec: WorkerSpec, mailbox: SharedWeightMailbox) -> RolloutStream:

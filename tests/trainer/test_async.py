@@ -6,8 +6,11 @@ learner or a weight sync fails."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +154,40 @@ def test_a_killed_rollout_worker_process_stops_the_run_and_it_resumes(tmp_path, 
     monkeypatch.setattr(AsyncTrainer, "publish", killing)
     error = fail_and_resume(tmp_path, capsys, monkeypatch, "killed", ("--set", "asynchronous.worker=process"))
     assert f"the rollout worker exited (exit code -{signal.SIGKILL})" in error
+
+
+def children(pid):
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def exited(pid):
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # a zombie has exited; only its reaping is left
+
+
+@pytest.mark.slow
+def test_a_killed_asynchronous_run_takes_its_worker_down_and_resumes(tmp_path):
+    """SIGKILL the learner's process: its rollout worker exits by itself, and --resume finishes."""
+    cmd = [sys.executable, "-m", "agentrl.cli.main", *async_args(tmp_path, "killed", 5, 1)]
+    proc = subprocess.Popen([*cmd, "--set", "asynchronous.worker=process"], stderr=subprocess.DEVNULL)
+    target = tmp_path / "killed" / "checkpoints" / "step-000001"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    workers = children(proc.pid)
+    assert workers, "no rollout worker process"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while not all(map(exited, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert all(map(exited, workers)), "the rollout worker outlived its learner"
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
+    assert metrics(tmp_path / "killed")[-1]["step"] == 5
