@@ -282,6 +282,11 @@ def test_wandb_logger_works_offline(tiny_chatml, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     assert main([*train_args(tiny_chatml, tmp_path, "wb", 2), "--logger", "wandb"]) == 0
     (run_file,) = (tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb")
-    data = run_file.read_bytes()
+    deadline = time.time() + 30  # wandb's own service process writes the file; once (of many
+    while time.time() < deadline:  # full-suite runs) it held only its header right after finish()
+        data = run_file.read_bytes()
+        if b"rollout/reward_mean" in data and b"eval/accuracy" in data:
+            break
+        time.sleep(0.2)
     assert b"rollout/reward_mean" in data and b"eval/accuracy" in data
     assert len((tmp_path / "wb" / "metrics.jsonl").read_text().splitlines()) == 3  # the JSONL is written too
