@@ -80,10 +80,6 @@ class SharedWeightMailbox:
         self._version = ctx.Value("q", -1, lock=False)
         self._state = {k: torch.empty_like(v.detach(), device="cpu").share_memory_() for k, v in template.items()}
 
-    @property
-    def version(self) -> int:
-        return int(self._version.value)
-
     def publish(self, state: Mapping[str, Any], version: int) -> None:
         with self._lock:
             if version <= self._version.value:

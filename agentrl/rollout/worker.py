@@ -89,10 +89,10 @@ class ProcessStream:
         return int(self._shared[_VERSION])
 
     def start(self) -> None:
-        spec, visible = pinned(self.spec, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        spec, visible = pinned(self.spec, saved)
         args = (spec, self.mailbox, self._out, self._stop, self._shared, os.getpid())
         self._process = self._ctx.Process(target=_work, args=args, name="agentrl-rollout")
-        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
             if visible is not None:  # a spawned process takes its environment from ours at start
                 os.environ["CUDA_VISIBLE_DEVICES"] = visible

@@ -43,7 +43,7 @@ from agentrl.trainer import checkpoint
 from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.setup import Models, resolve_model
 from agentrl.trainer.staleness import bound_staleness
-from agentrl.trainer.sync import EmptyBatchError, Trainer
+from agentrl.trainer.sync import EmptyBatchError, Trainer, check_sampled
 from agentrl.types import Trajectory
 
 
@@ -107,6 +107,7 @@ class AsyncTrainer(Trainer):
         metrics["time/learner_refill_s"] = 0.0
         while bounded is None:
             trajectories, waited = self._take()
+            check_sampled(trajectories, step + 1)
             fresh = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
             bounded, more = bound_staleness(fresh, step, a.max_staleness, a.stale, a.stale_decay)
             metrics["async/dropped_stale"] += more["async/dropped_stale"]

@@ -127,13 +127,9 @@ class Trainer:
         by step), ``group_size`` episodes each, on the engine's current weights."""
         c, step, m = self.config, self.state.step, self.models
         start = time.perf_counter()
-        tasks = self.tasks_for(step)
+        tasks = self.draw(step)
         trajectories = self._rollout(m.engine, m.tokenizer, tasks, c.group_size, seed=c.seed * 1_000_003 + step + 1)
         return trajectories, {"time/rollout_s": time.perf_counter() - start}
-
-    def tasks_for(self, step: int) -> list[Task]:
-        """The ``tasks_per_step`` train tasks of ``step``, drawn with replacement, seeded by step."""
-        return self.draw(step)
 
     def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
         """The batch the learner trains on (the synchronous loop takes it as it is)."""
