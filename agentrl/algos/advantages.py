@@ -1,4 +1,5 @@
-"""Advantage estimators shared by several algorithms (ALGORITHMS.md sections 1, 5).
+"""Advantage estimators shared by several algorithms (docs/algorithms.md#opo, #grpo,
+#dr_grpo, #rloo, #ppo).
 
 Pure functions of rewards ``(B,)``, group indices ``(B,)``, lengths ``(B,)`` and, for GAE,
 values and masks ``(B, T)``. Group conventions: a singleton group has advantage 0 (there

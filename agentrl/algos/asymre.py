@@ -1,6 +1,6 @@
 """``asymre``: asymmetric REINFORCE, a group-mean baseline lowered by ``beta``.
 
-ALGORITHMS.md section 5 ("Also useful"; Arnal et al. 2025, "Asymmetric REINFORCE for
+docs/algorithms.md#asymre (Arnal et al. 2025, "Asymmetric REINFORCE for
 off-policy RL"). ``A = R - (mean(R of the group) - beta)``, ``beta = 0.1``: a baseline below
 the mean shifts every advantage up by ``beta``, which tempers negative rewards relative to
 positive ones; the loss is REINFORCE's ``-A log pi`` (token-mean). ``beta = 0`` is
@@ -14,7 +14,6 @@ literally (``mean = R``, so ``A = beta``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -23,6 +22,7 @@ from agentrl.algos.base import ObjectiveConfig
 from agentrl.algos.core import broadcast, group_size
 from agentrl.algos.registry import register
 from agentrl.algos.reinforce import Reinforce
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, option
 
 
@@ -50,7 +50,7 @@ class AsymRE(Reinforce):
     description = "AsymRE: REINFORCE with the baseline group mean - beta, -A log pi"
     config_cls = AsymREConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         c = self.config
         assert isinstance(c, AsymREConfig)
         return broadcast(asymmetric_baseline(batch.rewards, batch.group_index, c.beta, c.singleton), batch.loss_mask)

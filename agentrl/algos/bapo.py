@@ -1,6 +1,6 @@
 """``bapo``: Balanced Policy Optimization with Adaptive Clipping (BAPO, arXiv 2510.18927).
 
-ALGORITHMS.md section 5 ("Also useful"). GRPO advantages (``advantages.group_normalized``), the PPO clipped surrogate
+docs/algorithms.md#bapo. GRPO advantages (``advantages.group_normalized``), the PPO clipped surrogate
 with ratio bounds ``[c_low, c_high]`` searched once per optimizer batch so that
 positive-advantage tokens carry at least a share ``rho_0`` of the surrogate's magnitude.
 **Unverified** in several details; the reading implemented, each a config value:
@@ -26,7 +26,7 @@ positive-advantage tokens carry at least a share ``rho_0`` of the surrogate's ma
   token-weighted ``|A|`` share, no bound changes it, and when it is below the target both
   bounds go to their limits. The bounds then stay fixed for every step on that batch.
 
-The chosen bounds are stored per row in ``batch.extras`` (equal on every row, so slicing rows
+The chosen bounds are stored per row in ``BAPOPrepared`` (equal on every row, so slicing rows
 keeps them) and logged as ``bapo/clip_low/min``, ``bapo/clip_high/max`` and
 ``bapo/positive_share/min``. Token-mean aggregation; optional dual clip.
 """
@@ -34,7 +34,6 @@ keeps them) and logged as ``bapo/clip_low/min``, ``bapo/clip_high/max`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -43,6 +42,7 @@ from agentrl.algos.base import Algorithm, LossInputs, ObjectiveConfig
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
 from agentrl.algos.core import GlobalCounts, broadcast
 from agentrl.algos.registry import register
+from agentrl.batch import Prepared, TokenBatch
 from agentrl.config import check_choice, check_range, option
 
 
@@ -98,13 +98,23 @@ def adaptive_clip_bounds(
     return c_low, c_high, share
 
 
+@dataclass(frozen=True)
+class BAPOPrepared(Prepared):
+    """The bounds searched over the optimizer batch, repeated per row (B,) so that slicing
+    rows keeps them."""
+
+    clip_low: torch.Tensor  # (B,) c_low
+    clip_high: torch.Tensor  # (B,) c_high
+    positive_share: torch.Tensor  # (B,) the share reached with them
+
+
 @register
 class BAPO(Algorithm):
     name = "bapo"
     description = "BAPO: GRPO advantages, PPO clip with bounds searched per batch to balance positive tokens"
     config_cls = BAPOConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_normalized(batch.rewards, batch.group_index), batch.loss_mask)
 
     @property
@@ -112,30 +122,30 @@ class BAPO(Algorithm):
         assert isinstance(self.config, BAPOConfig)
         return self.config
 
-    def prepare(self, batch: Any) -> None:
+    def prepare(self, batch: TokenBatch) -> TokenBatch:
         mask = batch.loss_mask
         if self.cfg.ratio_source == "behavior" and batch.old_logprobs is not None:
             ratio = ((batch.old_logprobs - batch.behavior_logprobs) * mask).exp()  # (B, T) pi_old / mu
         else:
             ratio = torch.ones_like(mask)
-        c_low, c_high, share = adaptive_clip_bounds(ratio, batch.advantages, mask, self.cfg)
+        c_low, c_high, share = adaptive_clip_bounds(ratio, batch.require("advantages"), mask, self.cfg)
         rows = mask.new_ones(mask.shape[0])  # (B,)
-        batch.extras["bapo_clip_low"] = rows * c_low
-        batch.extras["bapo_clip_high"] = rows * c_high
-        batch.extras["bapo_positive_share"] = rows * share
+        return batch.with_fields(prepared=BAPOPrepared(rows * c_low, rows * c_high, rows * share))
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if "bapo_clip_low" not in batch.extras:
+        if not isinstance(batch.prepared, BAPOPrepared):
             raise ValueError("bapo needs prepare(batch) on the whole optimizer batch before the loss")
-        extras = batch.extras
+        bounds = batch.prepared
         # equal on every row: the batch-wide bounds, as a plain PPO clip range
-        c_low, c_high = float(extras["bapo_clip_low"][0]), float(extras["bapo_clip_high"][0])
+        c_low, c_high = float(bounds.clip_low[0]), float(bounds.clip_high[0])
         clip = ClipConfig(clip_low=1 - c_low, clip_high=c_high - 1, dual_clip=self.cfg.dual_clip)
         mask = batch.loss_mask
-        per_token, metrics = ppo_token_loss(inputs.logprobs, batch.old_logprobs, batch.advantages, mask, clip, counts)
-        metrics["bapo/clip_low/min"] = extras["bapo_clip_low"].min()
-        metrics["bapo/clip_high/max"] = extras["bapo_clip_high"].max()
-        metrics["bapo/positive_share/min"] = extras["bapo_positive_share"].min()
+        per_token, metrics = ppo_token_loss(
+            inputs.logprobs, batch.require("old_logprobs"), batch.require("advantages"), mask, clip, counts
+        )
+        metrics["bapo/clip_low/min"] = bounds.clip_low.min()
+        metrics["bapo/clip_high/max"] = bounds.clip_high.max()
+        metrics["bapo/positive_share/min"] = bounds.positive_share.min()
         return per_token, metrics

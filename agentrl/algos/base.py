@@ -2,20 +2,24 @@
 
 Owns ``Algorithm`` (what the learner calls), ``ObjectiveConfig`` (the fields every
 objective shares: aggregation, KL to a reference, entropy bonus, and the
-training–inference mismatch correction of ALGORITHMS.md section 6) and ``LossOutput``.
+training–inference mismatch correction of docs/algorithms.md#mismatch-correction) and ``LossOutput``.
 
-An algorithm implements two pure methods:
+An algorithm implements two pure methods on a ``TokenBatch`` (``agentrl.batch``):
 
 - ``advantages(batch) -> (B, T)``: from rewards, groups, lengths (and, for some, values or
   old / behaviour logprobs); computed once per batch, before micro-batching;
 - ``token_loss(inputs, batch, counts) -> ((B, T) loss, metrics)``: the per-token objective.
 
-``loss`` (shared, not overridden) applies per-row sample weights (``SAMPLE_WEIGHT``), the
-mismatch weights, the KL and entropy terms and the aggregation with global counts. Optional
-hooks have neutral defaults: ``prepare`` (batch-level quantities computed on the whole
-optimizer batch, stored in ``batch.extras``), ``lr_scale`` (a per-step learning-rate
-factor), and the capability flags ``on_policy_only`` / ``needs_value_head`` /
-``needs_reference``. The learner calls these and never branches on an algorithm's name.
+``loss`` (shared, not overridden) applies the per-row ``batch.sample_weight``, the mismatch
+weights, the KL and entropy terms and the aggregation with global counts. What an algorithm
+computes for its loss beyond the batch's fields travels as its own ``Prepared`` subclass in
+``batch.prepared``, attached through ``batch.with_fields`` by one of two methods that return
+a new batch (a batch is never changed in place): ``with_advantages`` (the whole rollout
+batch; by default it only sets ``advantages``) and ``prepare`` (each optimizer batch; by
+default the batch as it is). Other hooks have neutral defaults: ``lr_scale`` (a per-step
+learning-rate factor), and the capability flags ``on_policy_only`` / ``needs_value_head`` /
+``needs_reference`` / ``needs_grad_norms``. The learner calls these and never branches on an
+algorithm's name.
 """
 
 from __future__ import annotations
@@ -26,10 +30,8 @@ from typing import Any, ClassVar
 import torch
 
 from agentrl.algos.core import AGGREGATIONS, GlobalCounts, aggregate, masked_max, token_mean, turn_mean
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, check_range, option
-
-SAMPLE_WEIGHT = "sample_weight"
-"""``batch.extras[SAMPLE_WEIGHT]`` (B,): a per-row factor on the loss (stale samples in async training)."""
 
 
 @dataclass
@@ -90,18 +92,18 @@ class Algorithm:
 
     @property
     def needs_grad_norms(self) -> bool:
-        """True when ``advantages`` reads ``batch.extras["grad_sq_norm"]`` (B,): the squared
-        norm of each trajectory's score ``grad sum_t m log pi``, which the learner computes."""
+        """True when ``advantages`` reads ``batch.grad_sq_norm`` (B,): the squared norm of
+        each trajectory's score ``grad sum_t m log pi``, which the learner then computes."""
         return False
 
     def begin_step(self, step: int) -> None:
         """Called by the learner before each rollout batch with the optimizer step count."""
         self.step = step
 
-    def after_step(self, batch: Any) -> None:
+    def after_step(self, batch: TokenBatch) -> None:
         """Called after the batch's optimizer step(s), with advantages set (replay admission)."""
 
-    def replay_batch(self) -> Any | None:
+    def replay_batch(self) -> TokenBatch | None:
         """A batch for one extra optimizer step (advantages and ``old_logprobs`` already set,
         the latter to the stored behaviour logprobs), or None."""
         return None
@@ -110,22 +112,31 @@ class Algorithm:
     def needs_reference(self) -> bool:
         return self.config.kl_coef > 0
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         raise NotImplementedError
 
+    def with_advantages(self, batch: TokenBatch) -> TokenBatch:
+        """The whole rollout batch with its ``advantages`` set, once, before micro-batching.
+        An estimator that yields per-row quantities alongside them (PPO's returns) overrides
+        this to attach them as its ``Prepared``."""
+        return batch.with_fields(advantages=self.advantages(batch))
+
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def prepare(self, batch: Any) -> None:
-        """Compute batch-level quantities over the whole optimizer batch (into ``batch.extras``)."""
+    def prepare(self, batch: TokenBatch) -> TokenBatch:
+        """The optimizer batch with quantities computed over all of its rows (a clip range
+        searched per batch, a filter over whole groups) attached as the algorithm's
+        ``Prepared``; micro-batches then slice them. The default returns ``batch``."""
+        return batch
 
-    def lr_scale(self, batch: Any) -> tuple[float, dict[str, float]]:
+    def lr_scale(self, batch: TokenBatch) -> tuple[float, dict[str, float]]:
         """A factor for this step's learning rate, and metrics."""
         return 1.0, {}
 
-    def loss_mask(self, batch: Any) -> torch.Tensor:
+    def loss_mask(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T) tokens that count in the loss; algorithms may drop rows (zero-variance groups)."""
         mask: torch.Tensor = batch.loss_mask
         return mask
@@ -141,12 +152,12 @@ class Algorithm:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
-    def loss(self, inputs: LossInputs, batch: Any, counts: GlobalCounts) -> LossOutput:
+    def loss(self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts) -> LossOutput:
         c = self.config
         mask = self.loss_mask(batch)
         per_token, metrics = self.token_loss(inputs, batch, counts)
-        if SAMPLE_WEIGHT in batch.extras:
-            per_token = per_token * batch.extras[SAMPLE_WEIGHT][:, None]
+        if batch.sample_weight is not None:
+            per_token = per_token * batch.sample_weight[:, None]
         if c.mismatch != "off":
             weights, extra = mismatch_weights(
                 batch.old_logprobs, batch.behavior_logprobs, batch.loss_mask, c, counts, batch.turn_index

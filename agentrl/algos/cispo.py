@@ -1,6 +1,6 @@
 """``cispo``: Clipped IS-weight Policy Optimization (CISPO, MiniMax-M1, arXiv 2506.13585).
 
-ALGORITHMS.md section 5. GRPO advantages (inherited) and the per-token loss::
+docs/algorithms.md#cispo. GRPO advantages (inherited) and the per-token loss::
 
     l_{i,t} = -sg(clip(r, 1 - eps_lo, 1 + eps_hi)) A log pi_theta,   r = pi_theta / pi_old
 
@@ -19,7 +19,6 @@ objective estimate; ``loss/policy`` logs it as is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -28,6 +27,7 @@ from agentrl.algos.clip import ClipConfig
 from agentrl.algos.core import GlobalCounts, ratio_metrics, token_mean
 from agentrl.algos.grpo import GRPO
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, option
 
 
@@ -48,15 +48,15 @@ class CISPO(GRPO):
     config_cls = CISPOConfig
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         assert isinstance(c, CISPOConfig)
         mask = batch.loss_mask
-        log_ratio = ((inputs.logprobs - batch.old_logprobs) * mask).detach()  # (B, T)
+        log_ratio = ((inputs.logprobs - batch.require("old_logprobs")) * mask).detach()  # (B, T)
         ratio = log_ratio.exp()
         weight = ratio.clamp(1 - c.clip_low, 1 + c.clip_high)  # (B, T), no gradient
-        per_token = -weight * batch.advantages * inputs.logprobs
+        per_token = -weight * batch.require("advantages") * inputs.logprobs
         metrics = ratio_metrics(log_ratio, mask, counts)
         metrics["loss/clipfrac_low"] = token_mean((ratio < 1 - c.clip_low).to(mask.dtype), mask, counts)
         metrics["loss/clipfrac_high"] = token_mean((ratio > 1 + c.clip_high).to(mask.dtype), mask, counts)

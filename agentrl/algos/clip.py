@@ -1,7 +1,8 @@
 """The PPO clipped surrogate as a per-token objective, shared by the PPO-style algorithms.
 
 Owns ``ClipConfig`` (clip range and dual clip) and ``ppo_token_loss``: the ratio against
-``pi_old``, the surrogate, and the clip / ratio metrics of ALGORITHMS.md.
+``pi_old``, the surrogate, and the clip / ratio metrics of
+docs/algorithms.md#clipped-surrogate.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Clip-Cov: drop the gradient of a few tokens whose advantage and logprob covary strongly.
 
-ALGORITHMS.md section 4 (SPEAR's regulariser, from "The Entropy Mechanism of RL for
+docs/algorithms.md#spear (SPEAR's regulariser, from "The Entropy Mechanism of RL for
 Reasoning LMs", reference: verl ``compute_policy_loss_clip_cov``). Owns one pure function,
 ``clip_cov_keep_mask``; SPEAR calls it from ``prepare`` on the whole optimizer batch and
 multiplies its per-token loss by the result. It must not read a config or the learner.

@@ -1,8 +1,8 @@
 """Shared tensor math for objectives: loss aggregation with global counts, group
 statistics, the clipped surrogate and its metrics.
 
-Owns the pieces every objective composes (ALGORITHMS.md, "Loss aggregation" and "Clipped
-surrogate"). Pure functions over tensors: no model, no optimizer, no run config, no
+Owns the pieces every objective composes (docs/algorithms.md#aggregation-with-global-counts and
+docs/algorithms.md#clipped-surrogate). Pure functions over tensors: no model, no optimizer, no run config, no
 ``torch.distributed``. Counts that normalise a loss come in as ``GlobalCounts`` so a loss
 summed over micro-batches equals the loss of the whole batch.
 

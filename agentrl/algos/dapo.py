@@ -1,6 +1,6 @@
 """``dapo``: Decoupled clip and dynamic sampling policy optimisation (DAPO, arXiv 2503.14476).
 
-ALGORITHMS.md section 5. Owns the overlong reward shaping and the zero-variance group filter;
+docs/algorithms.md#dapo. Owns the overlong reward shaping and the zero-variance group filter;
 the surrogate is ``clip.ppo_token_loss``.
 
 - **Overlong penalty**, added to the reward before the advantages::
@@ -20,8 +20,8 @@ the surrogate is ``clip.ppo_token_loss``.
   ``loss_mask``. DAPO over-samples and refills the batch instead; here the rows stay in the
   batch with no weight. The variance is that of the task reward ``R`` (the paper filters on
   accuracy); ``filter_reward=shaped`` filters on ``R'`` instead. The keep mask is computed in
-  ``prepare`` over the whole optimizer batch (a micro-batch may split a group) and stored per
-  row in ``batch.extras``. Metrics ``filter/zero_var_groups``, ``filter/dropped_rows`` and
+  ``prepare`` over the whole optimizer batch (a micro-batch may split a group) and carried
+  per row as ``DAPOPrepared``. Metrics ``filter/zero_var_groups``, ``filter/dropped_rows`` and
   ``reward/overlong_penalty`` (mean over rows) sum over micro-batches to the batch's values.
 
 Normalisation: token-mean divides by ``counts.num_tokens``. The learner computes the counts
@@ -32,7 +32,6 @@ over the kept batch); counts taken from ``batch.loss_mask`` would keep them in i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -42,6 +41,7 @@ from agentrl.algos.clip import ClipConfig
 from agentrl.algos.core import GlobalCounts, broadcast, group_size, zero_variance
 from agentrl.algos.grpo import GRPO
 from agentrl.algos.registry import register
+from agentrl.batch import Prepared, TokenBatch
 from agentrl.config import check_choice, check_range, option
 
 
@@ -66,6 +66,15 @@ def overlong_penalty(lengths: torch.Tensor, max_tokens: float, buffer: float) ->
     return (((max_tokens - buffer) - lengths) / buffer).clamp(-1.0, 0.0)
 
 
+@dataclass(frozen=True)
+class DAPOPrepared(Prepared):
+    """The zero-variance filter over the optimizer batch, per row (B,)."""
+
+    keep: torch.Tensor  # 1 for rows in the loss, 0 for rows of zero-variance groups
+    dropped_group_share: torch.Tensor  # 1 / (group size) on each dropped row: the rows sum to the dropped groups
+    overlong_penalty: torch.Tensor  # R' - R
+
+
 @register
 class DAPO(GRPO):
     name = "dapo"
@@ -77,7 +86,7 @@ class DAPO(GRPO):
         assert isinstance(self.config, DAPOConfig)
         return self.config
 
-    def shaped_rewards(self, batch: Any) -> torch.Tensor:
+    def shaped_rewards(self, batch: TokenBatch) -> torch.Tensor:
         """(B,) the reward plus the overlong penalty (when on)."""
         rewards: torch.Tensor = batch.rewards
         if not self.cfg.overlong_penalty:
@@ -85,40 +94,39 @@ class DAPO(GRPO):
         lengths = batch.lengths.to(rewards.dtype)  # (B,)
         return rewards + overlong_penalty(lengths, self.cfg.max_response_tokens, self.cfg.overlong_buffer)
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_normalized(self.shaped_rewards(batch), batch.group_index), batch.loss_mask)
 
-    def row_filter(self, batch: Any) -> dict[str, torch.Tensor]:
+    def row_filter(self, batch: TokenBatch) -> DAPOPrepared:
         """Per-row (B,) keep mask, dropped-group shares and penalties over ``batch`` taken as whole."""
         shaped = self.shaped_rewards(batch)
         rewards = batch.rewards if self.cfg.filter_reward == "task" else shaped
         dropped = zero_variance(rewards, batch.group_index).to(batch.loss_mask.dtype)  # (B,)
-        return {
-            "dapo_keep": 1 - dropped,
-            # each dropped row carries 1 / (its group's size), so the rows sum to the number of groups
-            "dapo_dropped_group_share": dropped / group_size(batch.group_index).to(dropped.dtype),
-            "dapo_overlong_penalty": shaped - batch.rewards,
-        }
+        return DAPOPrepared(
+            keep=1 - dropped,
+            dropped_group_share=dropped / group_size(batch.group_index).to(dropped.dtype),
+            overlong_penalty=shaped - batch.rewards,
+        )
 
-    def prepare(self, batch: Any) -> None:
-        batch.extras.update(self.row_filter(batch))
+    def prepare(self, batch: TokenBatch) -> TokenBatch:
+        return batch.with_fields(prepared=self.row_filter(batch))
 
-    def filter_of(self, batch: Any) -> dict[str, torch.Tensor]:
-        """The prepared per-row tensors (sliced with the micro-batch), or, without ``prepare``,
-        the filter of ``batch`` itself."""
-        return batch.extras if "dapo_keep" in batch.extras else self.row_filter(batch)
+    def filter_of(self, batch: TokenBatch) -> DAPOPrepared:
+        """The prepared filter (sliced with the micro-batch), or, without ``prepare``, the
+        filter of ``batch`` itself."""
+        return batch.prepared if isinstance(batch.prepared, DAPOPrepared) else self.row_filter(batch)
 
-    def loss_mask(self, batch: Any) -> torch.Tensor:
+    def loss_mask(self, batch: TokenBatch) -> torch.Tensor:
         mask: torch.Tensor = batch.loss_mask  # (B, T)
-        return mask * self.filter_of(batch)["dapo_keep"][:, None]
+        return mask * self.filter_of(batch).keep[:, None]
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         per_token, metrics = super().token_loss(inputs, batch, counts)
         rows = self.filter_of(batch)
         has_tokens = (batch.lengths > 0).to(batch.loss_mask.dtype)  # (B,), the rows counts.num_seqs counts
-        metrics["filter/zero_var_groups"] = rows["dapo_dropped_group_share"].sum()
-        metrics["filter/dropped_rows"] = (1 - rows["dapo_keep"]).sum()
-        metrics["reward/overlong_penalty"] = (rows["dapo_overlong_penalty"] * has_tokens).sum() / counts.num_seqs
+        metrics["filter/zero_var_groups"] = rows.dropped_group_share.sum()
+        metrics["filter/dropped_rows"] = (1 - rows.keep).sum()
+        metrics["reward/overlong_penalty"] = (rows.overlong_penalty * has_tokens).sum() / counts.num_seqs
         return per_token, metrics

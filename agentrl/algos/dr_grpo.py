@@ -1,11 +1,11 @@
 """``dr_grpo``: Dr. GRPO, GRPO without its length and difficulty biases.
 
-ALGORITHMS.md section 5. ``A = R - mean(R of the group)`` (no std normalisation; a singleton
+docs/algorithms.md#dr_grpo. ``A = R - mean(R of the group)`` (no std normalisation; a singleton
 group gets 0), the PPO clipped surrogate (``clip.ppo_token_loss``), no KL by default, and the
 ``seq-mean-token-sum-norm`` aggregation: the sum of the per-token loss over generated tokens
 divided by a constant ``C``, so neither a response's length nor the padding rescales its
 tokens' weight. Padding never enters the sum, so for a fixed ``C`` the loss is invariant to
-padding (the check of section 5).
+padding (``tests/algos/test_baselines.py`` checks it).
 
 ``C`` is ``norm_constant``; its default (None) is the longest response in the optimizer batch,
 which the learner computes once over the whole batch. The paper uses the generation budget
@@ -15,7 +15,6 @@ which the learner computes once over the whole batch. The paper uses the generat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -24,6 +23,7 @@ from agentrl.algos.clip import ClipConfig
 from agentrl.algos.core import AGGREGATIONS, broadcast
 from agentrl.algos.grpo import GRPO
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 from agentrl.config import option
 
 
@@ -38,5 +38,5 @@ class DrGRPO(GRPO):
     description = "Dr. GRPO: R - mean advantages (no std), PPO clip, token sum over a constant C, no KL"
     config_cls = DrGRPOConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_baseline(batch.rewards, batch.group_index), batch.loss_mask)

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from agentrl.algos.advantages import group_normalized
@@ -14,6 +12,7 @@ from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
 from agentrl.algos.core import GlobalCounts, broadcast
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 
 
 @register
@@ -22,13 +21,12 @@ class GRPO(Algorithm):
     description = "GRPO: (R - mean) / std advantages, PPO clipped surrogate, optional KL to a reference"
     config_cls = ClipConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_normalized(batch.rewards, batch.group_index), batch.loss_mask)
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert isinstance(self.config, ClipConfig)
-        return ppo_token_loss(
-            inputs.logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, self.config, counts
-        )
+        old, advantages = batch.require("old_logprobs"), batch.require("advantages")
+        return ppo_token_loss(inputs.logprobs, old, advantages, batch.loss_mask, self.config, counts)

@@ -1,6 +1,6 @@
 """``gspo``: Group Sequence Policy Optimization (GSPO, arXiv 2507.18071).
 
-ALGORITHMS.md section 5. GRPO advantages (inherited), the clipped surrogate on the *sequence*
+docs/algorithms.md#gspo. GRPO advantages (inherited), the clipped surrogate on the *sequence*
 ratio ``s_i = exp(mean_t m log r_{i,t})`` (the geometric mean of the row's token ratios over
 its generated tokens), clip range ``[1 - 3e-4, 1 + 4e-4]``, ``seq-mean-token-mean``.
 
@@ -18,7 +18,6 @@ that math). Ratio and clip-fraction metrics are those of the sequence ratio, per
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -28,6 +27,7 @@ from agentrl.algos.core import AGGREGATIONS, GlobalCounts
 from agentrl.algos.grpo import GRPO
 from agentrl.algos.registry import register
 from agentrl.algos.turn_ppo import turn_log_ratio
+from agentrl.batch import TokenBatch
 from agentrl.config import option
 
 
@@ -52,11 +52,10 @@ class GSPO(GRPO):
     config_cls = GSPOConfig
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert isinstance(self.config, GSPOConfig)
         mask = batch.loss_mask
-        log_ratio = sequence_log_ratio(inputs.logprobs, batch.old_logprobs, mask)
-        return ppo_token_loss(
-            inputs.logprobs, batch.old_logprobs, batch.advantages, mask, self.config, counts, log_ratio=log_ratio
-        )
+        old, advantages = batch.require("old_logprobs"), batch.require("advantages")
+        log_ratio = sequence_log_ratio(inputs.logprobs, old, mask)
+        return ppo_token_loss(inputs.logprobs, old, advantages, mask, self.config, counts, log_ratio=log_ratio)

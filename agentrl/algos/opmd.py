@@ -1,6 +1,6 @@
 """``opmd``: on-policy mirror descent as a policy gradient with a squared log-ratio penalty.
 
-ALGORITHMS.md section 5 ("Also useful")::
+docs/algorithms.md#opmd::
 
     l_{i,t} = -A log pi_theta + tau (log pi_theta - log pi_old)^2,   tau = 0.1
 
@@ -18,7 +18,6 @@ scaling are not used (that variant drops the explicit penalty, which this form k
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -26,6 +25,7 @@ from agentrl.algos.base import LossInputs, ObjectiveConfig
 from agentrl.algos.core import GlobalCounts, ratio_metrics, token_mean
 from agentrl.algos.registry import register
 from agentrl.algos.reinforce import Reinforce
+from agentrl.batch import TokenBatch
 from agentrl.config import check_range, option
 
 
@@ -45,13 +45,13 @@ class OPMD(Reinforce):
     config_cls = OPMDConfig
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         assert isinstance(c, OPMDConfig)
         mask = batch.loss_mask
-        log_ratio = (inputs.logprobs - batch.old_logprobs) * mask  # (B, T)
-        policy = -batch.advantages * inputs.logprobs
+        log_ratio = (inputs.logprobs - batch.require("old_logprobs")) * mask  # (B, T)
+        policy = -batch.require("advantages") * inputs.logprobs
         penalty = log_ratio**2
         metrics = ratio_metrics(log_ratio.detach(), mask, counts)
         metrics["loss/policy"] = token_mean(policy.detach(), mask, counts)

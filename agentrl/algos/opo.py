@@ -1,6 +1,6 @@
 """``opo`` and ``opo_batch``: exactly on-policy RL with the optimal reward baseline.
 
-ALGORITHMS.md section 1. ``A_i = R_i - b`` with ``b = sum_i |y_i| R_i / sum_i |y_i|`` over the
+docs/algorithms.md#opo. ``A_i = R_i - b`` with ``b = sum_i |y_i| R_i / sum_i |y_i|`` over the
 group (``opo``) or the whole batch (``opo_batch``), broadcast over generated tokens; no std
 normalisation, no KL, no entropy, token-mean. A singleton group gets ``A = 0`` (reference
 codes disagree between 0 and R; 0 keeps the estimator a baseline-corrected one).
@@ -13,14 +13,13 @@ makes the learner refuse settings with more than one optimizer step per rollout 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from agentrl.algos.advantages import length_weighted_baseline
 from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.core import GlobalCounts, broadcast, ratio_metrics, token_mean
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 
 
 @register
@@ -29,18 +28,18 @@ class OPO(Algorithm):
     description = "OPO: exactly on-policy, length-weighted optimal baseline per group, token-mean"
     on_policy_only = True
 
-    def baseline_groups(self, batch: Any) -> torch.Tensor:
+    def baseline_groups(self, batch: TokenBatch) -> torch.Tensor:
         return batch.group_index
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         a = length_weighted_baseline(batch.rewards, self.baseline_groups(batch), batch.lengths)
         return broadcast(a, batch.loss_mask)
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        log_ratio = (inputs.logprobs - batch.old_logprobs) * batch.loss_mask
-        per_token = -batch.advantages * log_ratio.exp()
+        log_ratio = (inputs.logprobs - batch.require("old_logprobs")) * batch.loss_mask
+        per_token = -batch.require("advantages") * log_ratio.exp()
         metrics = ratio_metrics(log_ratio.detach(), batch.loss_mask, counts)
         metrics["loss/policy"] = token_mean(per_token.detach(), batch.loss_mask, counts)
         return per_token, metrics
@@ -51,5 +50,5 @@ class OPOBatch(OPO):
     name = "opo_batch"
     description = "OPO with the optimal baseline taken over the whole batch instead of each group"
 
-    def baseline_groups(self, batch: Any) -> torch.Tensor:
+    def baseline_groups(self, batch: TokenBatch) -> torch.Tensor:
         return torch.zeros_like(batch.group_index)

@@ -3,13 +3,13 @@
 GAE with ``gamma = lambda = 1`` by default; observation tokens pass value and advantage
 through (``agentrl.algos.advantages.gae``). Value loss
 ``0.5 max((V - G)^2, (clip(V, V_old +- eps_v) - G)^2)`` per generated token, weighted
-by ``vf_coef`` and aggregated with the policy loss.
+by ``vf_coef`` and aggregated with the policy loss. The GAE returns ``G`` are computed with
+the advantages, on the whole rollout batch, and travel as ``PPOPrepared``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -18,6 +18,7 @@ from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
 from agentrl.algos.core import GlobalCounts, token_mean
 from agentrl.algos.registry import register
+from agentrl.batch import Prepared, TokenBatch
 from agentrl.config import check_range, option
 
 
@@ -34,6 +35,11 @@ class PPOConfig(ClipConfig):
         check_range("ppo", "lam", self.lam, 0, 1)
 
 
+@dataclass(frozen=True)
+class PPOPrepared(Prepared):
+    returns: torch.Tensor  # (B, T) GAE returns G, the value loss's target
+
+
 @register
 class PPO(Algorithm):
     name = "ppo"
@@ -41,25 +47,34 @@ class PPO(Algorithm):
     config_cls = PPOConfig
     needs_value_head = True
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def gae(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) advantages and returns from the value head's predictions before the update."""
         if batch.old_values is None:
             raise ValueError("ppo needs the value head's predictions (old_values)")
         c = self.config
         assert isinstance(c, PPOConfig)
-        advantages, returns = gae(batch.rewards, batch.old_values, batch.loss_mask, c.gamma, c.lam)
-        batch.extras["returns"] = returns
-        return advantages
+        return gae(batch.rewards, batch.old_values, batch.loss_mask, c.gamma, c.lam)
+
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
+        return self.gae(batch)[0]
+
+    def with_advantages(self, batch: TokenBatch) -> TokenBatch:
+        advantages, returns = self.gae(batch)
+        return batch.with_fields(advantages=advantages, prepared=PPOPrepared(returns))
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         assert isinstance(c, PPOConfig)
         mask = batch.loss_mask
-        per_token, metrics = ppo_token_loss(inputs.logprobs, batch.old_logprobs, batch.advantages, mask, c, counts)
+        per_token, metrics = ppo_token_loss(
+            inputs.logprobs, batch.require("old_logprobs"), batch.require("advantages"), mask, c, counts
+        )
         if inputs.values is None:
             return per_token, metrics
-        returns, old = batch.extras["returns"], batch.old_values
+        returns, old = batch.prepared_as(PPOPrepared).returns, batch.old_values
+        assert old is not None
         clipped = old + (inputs.values - old).clamp(-c.value_clip, c.value_clip)
         value_loss = 0.5 * torch.maximum((inputs.values - returns) ** 2, (clipped - returns) ** 2)
         metrics["loss/value"] = token_mean(value_loss.detach(), mask, counts)

@@ -1,19 +1,20 @@
 """The algorithm registry: one name, one class, one file.
 
 Owns name -> ``Algorithm`` resolution. A duplicate name raises at registration; an unknown
-name lists the valid ones; ``"package.module:Class"`` works as an escape hatch. Each
-algorithm module registers itself on import; ``agentrl.algos`` imports them all.
+name lists the valid ones; ``"package.module:Class"`` works as an escape hatch (imported by
+``agentrl.plugins``, as environments are). Each algorithm module registers itself on import;
+``agentrl.algos`` imports them all.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from agentrl.algos.base import Algorithm
 from agentrl.config import build
 from agentrl.errors import UnknownNameError
+from agentrl.plugins import is_path, load_class
 
 A = TypeVar("A", bound=type[Algorithm])
 _ALGORITHMS: dict[str, type[Algorithm]] = {}
@@ -36,15 +37,8 @@ def names() -> list[str]:
 
 
 def get(name: str) -> type[Algorithm]:
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UnknownNameError(f"cannot import algorithm {name!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
-            raise UnknownNameError(f"{name!r} is not an agentrl Algorithm")
-        return cls
+    if is_path(name):
+        return load_class(name, Algorithm, f"algorithm {name!r}")
     if name not in _ALGORITHMS:
         raise UnknownNameError(f"unknown algorithm {name!r}; known: {', '.join(names())}")
     return _ALGORITHMS[name]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from agentrl.algos.advantages import group_baseline
 from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.core import GlobalCounts, broadcast, token_mean
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 
 
 @register
@@ -17,11 +16,11 @@ class Reinforce(Algorithm):
     name = "reinforce"
     description = "REINFORCE with a group-mean baseline: -(R - mean R) log pi"
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_baseline(batch.rewards, batch.group_index), batch.loss_mask)
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        per_token = -batch.advantages * inputs.logprobs
+        per_token = -batch.require("advantages") * inputs.logprobs
         return per_token, {"loss/policy": token_mean(per_token.detach(), batch.loss_mask, counts)}

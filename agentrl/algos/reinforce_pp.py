@@ -1,6 +1,6 @@
 """``reinforce_pp``: REINFORCE++ with a group baseline (REINFORCE++-baseline, arXiv 2501.03262).
 
-ALGORITHMS.md section 5 ("Also useful": batch-whitened advantages). Reading, documented:
+docs/algorithms.md#reinforce_pp (batch-whitened advantages). Reading, documented:
 
 1. ``a_i = R_i - mean(R of the group)`` (singleton group: 0), broadcast over the row's
    generated tokens (with ``gamma = 1`` and a single terminal reward the token return is
@@ -20,7 +20,6 @@ KL to a reference is the shared ``kl_coef`` loss term (k3), off by default.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -28,6 +27,7 @@ from agentrl.algos.advantages import group_baseline
 from agentrl.algos.clip import ClipConfig
 from agentrl.algos.grpo import GRPO
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, option
 
 VAR_FLOOR = 1e-8
@@ -60,7 +60,7 @@ class ReinforcePP(GRPO):
     description = "REINFORCE++-baseline: R - group mean, whitened over the batch's tokens, PPO clip"
     config_cls = ReinforcePPConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         assert isinstance(self.config, ReinforcePPConfig)
         a = group_baseline(batch.rewards, batch.group_index)  # (B,)
         return batch_whitened(a, batch.loss_mask, self.config.whiten_over)

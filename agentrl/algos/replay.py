@@ -1,4 +1,4 @@
-"""SPEAR's replay buffer of the agent's own good trajectories (ALGORITHMS.md section 4).
+"""SPEAR's replay buffer of the agent's own good trajectories (docs/algorithms.md#spear).
 
 Owns admission, eviction by policy-version age, the bounded history of per-group mean
 rewards used to recalibrate advantages, the seeded sampling of a replay batch, and
@@ -42,17 +42,19 @@ from typing import Any
 
 import torch
 
-from agentrl.algos.batch import TokenBatch
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, check_range
 
 RECALIBRATIONS: tuple[str, ...] = ("p50", "gamma")
 PAD_VALUES: dict[str, int] = {"turn_index": -1, "policy_version": -1}  # every other per-token field pads with 0
 NOT_STORED: tuple[str, ...] = ("advantages", "old_logprobs", "old_values")  # recomputed or set at replay
+CLEARED: dict[str, Any] = {"prepared": None, "sample_weight": None, "grad_sq_norm": None, "dropped": 0}
+"""What a stored row loses: what was computed for one step's loss, and the drop count."""
 
 
 @dataclass
 class ReplayEntry:
-    row: TokenBatch  # one row, trimmed to its real length, no extras
+    row: TokenBatch  # one row, trimmed to its real length, nothing prepared for a loss
     reward: float  # task reward R
     advantage: float  # A when admitted (> 0)
     version: int  # oldest policy version among its generated tokens
@@ -154,10 +156,12 @@ class ReplayBuffer:
         size = largest_power_of_two(min(len(keep), self.buffer_size))
         picked = keep[torch.randperm(len(keep), generator=self.generator)[:size]].sort().values
         batch = stack_rows([self.entries[int(i)].row for i in picked])
-        batch.advantages = advantages[picked].to(batch.loss_mask.dtype)[:, None] * batch.loss_mask  # (B, T)
-        batch.old_logprobs = batch.behavior_logprobs.clone()
+        replayed = batch.with_fields(
+            advantages=advantages[picked].to(batch.loss_mask.dtype)[:, None] * batch.loss_mask,  # (B, T)
+            old_logprobs=batch.behavior_logprobs.clone(),
+        )
         self.entries = []
-        return batch
+        return replayed
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors, numbers and lists (loadable with ``torch.load(weights_only=True)``)."""
@@ -173,7 +177,8 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.entries = [
-            ReplayEntry(TokenBatch(**e["row"]), e["reward"], e["advantage"], e["version"]) for e in state["entries"]
+            ReplayEntry(TokenBatch(**_known_fields(e["row"])), e["reward"], e["advantage"], e["version"])
+            for e in state["entries"]
         ]
         self.history.clear()
         self.history.extend(state["history"])
@@ -182,7 +187,7 @@ class ReplayBuffer:
 
 
 def trim(row: TokenBatch) -> TokenBatch:
-    """A one-row batch cut to its real length, copied to CPU, without extras or the fields set at replay."""
+    """A one-row batch cut to its real length, copied to CPU, without ``CLEARED`` or the fields set at replay."""
     real = row.attention_mask[0].nonzero()
     length = int(real.max()) + 1 if real.numel() else 0
     changes: dict[str, Any] = {name: None for name in NOT_STORED}
@@ -192,7 +197,7 @@ def trim(row: TokenBatch) -> TokenBatch:
             changes[f.name] = value[:, :length].to("cpu", copy=True)
         elif isinstance(value, torch.Tensor):
             changes[f.name] = value.to("cpu", copy=True)
-    return replace(row, **changes, extras={}, dropped=0)
+    return replace(row, **(changes | CLEARED))
 
 
 def stack_rows(rows: list[TokenBatch]) -> TokenBatch:
@@ -211,8 +216,15 @@ def stack_rows(rows: list[TokenBatch]) -> TokenBatch:
             pad = PAD_VALUES.get(f.name, 0)
             values = [torch.nn.functional.pad(v, (0, length - v.shape[1]), value=pad) for v in values]
         changes[f.name] = torch.cat(values)
-    return replace(rows[0], **changes, extras={}, dropped=0)
+    return replace(rows[0], **(changes | CLEARED))
 
 
 def row_state(row: TokenBatch) -> dict[str, Any]:
     return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
+def _known_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """A stored row's fields that ``TokenBatch`` still has (checkpoints written before the
+    typed fields replaced the ``extras`` dict hold an empty ``extras``)."""
+    known = {f.name for f in fields(TokenBatch)}
+    return {k: v for k, v in state.items() if k in known}

@@ -1,6 +1,6 @@
 """``s_ppo``: token-level PPO with the clipping-bias correction (S-PPO of arXiv 2511.20718).
 
-ALGORITHMS.md section 3. Owns the clipping-bias correction (``SPPOConfig``,
+docs/algorithms.md#s_ppo. Owns the clipping-bias correction (``SPPOConfig``,
 ``clip_correction``, ``corrected_ppo_loss``) and the ``s_ppo`` algorithm; ``st_ppo`` reuses
 ``corrected_ppo_loss`` with turn-level ratios. It does not touch the clipped surrogate itself
 (``clip.ppo_token_loss``) nor the advantages (``turn_ppo.group_advantages``, shared).
@@ -28,7 +28,6 @@ are group-relative as in ``turn_ppo`` (the paper uses a critic with GAE).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -37,6 +36,7 @@ from agentrl.algos.clip import ppo_token_loss
 from agentrl.algos.core import GlobalCounts, broadcast, clipped_surrogate, masked_min, token_mean
 from agentrl.algos.registry import register
 from agentrl.algos.turn_ppo import TurnPPOConfig, group_advantages
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, option
 
 CORRECTIONS: tuple[str, ...] = ("downweight", "renormalize")
@@ -102,14 +102,13 @@ class SPPO(Algorithm):
     description = "S-PPO: token PPO clip with a per-sequence clipping-bias correction, group advantages"
     config_cls = SPPOConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         assert isinstance(self.config, SPPOConfig)
         return group_advantages(batch, self.config.advantage)
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert isinstance(self.config, SPPOConfig)
-        return corrected_ppo_loss(
-            inputs.logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, self.config, counts
-        )
+        old, advantages = batch.require("old_logprobs"), batch.require("advantages")
+        return corrected_ppo_loss(inputs.logprobs, old, advantages, batch.loss_mask, self.config, counts)

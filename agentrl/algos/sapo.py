@@ -1,6 +1,6 @@
 """``sapo``: Soft Adaptive Policy Optimization (SAPO, arXiv 2511.20347).
 
-ALGORITHMS.md section 5. GRPO advantages (``advantages.group_normalized``); PPO's hard clip is replaced by a smooth
+docs/algorithms.md#sapo. GRPO advantages (``advantages.group_normalized``); PPO's hard clip is replaced by a smooth
 gate on the token ratio ``r = pi_theta / pi_old``::
 
     l_{i,t} = -f(r) A,   f(r) = (4 / tau) sigmoid(tau (r - 1)),
@@ -20,7 +20,6 @@ Aggregation: ``seq-mean-token-mean``, the paper's objective ``(1/G) sum_i (1/|y_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -28,6 +27,7 @@ from agentrl.algos.advantages import group_normalized
 from agentrl.algos.base import Algorithm, LossInputs, ObjectiveConfig
 from agentrl.algos.core import AGGREGATIONS, GlobalCounts, broadcast, ratio_metrics, token_mean
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 from agentrl.config import check_range, option
 
 
@@ -54,16 +54,16 @@ class SAPO(Algorithm):
     description = "SAPO: GRPO advantages, soft sigmoid gate -(4/tau) sigmoid(tau (r-1)) A instead of hard clip"
     config_cls = SAPOConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_normalized(batch.rewards, batch.group_index), batch.loss_mask)
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         assert isinstance(c, SAPOConfig)
-        mask, advantages = batch.loss_mask, batch.advantages
-        log_ratio = (inputs.logprobs - batch.old_logprobs) * mask  # (B, T)
+        mask, advantages = batch.loss_mask, batch.require("advantages")
+        log_ratio = (inputs.logprobs - batch.require("old_logprobs")) * mask  # (B, T)
         ratio = log_ratio.exp()
         # tau as a tensor of the advantages' dtype: a float32 tau would break f'(1) = 1 in float64
         tau = torch.where(advantages > 0, advantages.new_tensor(c.tau_pos), advantages.new_tensor(c.tau_neg))

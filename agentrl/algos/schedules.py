@@ -1,6 +1,6 @@
 """SPEAR's cosine curriculum: the self-imitation weight fades in while the tool-call bonus fades out.
 
-ALGORITHMS.md section 4. Owns the two schedules and the intrinsic tool-call reward, as pure
+docs/algorithms.md#spear. Owns the two schedules and the intrinsic tool-call reward, as pure
 functions of the optimizer step ``t`` and a horizon ``T``; it knows nothing of batches,
 buffers or the learner.
 

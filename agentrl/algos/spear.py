@@ -1,4 +1,4 @@
-"""``spear``: self-imitation with progressive exploration on top of Dr.BoT (ALGORITHMS.md section 4).
+"""``spear``: self-imitation with progressive exploration on top of Dr.BoT (docs/algorithms.md#spear).
 
 Owns ``SPEARConfig`` and the ``SPEAR`` algorithm: the on-policy advantages and row masks,
 the Clip-Cov keep-mask (computed in ``prepare``), the replay hooks (``after_step`` admits,
@@ -10,14 +10,15 @@ On-policy part ("Dr.BoT"): rewards are augmented by the tool-call bonus
 ``min(1, 0.1 n) (1 + cos(pi t / T)) / 2`` at step ``t = self.step`` (set by ``begin_step``),
 ``A = R' - mean_group(R')`` without std normalisation (singleton: 0), PPO clip-higher
 0.2 / 0.28, no KL, seq-mean-token-sum-norm. ``loss_mask`` zeroes the rows of groups with zero
-reward variance and truncated rows; the row mask is computed in ``advantages`` on the whole
-batch and carried in ``batch.extras["spear_rows"]`` (B,), so micro-batches slice it.
+reward variance and truncated rows; the row mask is computed with the advantages on the whole
+batch (``with_advantages``) and carried in ``SPEARPrepared.rows`` (B,), so micro-batches
+slice it.
 
 Replay: after the step, rows with per-row ``A > 0`` that are in the loss are admitted with
 their behaviour logprobs and policy version; when the buffer fires, ``replay_batch`` returns
 a batch whose ``advantages`` are the recalibrated ones, ``old_logprobs`` the stored
 behaviour logprobs, and whose loss is multiplied by the self-imitation weight
-``coef (1 - cos(pi t / T)) / 2`` (``extras["replay_weight"]`` (B,)). Rows of a replay batch
+``coef (1 - cos(pi t / T)) / 2`` (``SPEARPrepared.replay_weight`` (B,)). Rows of a replay batch
 are never re-admitted.
 
 Readings of unverified details (each a flag where it matters):
@@ -51,7 +52,7 @@ is a whole trajectory, and 64 makes the buffer fire (> 96 admissible) within the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -64,11 +65,15 @@ from agentrl.algos.core import AGGREGATIONS, GlobalCounts, broadcast, masked_max
 from agentrl.algos.registry import register
 from agentrl.algos.replay import RECALIBRATIONS, ReplayBuffer
 from agentrl.algos.schedules import self_imitation_weight, tool_call_bonus
+from agentrl.batch import Prepared, TokenBatch
 from agentrl.config import check_choice, check_range, option
 
-ROWS = "spear_rows"  # (B,) 1 for rows in the loss
-CLIP_COV = "clip_cov_keep"  # (B, T) 0 on the tokens Clip-Cov picked
-REPLAY_WEIGHT = "replay_weight"  # (B,) self-imitation weight, only on replay batches
+
+@dataclass(frozen=True)
+class SPEARPrepared(Prepared):
+    rows: torch.Tensor  # (B,) 1 for rows in the loss, set with the advantages over the whole batch
+    clip_cov_keep: torch.Tensor | None = None  # (B, T) 0 on the tokens Clip-Cov picked, set by prepare
+    replay_weight: torch.Tensor | None = None  # (B,) self-imitation weight, only on replay batches
 
 
 @dataclass
@@ -128,19 +133,23 @@ class SPEAR(Algorithm):
         assert isinstance(self.config, SPEARConfig)
         return self.config
 
-    def augmented_rewards(self, batch: Any) -> torch.Tensor:
+    def augmented_rewards(self, batch: TokenBatch) -> torch.Tensor:
         """(B,) task reward plus the tool-call bonus at ``self.step``."""
         c = self.cfg
         bonus = tool_call_bonus(batch.num_tool_calls, self.step, c.bonus_T, c.bonus_per_call, c.bonus_cap)
         rewards: torch.Tensor = batch.rewards + bonus
         return rewards
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         rewards = self.augmented_rewards(batch)  # (B,)
-        batch.extras[ROWS] = self.rows_in_loss(batch, rewards)
         return broadcast(group_baseline(rewards, batch.group_index), batch.loss_mask)
 
-    def rows_in_loss(self, batch: Any, augmented: torch.Tensor) -> torch.Tensor:
+    def with_advantages(self, batch: TokenBatch) -> TokenBatch:
+        """The advantages and, from the same augmented rewards, the row mask."""
+        rows = self.rows_in_loss(batch, self.augmented_rewards(batch))
+        return batch.with_fields(advantages=self.advantages(batch), prepared=SPEARPrepared(rows))
+
+    def rows_in_loss(self, batch: TokenBatch, augmented: torch.Tensor) -> torch.Tensor:
         """(B,) 1 for rows that count in the loss: not truncated, in a group with reward variance."""
         c = self.cfg
         keep = torch.ones(batch.size, dtype=torch.bool, device=augmented.device)
@@ -151,21 +160,24 @@ class SPEAR(Algorithm):
             keep &= ~zero_variance(tested, batch.group_index)
         return keep.to(batch.loss_mask.dtype)
 
-    def loss_mask(self, batch: Any) -> torch.Tensor:
-        rows = batch.extras.get(ROWS)
-        if rows is None:
-            raise ValueError("spear: the batch has no row mask; compute spear's advantages(batch) first")
-        mask: torch.Tensor = batch.loss_mask * rows[:, None]  # (B, T)
+    @staticmethod
+    def prepared_of(batch: TokenBatch) -> SPEARPrepared:
+        if not isinstance(batch.prepared, SPEARPrepared):
+            raise ValueError("spear: the batch has no row mask; call spear's with_advantages(batch) first")
+        return batch.prepared
+
+    def loss_mask(self, batch: TokenBatch) -> torch.Tensor:
+        mask: torch.Tensor = batch.loss_mask * self.prepared_of(batch).rows[:, None]  # (B, T)
         return mask
 
-    def prepare(self, batch: Any) -> None:
+    def prepare(self, batch: TokenBatch) -> TokenBatch:
         """The Clip-Cov keep-mask over the whole optimizer batch (see the module docstring)."""
         c = self.cfg
         if not c.clip_cov:
-            return
+            return batch
         logprobs = batch.old_logprobs if batch.old_logprobs is not None else batch.behavior_logprobs
-        batch.extras[CLIP_COV] = clip_cov_keep_mask(
-            batch.advantages,
+        keep = clip_cov_keep_mask(
+            batch.require("advantages"),
             logprobs,
             self.loss_mask(batch),
             c.clip_cov_ratio,
@@ -173,28 +185,32 @@ class SPEAR(Algorithm):
             c.clip_cov_ub,
             self.generator,
         )
+        return batch.with_fields(prepared=replace(self.prepared_of(batch), clip_cov_keep=keep))
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.cfg
         mask = self.loss_mask(batch)
-        per_token, metrics = ppo_token_loss(inputs.logprobs, batch.old_logprobs, batch.advantages, mask, c, counts)
+        per_token, metrics = ppo_token_loss(
+            inputs.logprobs, batch.require("old_logprobs"), batch.require("advantages"), mask, c, counts
+        )
         if c.clip_cov:
-            keep = batch.extras.get(CLIP_COV)
+            keep = self.prepared_of(batch).clip_cov_keep
             if keep is None:
                 raise ValueError("spear: clip_cov needs prepare(batch) on the whole optimizer batch first")
             per_token = per_token * keep
             metrics["loss/clip_cov_frac"] = token_mean(1 - keep, mask, counts)
-        weight = batch.extras.get(REPLAY_WEIGHT)
+        weight = self.prepared_of(batch).replay_weight
         if weight is not None:
             per_token = per_token * weight[:, None]
             metrics["replay/weight/max"] = masked_max(broadcast(weight, mask), mask)
         return per_token, metrics
 
-    def after_step(self, batch: Any) -> None:
+    def after_step(self, batch: TokenBatch) -> None:
         """Admit the rows with ``A > 0`` that were in the loss (replay batches are not re-admitted)."""
-        if self.cfg.replay_coef <= 0 or REPLAY_WEIGHT in batch.extras:
+        replayed = isinstance(batch.prepared, SPEARPrepared) and batch.prepared.replay_weight is not None
+        if self.cfg.replay_coef <= 0 or replayed:
             return
         if batch.advantages is None:
             raise ValueError("spear: after_step needs the batch's advantages")
@@ -203,7 +219,7 @@ class SPEAR(Algorithm):
         per_row = (batch.advantages * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (B,), 0 on dropped rows
         self.buffer.add(batch, per_row)
 
-    def replay_batch(self) -> Any | None:
+    def replay_batch(self) -> TokenBatch | None:
         """The replay batch when the buffer fires and the self-imitation weight is positive, else None."""
         c = self.cfg
         if c.replay_coef <= 0:
@@ -212,10 +228,11 @@ class SPEAR(Algorithm):
         weight = self_imitation_weight(self.step, c.replay_T, c.replay_coef)
         if batch is None or weight <= 0:
             return None
-        batch.extras[REPLAY_WEIGHT] = torch.full((batch.size,), weight, dtype=batch.loss_mask.dtype)
-        batch.extras[ROWS] = torch.ones(batch.size, dtype=batch.loss_mask.dtype)
-        self.prepare(batch)
-        return batch
+        dtype = batch.loss_mask.dtype
+        marks = SPEARPrepared(
+            rows=torch.ones(batch.size, dtype=dtype), replay_weight=torch.full((batch.size,), weight, dtype=dtype)
+        )
+        return self.prepare(batch.with_fields(prepared=marks))
 
     def metrics(self) -> dict[str, float]:
         baseline = self.buffer.baseline()

@@ -1,6 +1,6 @@
 """``st_ppo``: turn-level ratios plus the clipping-bias correction (ST-PPO of arXiv 2511.20718).
 
-ALGORITHMS.md section 3. Owns only the composition: the turn ratio comes from
+docs/algorithms.md#st_ppo. Owns only the composition: the turn ratio comes from
 ``turn_ppo.turn_log_ratio``, the clipped surrogate with the per-sequence correction from
 ``s_ppo.corrected_ppo_loss``, the group-relative advantages from ``turn_ppo.group_advantages``;
 the readings and deviations recorded there apply here (the correction's normaliser is
@@ -11,8 +11,6 @@ its tokens in clipped turns. With no turn clipped, ST-PPO equals Turn-PPO exactl
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from agentrl.algos.base import LossInputs
@@ -20,6 +18,7 @@ from agentrl.algos.core import GlobalCounts
 from agentrl.algos.registry import register
 from agentrl.algos.s_ppo import SPPO, SPPOConfig, corrected_ppo_loss
 from agentrl.algos.turn_ppo import turn_log_ratio
+from agentrl.batch import TokenBatch
 
 
 @register
@@ -30,11 +29,10 @@ class STPPO(SPPO):
     description = "ST-PPO: turn-level ratios with the S-PPO clipping-bias correction, group advantages"
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert isinstance(self.config, SPPOConfig)
         mask = batch.loss_mask
-        log_ratio = turn_log_ratio(inputs.logprobs, batch.old_logprobs, batch.turn_index, mask)
-        return corrected_ppo_loss(
-            inputs.logprobs, batch.old_logprobs, batch.advantages, mask, self.config, counts, log_ratio=log_ratio
-        )
+        old, advantages = batch.require("old_logprobs"), batch.require("advantages")
+        log_ratio = turn_log_ratio(inputs.logprobs, old, batch.turn_index, mask)
+        return corrected_ppo_loss(inputs.logprobs, old, advantages, mask, self.config, counts, log_ratio=log_ratio)

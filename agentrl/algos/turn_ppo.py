@@ -1,6 +1,6 @@
 """``turn_ppo``: PPO with turn-level importance ratios (Turn-PPO of ST-PPO, arXiv 2511.20718).
 
-ALGORITHMS.md section 3. Owns the turn ratio (``turn_log_ratio``), the critic-free advantage
+docs/algorithms.md#turn_ppo. Owns the turn ratio (``turn_log_ratio``), the critic-free advantage
 choice shared by the section-3 objectives (``TurnPPOConfig``, ``group_advantages``) and the
 ``turn_ppo`` algorithm. It does not touch the clipped surrogate (``clip.ppo_token_loss``) nor
 the clipping-bias correction (``s_ppo``); ``st_ppo`` composes this module with ``s_ppo``.
@@ -28,7 +28,6 @@ Deviations and readings:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -37,6 +36,7 @@ from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
 from agentrl.algos.core import GlobalCounts, broadcast, turn_mean
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, option
 
 ADVANTAGES: tuple[str, ...] = ("group_norm", "group")
@@ -51,7 +51,7 @@ class TurnPPOConfig(ClipConfig):
         check_choice(type(self).__name__, "advantage", self.advantage, ADVANTAGES)
 
 
-def group_advantages(batch: Any, mode: str) -> torch.Tensor:
+def group_advantages(batch: TokenBatch, mode: str) -> torch.Tensor:
     """(B, T) group-relative advantages broadcast over generated tokens."""
     if mode == "group_norm":
         a = group_normalized(batch.rewards, batch.group_index)
@@ -77,16 +77,15 @@ class TurnPPO(Algorithm):
     description = "Turn-PPO: PPO clip on turn-level ratios (geometric mean per turn), group advantages"
     config_cls = TurnPPOConfig
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         assert isinstance(self.config, TurnPPOConfig)
         return group_advantages(batch, self.config.advantage)
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert isinstance(self.config, TurnPPOConfig)
         mask = batch.loss_mask
-        log_ratio = turn_log_ratio(inputs.logprobs, batch.old_logprobs, batch.turn_index, mask)
-        return ppo_token_loss(
-            inputs.logprobs, batch.old_logprobs, batch.advantages, mask, self.config, counts, log_ratio=log_ratio
-        )
+        old, advantages = batch.require("old_logprobs"), batch.require("advantages")
+        log_ratio = turn_log_ratio(inputs.logprobs, old, batch.turn_index, mask)
+        return ppo_token_loss(inputs.logprobs, old, advantages, mask, self.config, counts, log_ratio=log_ratio)

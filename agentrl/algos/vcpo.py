@@ -1,6 +1,6 @@
 """``vcpo``: Variance Controlled Policy Optimization for asynchronous, off-policy training.
 
-ALGORITHMS.md section 2. Owns the VCPO objective and its three parts; it does not touch the
+docs/algorithms.md#vcpo. Owns the VCPO objective and its three parts; it does not touch the
 optimizer (the learner applies the ``lr_scale`` factor and restores the base lr) and it does
 not compute gradient norms (the learner does, when ``needs_grad_norms`` is True).
 
@@ -30,7 +30,7 @@ Choices and readings (recorded as config flags):
 
 - ``grad_norm=length`` is the default: ``n_i = |y_i|`` (cheap mode), which reduces OPOB to a
   ``w^2``-weighted OPO baseline. The exact mode (``grad_norm=exact``, ``n_i = ||g_i||^2``
-  from ``batch.extras["grad_sq_norm"]``) needs one backward pass per trajectory on top of the
+  from ``batch.grad_sq_norm``, set by the learner) needs one backward pass per trajectory on top of the
   update, which roughly doubles the learner's cost; the cheap mode is the practical default.
 - Weights are combined in log space (``2 log w_i + log n_i`` minus the set's maximum) so a
   very stale trajectory neither overflows nor zeroes the baseline; if every weight of a set
@@ -38,7 +38,7 @@ Choices and readings (recorded as config flags):
 - ``opob_clipped`` (off by default, as the formula reads) weighs the baseline by
   ``min(w, C)^2``. With very stale batches the unclipped ``w^2`` spans many orders of
   magnitude and one trajectory sets its group's baseline; the flag bounds that.
-- The ``mismatch`` correction of section 6 is redundant with ``w`` (which already divides by
+- The ``mismatch`` correction (docs/algorithms.md#mismatch-correction) is redundant with ``w`` (which already divides by
   ``mu``); it is left off by default and, if turned on, multiplies in as for any objective.
 """
 
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -61,6 +60,7 @@ from agentrl.algos.core import (
     token_mean,
 )
 from agentrl.algos.registry import register
+from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, check_range, option
 
 STD_FLOOR = 1e-8
@@ -158,18 +158,18 @@ class VCPO(Algorithm):
     def needs_grad_norms(self) -> bool:
         return self.cfg.grad_norm == "exact"
 
-    def _stale_log_weights(self, batch: Any) -> torch.Tensor:
+    def _stale_log_weights(self, batch: TokenBatch) -> torch.Tensor:
         """(B,) ``log w_i`` of ``pi_old`` against ``mu`` (0 when pi_old is mu)."""
         if batch.old_logprobs is None:
             return torch.zeros_like(batch.rewards)
         return sequence_log_weights(batch.old_logprobs, batch.behavior_logprobs, batch.loss_mask)
 
-    def advantages(self, batch: Any) -> torch.Tensor:
+    def advantages(self, batch: TokenBatch) -> torch.Tensor:
         c = self.cfg
         if c.grad_norm == "exact":
-            if "grad_sq_norm" not in batch.extras:
-                raise ValueError("vcpo grad_norm=exact needs batch.extras['grad_sq_norm'] (the learner computes it)")
-            sq_norms = batch.extras["grad_sq_norm"]
+            if batch.grad_sq_norm is None:
+                raise ValueError("vcpo grad_norm=exact needs batch.grad_sq_norm (the learner computes it)")
+            sq_norms = batch.grad_sq_norm
         else:
             sq_norms = batch.lengths
         sets = batch.group_index if c.baseline == "group" else torch.zeros_like(batch.group_index)
@@ -179,7 +179,7 @@ class VCPO(Algorithm):
         a = opob_advantages(batch.rewards, sets, log_w, sq_norms, c.std_normalize)
         return broadcast(a, batch.loss_mask)
 
-    def lr_scale(self, batch: Any) -> tuple[float, dict[str, float]]:
+    def lr_scale(self, batch: TokenBatch) -> tuple[float, dict[str, float]]:
         c = self.cfg
         log_w = self._stale_log_weights(batch)[batch.lengths > 0]  # (B,)
         if log_w.numel() == 0:
@@ -199,12 +199,12 @@ class VCPO(Algorithm):
         return factor, metrics
 
     def token_loss(
-        self, inputs: LossInputs, batch: Any, counts: GlobalCounts
+        self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask = batch.loss_mask
         w = sequence_log_weights(inputs.logprobs, batch.behavior_logprobs, mask).exp()  # (B,) detached
         truncated = w.clamp(max=self.cfg.is_cap)  # (B,)
-        per_token = -broadcast(truncated, mask) * batch.advantages * inputs.logprobs  # (B, T)
+        per_token = -broadcast(truncated, mask) * batch.require("advantages") * inputs.logprobs  # (B, T)
         rows = (mask.sum(-1) > 0).to(w.dtype)  # (B,)
         metrics: dict[str, torch.Tensor] = {}
         if batch.old_logprobs is not None:

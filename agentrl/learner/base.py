@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-from agentrl.algos.batch import TokenBatch
+from agentrl.batch import TokenBatch
 
 
 class Learner(Protocol):

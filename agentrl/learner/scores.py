@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agentrl.algos.batch import TokenBatch
+from agentrl.batch import TokenBatch
 
 
 def score_grad_sq_norms(model: nn.Module, batch: TokenBatch, forward: Callable[..., Any]) -> torch.Tensor:

@@ -3,11 +3,13 @@
 Owns the update: pi_old (and reference / value) recomputation, advantages through the
 algorithm, micro-batching with global counts, gradient clipping, AdamW, the per-step
 learning-rate hook, bf16 autocast on CUDA, and the skipping of non-finite steps. It calls
-the algorithm's methods and hooks and never branches on an algorithm's name.
+the algorithm's methods and hooks and never branches on an algorithm's name
+(docs/algorithms.md#the-learners-update). It changes a batch only through
+``TokenBatch.with_fields`` and the algorithm's ``with_advantages`` / ``prepare``.
 
 A step whose loss or gradient is not finite is skipped: gradients are zeroed, the
 optimizer does not step, and ``learner/skipped_steps`` counts it, so a NaN never reaches
-the weights.
+the weights (docs/algorithms.md#skipped-non-finite-steps).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import torch
 from torch import nn
 
 from agentrl.algos.base import Algorithm, LossInputs
-from agentrl.algos.batch import TokenBatch
 from agentrl.algos.core import GlobalCounts
+from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.forward import ValueHead, forward_tokens
@@ -94,8 +96,7 @@ class TorchLearner:
         when the algorithm offers one). Returns namespaced metrics."""
         algo, running = self.algorithm, RunningMetrics()
         algo.begin_step(self.step)
-        batch = batch.to(self.device, self.dtype)
-        self.prepare_batch(batch)
+        batch = self.prepare_batch(batch.to(self.device, self.dtype))
         running.set("batch/rows", batch.size)
         running.set("batch/dropped_nonfinite", batch.dropped)
         running.set("batch/tokens", float(batch.loss_mask.sum()))
@@ -123,24 +124,30 @@ class TorchLearner:
         running.set("learner/skipped_steps", self.skipped_steps)
         return running.result()
 
-    def prepare_batch(self, batch: TokenBatch) -> None:
-        """pi_old, reference logprobs, old values and the algorithm's advantages."""
+    def prepare_batch(self, batch: TokenBatch) -> TokenBatch:
+        """The batch with pi_old, reference logprobs, old values (score norms when the
+        algorithm asks) and the algorithm's advantages set."""
         recompute, with_values = self.config.recompute_old_logprobs, self.value_head is not None
-        old, ref, values = [], [], []
+        old: list[torch.Tensor] = []
+        ref: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
         with torch.no_grad():
             for part in batch.split(self._micro_batches(batch)):
                 if recompute or with_values:
                     logprobs, _, v = self._forward(self.model, part, value=with_values)
                     old.append(logprobs)
-                    values.append(v)
+                    if v is not None:
+                        values.append(v)
                 if self.reference is not None:
                     ref.append(self._forward(self.reference, part)[0])
-        batch.old_logprobs = torch.cat(old) if recompute else batch.behavior_logprobs.clone()
-        batch.ref_logprobs = torch.cat(ref) if ref else None
-        batch.old_values = torch.cat(values) if with_values else None  # type: ignore[arg-type]
+        batch = batch.with_fields(
+            old_logprobs=torch.cat(old) if recompute else batch.behavior_logprobs.clone(),
+            ref_logprobs=torch.cat(ref) if ref else None,
+            old_values=torch.cat(values) if with_values else None,
+        )
         if self.algorithm.needs_grad_norms:
-            batch.extras["grad_sq_norm"] = score_grad_sq_norms(self.model, batch, self._forward)
-        batch.advantages = self.algorithm.advantages(batch)
+            batch = batch.with_fields(grad_sq_norm=score_grad_sq_norms(self.model, batch, self._forward))
+        return self.algorithm.with_advantages(batch)
 
     def compute_gradients(self, batch: TokenBatch) -> tuple[bool, StepMetrics]:
         """Zero the gradients, then accumulate the loss's gradient over micro-batches, with
@@ -165,7 +172,7 @@ class TorchLearner:
         return finite, metrics
 
     def _optimizer_step(self, batch: TokenBatch) -> dict[str, float]:
-        self.algorithm.prepare(batch)
+        batch = self.algorithm.prepare(batch)
         factor, lr_metrics = self.algorithm.lr_scale(batch)
         finite, metrics = self.compute_gradients(batch)
         metrics.add(lr_metrics)
@@ -223,6 +230,7 @@ class TorchLearner:
                 with_entropy=entropy,
                 entropy_grad=entropy_grad,
                 value_head=self.value_head if value else None,
+                logits_chunk=self.config.logits_chunk,
             )
         cast = batch.loss_mask.dtype
         return logprobs.to(cast), None if ent is None else ent.to(cast), None if values is None else values.to(cast)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from agentrl.algos import Algorithm, GlobalCounts, LossInputs, TokenBatch
+from agentrl.algos import Algorithm, GlobalCounts, LossInputs
+from agentrl.batch import TokenBatch
 
 
 def make_batch(seed: int = 0, rows: int = 8, group: int = 2, length: int = 14, dtype=torch.float64) -> TokenBatch:
@@ -25,7 +26,7 @@ def make_batch(seed: int = 0, rows: int = 8, group: int = 2, length: int = 14, d
         turn[i, prompt + first + gap : end] = 1
         attention[i, :end] = 1
     behavior = -torch.rand(rows, length, generator=g, dtype=dtype) * 3 * mask
-    batch = TokenBatch(
+    return TokenBatch(
         input_ids=torch.randint(0, 50, (rows, length), generator=g) * attention,
         attention_mask=attention,
         loss_mask=mask.to(dtype),
@@ -36,11 +37,11 @@ def make_batch(seed: int = 0, rows: int = 8, group: int = 2, length: int = 14, d
         group_index=torch.arange(rows) // group,
         truncated=torch.zeros(rows, dtype=torch.bool),
         num_tool_calls=torch.randint(0, 4, (rows,), generator=g).to(dtype),
+    ).with_fields(
+        old_logprobs=behavior.clone(),
+        ref_logprobs=behavior.clone(),
+        old_values=torch.randn(rows, length, generator=g, dtype=dtype) * mask,
     )
-    batch.old_logprobs = behavior.clone()
-    batch.ref_logprobs = behavior.clone()
-    batch.old_values = torch.randn(rows, length, generator=g, dtype=dtype) * mask
-    return batch
 
 
 def leaf_inputs(batch: TokenBatch, shift: float = 0.0, seed: int = 1) -> LossInputs:
@@ -54,9 +55,8 @@ def leaf_inputs(batch: TokenBatch, shift: float = 0.0, seed: int = 1) -> LossInp
 
 
 def prepared(algo: Algorithm, batch: TokenBatch) -> TokenBatch:
-    batch.advantages = algo.advantages(batch)
-    algo.prepare(batch)
-    return batch
+    """``batch`` as the learner hands it to the loss: advantages set, then prepared."""
+    return algo.prepare(algo.with_advantages(batch))
 
 
 def counts_of(algo: Algorithm, batch: TokenBatch) -> GlobalCounts:

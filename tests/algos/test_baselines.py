@@ -1,4 +1,4 @@
-"""The section-5 baselines of ALGORITHMS.md (and its "Also useful" list) with hand-computed
+"""The group-baseline objectives of docs/algorithms.md (grpo to bapo) with hand-computed
 numbers on tiny batches, and each row's check from the table. The generic identities
 (on-policy gradient, micro-batch sums, masked tokens, mismatch neutrality) run over every
 registered objective in test_contract.py."""
@@ -9,10 +9,11 @@ import pytest
 import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
-from agentrl.algos import GlobalCounts, LossInputs, TokenBatch, make
-from agentrl.algos.bapo import BAPOConfig, adaptive_clip_bounds, positive_share
+from agentrl.algos import GlobalCounts, LossInputs, make
+from agentrl.algos.bapo import BAPOConfig, BAPOPrepared, adaptive_clip_bounds, positive_share
 from agentrl.algos.dapo import overlong_penalty
 from agentrl.algos.sapo import soft_gate
+from agentrl.batch import TokenBatch
 
 F64 = torch.float64
 GRPO_EPS = 1e-6
@@ -39,14 +40,14 @@ def tiny_batch(rewards, lengths, groups, width=None, old=-1.0) -> TokenBatch:
         truncated=torch.zeros(rows, dtype=torch.bool),
         num_tool_calls=torch.zeros(rows, dtype=F64),
     )
-    batch.old_logprobs = behavior.clone()
+    batch = batch.with_fields(old_logprobs=behavior.clone())
     return batch
 
 
 def run(algo, batch, log_ratios=None, counts=None):
     """Prepare ``batch``, set ``log pi = log pi_old + log_ratios[i]`` on each row's generated
     tokens, and return (loss output, the logprobs leaf after backward)."""
-    prepared(algo, batch)
+    batch = prepared(algo, batch)
     delta = torch.zeros_like(batch.loss_mask)
     for i, row in enumerate(log_ratios or []):
         delta[i, 1 : 1 + len(row)] = torch.tensor(row, dtype=F64)
@@ -71,6 +72,7 @@ def flat(*rows):
 def test_dr_grpo_hand_numbers():
     algo = make("dr_grpo")
     batch = tiny_batch([1.0, 0.0, 0.5, 0.5], [2, 1, 3, 1], [0, 0, 1, 1])
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, _ = run(algo, batch)
     assert gen(batch, batch.advantages) == flat([0.5, 0.5], [-0.5], [0.0] * 3, [0.0])  # R - mean, no std
     # sum of -A over generated tokens = -0.5 * 2 + 0.5 = -0.5, over C = longest response = 3
@@ -98,6 +100,7 @@ def test_rloo_hand_numbers_and_the_g_over_g_minus_1_identity():
     algo = make("rloo")
     batch = tiny_batch([1.0, 0.0, 0.0], [1, 2, 1], [0, 0, 0])
     # token 0 of row 0 off-policy: r = 1.5 with A = 1 > 0 is clipped at 1.2
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, logprobs = run(algo, batch, [[math.log(1.5)]])
     assert gen(batch, batch.advantages) == pytest.approx(flat([1.0], [-0.5, -0.5], [-0.5]))
     # -1.2 * 1 + 0.5 * 2 + 0.5 over the 4 generated tokens
@@ -128,6 +131,7 @@ def test_dapo_hand_numbers():
     algo = make("dapo", max_response_tokens=4, overlong_buffer=2)
     assert (algo.config.clip_low, algo.config.clip_high, algo.config.aggregation) == (0.2, 0.28, "token-mean")
     batch = dapo_batch()
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, _ = run(algo, batch)
     a = 0.5 / (math.sqrt(0.5) + GRPO_EPS)  # two rewards 1 apart: mean +- 0.5, unbiased std sqrt(0.5)
     # shaped rewards [1, 0] in group 0 (L = 4 = Lmax -> -1), [1, 0] in group 1, singleton 0
@@ -150,6 +154,7 @@ def test_dapo_clip_higher_and_a_group_split_across_micro_batches():
     batch = dapo_batch()
     # row 2 (A = a > 0) at r = 1.3 is clipped at 1.28; row 3 (A = -a) at r = 0.7 is clipped at 0.8
     ratios = [[0.0, 0.0], [0.0] * 4, [math.log(1.3)], [math.log(0.7), 0.0]]
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, logprobs = run(algo, batch, ratios)
     a = 0.5 / (math.sqrt(0.5) + GRPO_EPS)
     assert out.loss.item() == pytest.approx((-1.28 * a + 0.8 * a + a) / 10)
@@ -173,6 +178,7 @@ def test_gspo_hand_numbers():
     assert (algo.config.clip_low, algo.config.clip_high) == (3e-4, 4e-4)
     batch = tiny_batch([1.0, 0.0], [2, 3], [0, 0])
     # row 0: log s = mean(0.1, 0.3) = 0.2, clipped at 1 + 4e-4 (A > 0); row 1: log s = 1e-4, inside
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, _ = run(algo, batch, [[0.1, 0.3], [1e-4, -2e-4, 4e-4]])
     a = 0.5 / (math.sqrt(0.5) + GRPO_EPS)
     assert out.loss.item() == pytest.approx((-1.0004 * a + math.exp(1e-4) * a) / 2)
@@ -220,8 +226,9 @@ def test_cispo_is_the_ppo_gradient_inside_the_clip_range_and_nonzero_outside():
     batch = make_batch(seed=8)
     grads = []
     for algo in (cispo, ppo):
-        inputs = leaf_inputs(prepared(algo, batch), shift=0.15)  # every ratio within [0.5, 3]
-        algo.loss(inputs, batch, counts_of(algo, batch)).loss.backward()
+        ready = prepared(algo, batch)
+        inputs = leaf_inputs(ready, shift=0.15)  # every ratio within [0.5, 3]
+        algo.loss(inputs, ready, counts_of(algo, ready)).loss.backward()
         grads.append(inputs.logprobs.grad)
     assert torch.allclose(grads[0], grads[1], atol=1e-12)
     cispo, ppo = make("cispo", clip_low=0.2, clip_high=0.2), make("grpo")
@@ -279,6 +286,7 @@ def test_opmd_hand_numbers():
 
 def test_asymre_hand_numbers_and_singletons():
     batch = tiny_batch([1.0, 0.0, 1.0], [1, 2, 1], [0, 0, 1], old=-1.0)
+    batch = prepared(make("asymre"), batch)  # the batch the loss sees, for the checks below
     out, logprobs = run(make("asymre"), batch)
     assert gen(batch, batch.advantages) == pytest.approx([0.6, -0.4, -0.4, 0.0])  # R - (mean - 0.1)
     assert out.loss.item() == pytest.approx((0.6 * 1.0 - 0.4 * 2.0) / 4)  # -A log pi, log pi = -1
@@ -293,6 +301,7 @@ def test_asymre_hand_numbers_and_singletons():
 def test_reinforce_pp_whitens_over_the_batch_tokens():
     algo = make("reinforce_pp")
     batch = tiny_batch([1.0, 0.0, 1.0, 1.0], [1, 3, 2, 2], [0, 0, 1, 1])
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, _ = run(algo, batch)
     # a = [0.5, -0.5, 0, 0]; over 8 tokens mu = -1/8, var = (0.625^2 + 3 * 0.375^2 + 4 * 0.125^2) / 8
     std = math.sqrt(0.875 / 8)
@@ -339,10 +348,11 @@ def test_bapo_prepare_stores_the_batch_bounds_and_the_loss_uses_them():
     log_r = torch.zeros_like(batch.loss_mask)
     log_r[0, 1:3] = ratio[0, :2].log()
     log_r[1, 1:4] = ratio[0, 2:].log()
-    batch.behavior_logprobs = batch.old_logprobs - log_r  # pi_old / mu = the ratios above
+    batch = batch.with_fields(behavior_logprobs=batch.old_logprobs - log_r)  # pi_old / mu = the ratios above
+    batch = prepared(algo, batch)  # the batch the loss sees, for the checks below
     out, _ = run(algo, batch, [[math.log(1.3), 0.0], [0.0, math.log(0.85), 0.0]])
-    assert batch.extras["bapo_clip_low"].tolist() == pytest.approx([0.8, 0.8])
-    assert batch.extras["bapo_clip_high"].tolist() == pytest.approx([1.4, 1.4])
+    assert batch.prepared_as(BAPOPrepared).clip_low.tolist() == pytest.approx([0.8, 0.8])
+    assert batch.prepared_as(BAPOPrepared).clip_high.tolist() == pytest.approx([1.4, 1.4])
     assert out.metrics["bapo/clip_high/max"].item() == pytest.approx(1.4)
     assert out.metrics["bapo/positive_share/min"].item() == pytest.approx(2.35 / 4.2)
     a = 0.5 / (math.sqrt(0.5) + GRPO_EPS)
@@ -351,11 +361,10 @@ def test_bapo_prepare_stores_the_batch_bounds_and_the_loss_uses_them():
     assert out.metrics["loss/clipfrac_high"].item() == 0
     # ratio_source=start: r = 1, the share is the |A| share 2a / 5a = 0.4 whatever the bounds
     below, above = (make("bapo", ratio_source="start", target_share=t) for t in (0.3, 0.5))
-    prepared(below, batch)
-    assert (batch.extras["bapo_clip_low"][0].item(), batch.extras["bapo_clip_high"][0].item()) == (0.6, 1.2)
-    prepared(above, batch)  # unreachable: both bounds go to their limits
-    assert (batch.extras["bapo_clip_low"][0].item(), batch.extras["bapo_clip_high"][0].item()) == (0.9, 3.0)
+    for algo, bounds in ((below, (0.6, 1.2)), (above, (0.9, 3.0))):  # above: unreachable, both go to their limits
+        got = prepared(algo, batch).prepared_as(BAPOPrepared)
+        assert (got.clip_low[0].item(), got.clip_high[0].item()) == bounds
     bare = tiny_batch([1.0], [1], [0])
-    bare.advantages = torch.zeros_like(bare.loss_mask)
+    bare = bare.with_fields(advantages=torch.zeros_like(bare.loss_mask))
     with pytest.raises(ValueError, match="prepare"):
         make("bapo").loss(LossInputs(logprobs=bare.old_logprobs), bare, counts_of(below, bare))

@@ -1,13 +1,13 @@
-"""Every registered objective, held to the checks of ALGORITHMS.md's last section at the
-tensor level: the on-policy identity, micro-batch invariance and zero gradient on masked
-tokens. (The same identities through a real model are in tests/learner.)"""
+"""Every registered objective, held at the tensor level to the identities that
+docs/algorithms.md#loss-assembly and #aggregation-with-global-counts imply: the on-policy
+identity, micro-batch invariance and zero gradient on masked tokens. (The same identities
+through a real model are in tests/learner.)"""
 
 import pytest
 import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
 from agentrl.algos import LossInputs, aggregate, make, names
-from agentrl.algos.base import SAMPLE_WEIGHT
 
 
 @pytest.mark.parametrize("name", names())
@@ -81,9 +81,10 @@ def test_sample_weights_scale_each_rows_loss(name):
     counts = counts_of(algo, batch)
     plain = leaf_inputs(batch, 0.3)
     algo.loss(plain, batch, counts).loss.backward()
-    batch.extras[SAMPLE_WEIGHT] = torch.ones(batch.size, dtype=batch.loss_mask.dtype)
+    weights = torch.ones(batch.size, dtype=batch.loss_mask.dtype)
+    batch = batch.with_fields(sample_weight=weights)
     assert torch.allclose(algo.loss(leaf_inputs(batch, 0.3), batch, counts).loss, algo.loss(plain, batch, counts).loss)
-    batch.extras[SAMPLE_WEIGHT][0] = 0.0
+    weights[0] = 0.0
     weighted = leaf_inputs(batch, 0.3)
     algo.loss(weighted, batch, counts).loss.backward()
     assert torch.equal(weighted.logprobs.grad[0], torch.zeros_like(weighted.logprobs.grad[0]))

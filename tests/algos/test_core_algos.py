@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from agentrl.algos import GlobalCounts, LossInputs, TokenBatch, aggregate, make
+from agentrl.algos import GlobalCounts, LossInputs, aggregate, make
 from agentrl.algos.advantages import gae, group_normalized, leave_one_out, length_weighted_baseline
 from agentrl.algos.base import mismatch_weights
 from agentrl.algos.core import clipped_surrogate
+from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 
 
@@ -30,7 +31,7 @@ def tiny_batch(rewards, groups, lengths, length=None):
         truncated=torch.zeros(len(rewards), dtype=torch.bool),
         num_tool_calls=torch.zeros(len(rewards), dtype=torch.float64),
     )
-    batch.old_logprobs = batch.behavior_logprobs.clone()
+    batch = batch.with_fields(old_logprobs=batch.behavior_logprobs.clone())
     return batch
 
 
@@ -85,7 +86,7 @@ def test_grpo_advantages_and_loss_by_hand():
     assert adv[0, 1].item() == pytest.approx(0.5 / (std + 1e-6))
     assert adv[1, 1].item() == pytest.approx(-0.5 / (std + 1e-6))
     assert adv[2].abs().sum() == 0  # singleton group
-    batch.advantages = adv
+    batch = batch.with_fields(advantages=adv)
     logprobs = (batch.old_logprobs + 1.0 * batch.loss_mask).requires_grad_(True)  # ratio e everywhere
     out = algo.loss(LossInputs(logprobs), batch, GlobalCounts.of(batch.loss_mask))
     a = 0.5 / (std + 1e-6)
@@ -118,9 +119,9 @@ def test_gae_by_hand_with_observation_gap():
 
 def test_ppo_value_loss_is_clipped():
     batch = tiny_batch([1.0], [0], [1])
-    batch.old_values = torch.zeros_like(batch.loss_mask)
+    batch = batch.with_fields(old_values=torch.zeros_like(batch.loss_mask))
     algo = make("ppo", vf_coef=1.0, value_clip=0.2)
-    batch.advantages = algo.advantages(batch)  # A = 1 - 0 on the one token
+    batch = algo.with_advantages(batch)  # A = 1 - 0 on the one token, returns 1
     values = (batch.old_values + 0.5 * batch.loss_mask).requires_grad_(True)
     out = algo.loss(
         LossInputs(batch.old_logprobs.clone().requires_grad_(True), values=values),
@@ -135,7 +136,7 @@ def test_ppo_value_loss_is_clipped():
 def test_reinforce_loss_by_hand():
     batch = tiny_batch([1.0, 0.0], [0, 0], [1, 1])
     algo = make("reinforce")
-    batch.advantages = algo.advantages(batch)
+    batch = batch.with_fields(advantages=algo.advantages(batch))
     out = algo.loss(
         LossInputs(batch.old_logprobs.clone().requires_grad_(True)), batch, GlobalCounts.of(batch.loss_mask)
     )
@@ -146,11 +147,12 @@ def test_reinforce_loss_by_hand():
 
 def test_mismatch_correction_numbers():
     batch = tiny_batch([1.0, 0.0], [0, 0], [1, 1])
-    batch.old_logprobs = (
-        batch.behavior_logprobs + torch.log(torch.tensor([[1.0], [3.0]], dtype=torch.float64)) * batch.loss_mask
+    batch = batch.with_fields(
+        old_logprobs=batch.behavior_logprobs
+        + torch.log(torch.tensor([[1.0], [3.0]], dtype=torch.float64)) * batch.loss_mask
     )
     algo = make("reinforce", mismatch="token", mismatch_cap=2.0)
-    batch.advantages = algo.advantages(batch)
+    batch = batch.with_fields(advantages=algo.advantages(batch))
     logprobs = batch.old_logprobs.clone().requires_grad_(True)
     out = algo.loss(LossInputs(logprobs), batch, GlobalCounts.of(batch.loss_mask))
     # weights min(pi_old / mu, 2) = [1, 2]

@@ -1,4 +1,4 @@
-"""SPEAR (ALGORITHMS.md section 4) with hand-computed numbers: the cosine schedules, the
+"""SPEAR (docs/algorithms.md#spear) with hand-computed numbers: the cosine schedules, the
 tool-call bonus, advantages and row drops, the replay buffer (admission, eviction, firing,
 power-of-two batches, P50 / gamma recalibration, checkpointing) and Clip-Cov (equals PPO
 when nothing is eligible, picks max(1, floor(ratio N)) tokens that then get exactly zero
@@ -6,16 +6,19 @@ gradient, micro-batch invariant). The generic identities run in test_contract.py
 
 import io
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
-from agentrl.algos import LossInputs, TokenBatch, aggregate, make
+from agentrl.algos import LossInputs, aggregate, make
 from agentrl.algos.clip import ppo_token_loss
 from agentrl.algos.clip_cov import clip_cov_keep_mask, covariance
 from agentrl.algos.replay import ReplayBuffer, largest_power_of_two
 from agentrl.algos.schedules import self_imitation_weight, tool_bonus_weight, tool_call_bonus
+from agentrl.algos.spear import SPEARPrepared
+from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 
 F64 = torch.float64
@@ -25,11 +28,11 @@ def rows_batch(rewards, groups, tool_calls=None, truncated=None, version=0, seed
     """make_batch's token layout with the given per-row fields."""
     n = len(rewards)
     batch = make_batch(seed=seed, rows=n, group=1)
-    batch.rewards = torch.tensor(rewards, dtype=F64)
-    batch.group_index = torch.tensor(groups)
-    batch.num_tool_calls = torch.tensor(tool_calls if tool_calls is not None else [0] * n, dtype=F64)
-    batch.truncated = torch.tensor(truncated if truncated is not None else [False] * n)
-    batch.policy_version = torch.where(batch.loss_mask > 0, version, -1)
+    batch = batch.with_fields(rewards=torch.tensor(rewards, dtype=F64))
+    batch = batch.with_fields(group_index=torch.tensor(groups))
+    batch = batch.with_fields(num_tool_calls=torch.tensor(tool_calls if tool_calls is not None else [0] * n, dtype=F64))
+    batch = batch.with_fields(truncated=torch.tensor(truncated if truncated is not None else [False] * n))
+    batch = batch.with_fields(policy_version=torch.where(batch.loss_mask > 0, version, -1))
     return batch
 
 
@@ -71,7 +74,7 @@ def test_advantages_by_hand_with_the_bonus():
         assert torch.allclose(torch.tensor(row_values(batch, advantages), dtype=F64), torch.tensor(values, dtype=F64))
         assert torch.equal(advantages * (1 - batch.loss_mask), torch.zeros_like(advantages))
     # at t = 200 the bonus is gone and group 1 (task rewards 0, 0) has zero variance
-    assert algo.loss_mask(batch).sum(-1).tolist() == [*batch.lengths[:2].tolist(), 0.0, 0.0]
+    assert algo.loss_mask(algo.with_advantages(batch)).sum(-1).tolist() == [*batch.lengths[:2].tolist(), 0.0, 0.0]
 
 
 def test_zero_variance_groups_singletons_and_truncated_rows_leave_the_loss():
@@ -80,11 +83,10 @@ def test_zero_variance_groups_singletons_and_truncated_rows_leave_the_loss():
     batch = rows_batch(rewards, groups, truncated=[False, False, False, False, True, False, False])
     advantages = algo.advantages(batch)
     assert row_values(batch, advantages) == [0.5, -0.5, 0.0, 0.0, 0.5, -0.5, 0.0]  # truncated rows count in the mean
-    in_loss = algo.loss_mask(batch).sum(-1) > 0
+    in_loss = algo.loss_mask(algo.with_advantages(batch)).sum(-1) > 0
     assert in_loss.tolist() == [True, True, False, False, False, True, False]
     kept = make("spear", bonus_T=0, mask_truncated=False, drop_zero_variance=False)
-    kept.advantages(batch)
-    assert torch.equal(kept.loss_mask(batch), batch.loss_mask)
+    assert torch.equal(kept.loss_mask(kept.with_advantages(batch)), batch.loss_mask)
 
 
 def test_zero_variance_can_read_the_task_reward():
@@ -92,8 +94,7 @@ def test_zero_variance_can_read_the_task_reward():
     batch = rows_batch([1, 0, 0, 0], [0, 0, 1, 1], tool_calls=[0, 0, 3, 1])
     for on, rows in (("augmented", [True] * 4), ("task", [True, True, False, False])):
         algo = make("spear", zero_variance_on=on)
-        algo.advantages(batch)
-        assert (algo.loss_mask(batch).sum(-1) > 0).tolist() == rows
+        assert (algo.loss_mask(algo.with_advantages(batch)).sum(-1) > 0).tolist() == rows
 
 
 def test_config_errors_are_one_line():
@@ -120,7 +121,7 @@ def test_admission_never_stores_non_positive_advantages():
 def test_after_step_admits_only_positive_rows_in_the_loss():
     algo = make("spear", bonus_T=0)
     batch = rows_batch([1, 0, 1, 0, 1, 1], [0, 0, 1, 1, 2, 2], truncated=[False, False, True, False, False, False])
-    batch.advantages = algo.advantages(batch)
+    batch = algo.with_advantages(batch)
     algo.after_step(batch)
     # row 0: A = 0.5; row 2: A = 0.5 but truncated; group 2 has zero variance
     assert [e.reward for e in algo.buffer.entries] == [1.0]
@@ -232,23 +233,23 @@ def test_spear_replay_step_end_to_end():
     algo.begin_step(100)  # self-imitation weight 0.5
     for version in range(2):
         batch = rows_batch([1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], version=version, seed=version)
-        batch.advantages = algo.advantages(batch)
+        batch = algo.with_advantages(batch)
         algo.after_step(batch)
         assert (algo.replay_batch() is None) == (version == 0)  # 3 then 6 admissible > 3
     # the second call above consumed the buffer; refill and look at the replay batch itself
     for version in range(2, 4):
         batch = rows_batch([1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], version=version, seed=version)
-        batch.advantages = algo.advantages(batch)
+        batch = algo.with_advantages(batch)
         algo.after_step(batch)
     replay = algo.replay_batch()
     assert replay is not None and replay.size == 2 and len(algo.buffer) == 0
-    assert torch.allclose(replay.extras["replay_weight"], torch.full((2,), 0.5, dtype=F64))
+    marks = replay.prepared_as(SPEARPrepared)
+    assert torch.allclose(marks.replay_weight, torch.full((2,), 0.5, dtype=F64))
     assert torch.equal(replay.old_logprobs, replay.behavior_logprobs)
     counts = counts_of(algo, replay)
     weighted = algo.loss(leaf_inputs(replay, 0.2), replay, counts).loss
-    replay.extras.pop("replay_weight")
-    assert torch.allclose(weighted, 0.5 * algo.loss(leaf_inputs(replay, 0.2), replay, counts).loss)
-    replay.extras["replay_weight"] = torch.full((2,), 0.5, dtype=F64)
+    unweighted = replay.with_fields(prepared=replace(marks, replay_weight=None))
+    assert torch.allclose(weighted, 0.5 * algo.loss(leaf_inputs(replay, 0.2), unweighted, counts).loss)
     algo.after_step(replay)  # replayed rows are not admitted again
     assert len(algo.buffer) == 0
 
@@ -257,7 +258,7 @@ def test_no_replay_step_while_the_weight_is_zero():
     algo = make("spear", buffer_size=1, bonus_T=0)
     algo.begin_step(0)
     batch = rows_batch([1, 0, 1, 0], [0, 0, 1, 1])
-    batch.advantages = algo.advantages(batch)
+    batch = algo.with_advantages(batch)
     algo.after_step(batch)
     assert algo.buffer.ready()
     assert algo.replay_batch() is None and len(algo.buffer) == 0
@@ -289,7 +290,7 @@ def test_clip_cov_picks_by_hand():
 def test_clip_cov_with_no_eligible_token_equals_ppo():
     algo = make("spear")
     batch = prepared(algo, make_batch(seed=5))
-    assert torch.equal(batch.extras["clip_cov_keep"], torch.ones_like(batch.loss_mask))
+    assert torch.equal(batch.prepared_as(SPEARPrepared).clip_cov_keep, torch.ones_like(batch.loss_mask))
     counts = counts_of(algo, batch)
     inputs, direct = leaf_inputs(batch, 0.3), leaf_inputs(batch, 0.3)
     loss = algo.loss(inputs, batch, counts).loss
@@ -312,7 +313,7 @@ def test_clip_cov_picked_tokens_get_exactly_zero_gradient():
     mask = algo.loss_mask(batch)
     cov = covariance(batch.advantages, batch.old_logprobs, mask)
     eligible = (mask > 0) & (cov > 0.05) & (cov < 40)
-    picked = batch.extras["clip_cov_keep"] == 0
+    picked = batch.prepared_as(SPEARPrepared).clip_cov_keep == 0
     expected = min(max(1, math.floor(0.1 * float(mask.sum()))), int(eligible.sum()))
     assert int(picked.sum()) == expected == 3 and bool((picked <= eligible).all())
     counts = counts_of(algo, batch)
@@ -328,13 +329,13 @@ def test_clip_cov_picked_tokens_get_exactly_zero_gradient():
 
 def test_clip_cov_pick_is_seeded():
     first, second = clip_cov_active()[1], clip_cov_active()[1]
-    assert torch.equal(first.extras["clip_cov_keep"], second.extras["clip_cov_keep"])
+    assert torch.equal(first.prepared_as(SPEARPrepared).clip_cov_keep, second.prepared_as(SPEARPrepared).clip_cov_keep)
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.3])
 def test_micro_batch_invariance_with_clip_cov_active(shift):
     algo, batch = clip_cov_active()
-    assert (batch.extras["clip_cov_keep"] == 0).any()
+    assert (batch.prepared_as(SPEARPrepared).clip_cov_keep == 0).any()
     counts = counts_of(algo, batch)
     whole = leaf_inputs(batch, shift)
     full = algo.loss(whole, batch, counts).loss

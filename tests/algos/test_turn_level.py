@@ -1,4 +1,5 @@
-"""Turn-PPO, S-PPO and ST-PPO (ALGORITHMS.md section 3): turn ratios by hand, the reductions
+"""Turn-PPO, S-PPO and ST-PPO (docs/algorithms.md#turn_ppo, #s_ppo,
+#st_ppo): turn ratios by hand, the reductions
 (one turn = sequence-level PPO, one-token turns = token PPO, r = 1 gives the policy
 gradient) and the clipping-bias correction (S-PPO = PPO when nothing is clipped)."""
 
@@ -27,12 +28,12 @@ def loss_and_grad(name, batch, shift, **options):
 
 
 def one_turn(batch):
-    batch.turn_index = torch.where(batch.loss_mask > 0, 0, -1)
+    batch = batch.with_fields(turn_index=torch.where(batch.loss_mask > 0, 0, -1))
     return batch
 
 
 def one_token_turns(batch):
-    batch.turn_index = torch.where(batch.loss_mask > 0, batch.loss_mask.cumsum(-1).long() - 1, -1)
+    batch = batch.with_fields(turn_index=torch.where(batch.loss_mask > 0, batch.loss_mask.cumsum(-1).long() - 1, -1))
     return batch
 
 
@@ -103,7 +104,7 @@ def test_multi_turn_gradient_at_ratio_one_is_the_policy_gradient(name):
 
 def test_advantage_modes():
     batch = make_batch(seed=10, rows=4, group=4)
-    batch.rewards = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=D)
+    batch = batch.with_fields(rewards=torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=D))
     first = batch.loss_mask.argmax(-1)[:, None]  # each row's first generated token
     plain = make("turn_ppo", advantage="group").advantages(batch).gather(1, first)[:, 0]
     assert torch.allclose(plain, torch.tensor([0.5, -0.5, -0.5, 0.5], dtype=D))

@@ -1,4 +1,4 @@
-"""VCPO (ALGORITHMS.md section 2) with hand-computed numbers: the ESS learning-rate factor,
+"""VCPO (docs/algorithms.md#vcpo) with hand-computed numbers: the ESS learning-rate factor,
 the optimal off-policy baseline (exact and cheap modes) and the truncated-IS loss."""
 
 import math
@@ -7,9 +7,10 @@ import pytest
 import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
-from agentrl.algos import GlobalCounts, LossInputs, TokenBatch, make
+from agentrl.algos import GlobalCounts, LossInputs, make
 from agentrl.algos.core import effective_sample_size
 from agentrl.algos.vcpo import lr_factor, opob_baseline
+from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 
 D = torch.float64
@@ -31,7 +32,7 @@ def tiny_batch(mask: list[list[float]], rewards: list[float], groups: list[int])
         truncated=torch.zeros(len(rewards), dtype=torch.bool),
         num_tool_calls=torch.zeros(len(rewards), dtype=D),
     )
-    batch.old_logprobs = behavior.clone()
+    batch = batch.with_fields(old_logprobs=behavior.clone())
     return batch
 
 
@@ -40,7 +41,7 @@ def with_log_weights(batch: TokenBatch, log_w: list[float]) -> TokenBatch:
     first = batch.loss_mask.argmax(-1)
     old = batch.behavior_logprobs.clone()
     old[torch.arange(batch.size), first] += torch.tensor(log_w, dtype=old.dtype)
-    batch.old_logprobs = old
+    batch = batch.with_fields(old_logprobs=old)
     return batch
 
 
@@ -121,7 +122,7 @@ def test_opob_hand_value_and_advantages_exact_mode():
     algo = make("vcpo", grad_norm="exact")
     assert algo.needs_grad_norms
     batch = tiny_batch([[1, 1, 0], [1, 0, 0]], [1.0, 0.0], [0, 0])
-    batch.extras["grad_sq_norm"] = torch.tensor([4.0, 1.0], dtype=D)
+    batch = batch.with_fields(grad_sq_norm=torch.tensor([4.0, 1.0], dtype=D))
     advantages = algo.advantages(batch)
     assert torch.allclose(advantages, torch.tensor([[0.4, 0.4, 0.0], [-1.6, 0.0, 0.0]], dtype=D))
 
@@ -131,9 +132,9 @@ def test_cheap_mode_uses_lengths_and_matches_exact_mode_with_norms_equal_to_leng
     assert cheap.config.grad_norm == "length" and not cheap.needs_grad_norms
     batch = tiny_batch([[1, 1, 1, 1], [1, 0, 0, 0]], [1.0, 0.0], [0, 0])  # |y| = [4, 1] -> b = 0.8
     assert torch.allclose(cheap.advantages(batch)[:, 0], torch.tensor([0.4, -1.6], dtype=D))
-    batch.extras["grad_sq_norm"] = batch.lengths.clone()
+    batch = batch.with_fields(grad_sq_norm=batch.lengths.clone())
     assert torch.equal(make("vcpo", grad_norm="exact").advantages(batch), cheap.advantages(batch))
-    batch.extras["grad_sq_norm"] = torch.tensor([1.0, 1.0], dtype=D)  # equal norms: b = mean = 0.5
+    batch = batch.with_fields(grad_sq_norm=torch.tensor([1.0, 1.0], dtype=D))  # equal norms: b = mean = 0.5
     assert torch.allclose(make("vcpo", grad_norm="exact").advantages(batch)[:, 0], torch.tensor([1.0, -1.0], dtype=D))
 
 
@@ -147,7 +148,7 @@ def test_baseline_weights_use_pi_old_over_mu_squared():
     batch = with_log_weights(tiny_batch([[1, 1], [1, 1]], [1.0, 0.0], [0, 0]), [0.0, math.log(2.0)])
     a = make("vcpo", std_normalize=False).advantages(batch)[:, 0]
     assert torch.allclose(a, torch.tensor([0.8, -0.2], dtype=D))
-    batch.old_logprobs = None  # recomputation skipped: pi_old = mu, w = 1, b = mean
+    batch = batch.with_fields(old_logprobs=None)  # recomputation skipped: pi_old = mu, w = 1, b = mean
     assert torch.allclose(make("vcpo", std_normalize=False).advantages(batch)[:, 0], torch.tensor([0.5, -0.5], dtype=D))
 
 
@@ -176,8 +177,10 @@ def test_loss_value_and_gradient_by_hand_with_truncation_at_c():
     """Row 0: log w = 0.5 over two tokens, A = 1; row 1: w = 10 > C = 8, A = -1.
     L = -(1/2) [e^0.5 * 1 * (-1 - 2) / 2 + 8 * (-1) * (-0.5) / 1]."""
     batch = tiny_batch([[0, 1, 1], [0, 1, 0]], [1.0, 0.0], [0, 1])
-    batch.behavior_logprobs = torch.tensor([[0.0, -1.0, -2.5], [0.0, -0.5 - math.log(10.0), 0.0]], dtype=D)
-    batch.advantages = torch.tensor([[0.0, 1.0, 1.0], [0.0, -1.0, 0.0]], dtype=D)
+    batch = batch.with_fields(
+        behavior_logprobs=torch.tensor([[0.0, -1.0, -2.5], [0.0, -0.5 - math.log(10.0), 0.0]], dtype=D)
+    )
+    batch = batch.with_fields(advantages=torch.tensor([[0.0, 1.0, 1.0], [0.0, -1.0, 0.0]], dtype=D))
     logprobs = torch.tensor([[0.0, -1.0, -2.0], [0.0, -0.5, 0.0]], dtype=D, requires_grad=True)
     algo = make("vcpo")
     out = algo.loss(LossInputs(logprobs), batch, counts_of(algo, batch))
@@ -193,7 +196,7 @@ def test_loss_value_and_gradient_by_hand_with_truncation_at_c():
 
 def test_loss_weight_follows_the_current_policy_and_the_cap_is_a_flag():
     batch = tiny_batch([[1, 1], [1, 1]], [1.0, 0.0], [0, 0])
-    batch.advantages = torch.tensor([[1.0, 1.0], [-1.0, -1.0]], dtype=D)
+    batch = batch.with_fields(advantages=torch.tensor([[1.0, 1.0], [-1.0, -1.0]], dtype=D))
     counts = GlobalCounts.of(batch.loss_mask)
     grads = {}
     for cap in (8.0, 2.0):

@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from agentrl.algos import TokenBatch
+from agentrl.batch import TokenBatch
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.hf import TransformersEngine
 from agentrl.engines.loading import load_model, load_tokenizer
@@ -33,5 +33,5 @@ def model64(tiny_chatml):
 def batch(trajectories):
     batch = TokenBatch.from_trajectories(trajectories)
     # rewards with variance inside every group, so every estimator yields a non-zero gradient
-    batch.rewards = batch.rewards + 0.25 * (torch.arange(batch.size) % 3)
+    batch = batch.with_fields(rewards=batch.rewards + 0.25 * (torch.arange(batch.size) % 3))
     return batch.to("cpu", torch.float64)  # the fp64 tests call prepare_batch directly, which does not cast

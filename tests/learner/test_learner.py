@@ -3,8 +3,9 @@ import copy
 import pytest
 import torch
 
-from agentrl.algos import TokenBatch, aggregate, make, names
+from agentrl.algos import aggregate, make, names
 from agentrl.algos.core import GlobalCounts
+from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 from agentrl.learner import LearnerConfig, TorchLearner
 from agentrl.learner.forward import forward_tokens
@@ -35,7 +36,7 @@ def test_recomputed_pi_old_matches_the_sampler(tiny_chatml, trajectories):
 
     learner = TorchLearner(load_model(str(tiny_chatml)), make("grpo"))
     batch = TokenBatch.from_trajectories(trajectories)
-    learner.prepare_batch(batch)
+    batch = learner.prepare_batch(batch)
     diff = ((batch.old_logprobs - batch.behavior_logprobs).abs() * batch.loss_mask).max()
     assert diff <= 1e-4
 
@@ -48,10 +49,9 @@ def test_on_policy_gradient_through_the_model(name, model64, batch):
     # identity (no eligible token -> PPO) is in tests/algos/test_spear.py
     options = IDENTITY_OPTIONS.get(name, {})
     learner = TorchLearner(model64, make(name, **options), LearnerConfig(precision="fp64", micro_batch_size=5))
-    learner.prepare_batch(batch)
-    batch.behavior_logprobs = batch.old_logprobs.clone()  # exactly on-policy: mu = pi_old = pi_theta
-    batch.advantages = learner.algorithm.advantages(batch)
-    learner.algorithm.prepare(batch)
+    batch = learner.prepare_batch(batch)
+    batch = batch.with_fields(behavior_logprobs=batch.old_logprobs.clone())  # exactly on-policy: mu = pi_old = pi_theta
+    batch = learner.algorithm.prepare(learner.algorithm.with_advantages(batch))
     learner.compute_gradients(batch)
     got = grads(model64)
     model64.zero_grad()
@@ -71,16 +71,10 @@ def test_one_or_four_micro_batches_give_the_same_gradient(name, model64, batch):
     for micro in (batch.size, -(-batch.size // 4)):
         model = copy.deepcopy(model64)
         learner = TorchLearner(model, make(name), LearnerConfig(precision="fp64", micro_batch_size=micro))
-        b = copy.deepcopy(batch)
-        learner.prepare_batch(b)
+        b = learner.prepare_batch(copy.deepcopy(batch))
         # move off-policy so clipping and ratios are exercised
-        b.old_logprobs = (
-            b.old_logprobs
-            + 0.05
-            * torch.sin(torch.arange(b.old_logprobs.numel(), dtype=torch.float64)).view_as(b.old_logprobs)
-            * b.loss_mask
-        )
-        learner.algorithm.prepare(b)
+        shift = torch.sin(torch.arange(b.old_logprobs.numel(), dtype=torch.float64)).view_as(b.old_logprobs)
+        b = learner.algorithm.prepare(b.with_fields(old_logprobs=b.old_logprobs + 0.05 * shift * b.loss_mask))
         _, metrics = learner.compute_gradients(b)
         results.append((metrics.values["loss/total"], grads(model)))
     (loss1, g1), (loss4, g4) = results
@@ -188,8 +182,7 @@ def test_vcpo_exact_baseline_gets_score_norms_from_the_learner(model64, batch):
     """Exact OPOB: the learner computes ||grad sum_t log pi(y_i)||^2 per row, matching autograd."""
     learner = TorchLearner(model64, make("vcpo", grad_norm="exact"), LearnerConfig(precision="fp64"))
     assert learner.algorithm.needs_grad_norms
-    learner.prepare_batch(batch)
-    norms = batch.extras["grad_sq_norm"]
+    norms = learner.prepare_batch(batch).grad_sq_norm
     assert norms.shape == (batch.size,)
     row = int(batch.lengths.argmax())
     logprobs = forward_tokens(model64, batch.input_ids[row : row + 1], batch.attention_mask[row : row + 1], 1.0)[0]
