@@ -1,20 +1,25 @@
 """Task sources that are data: local JSONL / JSON / parquet files and ``datasets`` names.
 
-Owns turning rows into ``Task``s, including GSM8K's ``#### answer`` convention. A row with
-no usable question or answer is skipped with a warning naming how many and which rows;
-a source with no usable row at all is a one-line error. Must not import torch.
+Owns turning rows into ``Task``s. What the gold answer in a row's answer field is belongs
+to the environment: ``resolve`` takes an ``answer`` function (the math environments pass one
+that reads GSM8K's ``#### answer`` and ``\\boxed{}``); by default the field's text is the
+answer. A row with no usable question or answer is skipped with a warning naming how many
+and which rows; a source with no usable row at all is a one-line error. Must not import
+torch, and knows no environment's answer format.
 
-Source strings (``resolve``): a path (``{split}`` in it is replaced by the split name), or
+Source strings (``resolve``): a path (``{split}`` in it is replaced by the split name; such a
+source has the splits whose files exist, and any other split is an error listing them), or
 ``hf:NAME`` / ``hf:NAME:CONFIG`` for ``datasets.load_dataset`` (which also takes a local
 dataset directory as NAME).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,50 +28,49 @@ from agentrl.types import Task
 
 QUESTION_KEYS = ("question", "prompt", "problem", "query", "input")
 ANSWER_KEYS = ("answer", "solution", "gold", "target", "output")
-_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
-_BOXED = "\\boxed{"
+AnswerFn = Callable[[Any], str | None]  # a row's answer field -> the gold answer, or None
 
 
 class TaskSourceError(AgentRLError):
     """A task source is missing, unreadable or has no usable rows."""
 
 
-def resolve(source: str, split: str, *, question_key: str | None = None, answer_key: str | None = None) -> list[Task]:
-    """Load the tasks of ``split`` from a file path or an ``hf:`` dataset name."""
+def plain_answer(value: Any) -> str | None:
+    """The answer field's text, stripped; None when there is none."""
+    return None if value is None else str(value).strip() or None
+
+
+def resolve(
+    source: str,
+    split: str,
+    *,
+    question_key: str | None = None,
+    answer_key: str | None = None,
+    answer: AnswerFn = plain_answer,
+) -> list[Task]:
+    """Load the tasks of ``split`` from a file path or an ``hf:`` dataset name; ``answer``
+    reads the gold answer out of a row's answer field."""
     if source.startswith("hf:"):
         name, _, config = source[3:].partition(":")
         rows = _load_hf(name, config or None, split)
     else:
-        rows = _load_file(Path(source.replace("{split}", split)))
-    return rows_to_tasks(rows, source=source, question_key=question_key, answer_key=answer_key)
+        path = Path(source.replace("{split}", split))
+        if "{split}" in source and not path.is_file() and (splits := file_splits(source)):
+            raise TaskSourceError(f"{source}: no file for split {split!r} ({path}); valid splits: {', '.join(splits)}")
+        rows = _load_file(path)
+    return rows_to_tasks(rows, source=source, question_key=question_key, answer_key=answer_key, answer=answer)
 
 
-def gold_answer(text: Any) -> str | None:
-    """The final answer in a gold field: after ``####`` (GSM8K), inside ``\\boxed{}``, or the
-    whole text. None when there is no answer."""
-    if text is None:
-        return None
-    text = str(text).strip()
-    match = _GSM8K_FINAL.search(text)
-    if match:
-        return match.group(1).replace(",", "").strip() or None
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip() or None
-    return text or None
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` with balanced braces, or None."""
-    start = text.rfind(_BOXED)
-    if start < 0:
-        return None
-    depth, i = 1, start + len(_BOXED)
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j]
-    return None
+def file_splits(source: str) -> list[str]:
+    """The splits a path with ``{split}`` has: the names whose file exists, sorted."""
+    parts = source.split("{split}")
+    name = re.compile("([^/]+)".join(re.escape(p) for p in parts))
+    found = set()
+    for path in glob.glob("*".join(glob.escape(p) for p in parts)):
+        match = name.fullmatch(path)
+        if match and len(set(match.groups())) == 1 and Path(path).is_file():
+            found.add(match.group(1))
+    return sorted(found)
 
 
 def rows_to_tasks(
@@ -75,16 +79,17 @@ def rows_to_tasks(
     source: str,
     question_key: str | None = None,
     answer_key: str | None = None,
+    answer: AnswerFn = plain_answer,
 ) -> list[Task]:
     tasks, skipped = [], []
     for index, row in enumerate(rows):
         question = _pick(row, question_key, QUESTION_KEYS)
-        answer = gold_answer(_pick(row, answer_key, ANSWER_KEYS))
-        if not question or answer is None:
+        gold = answer(_pick(row, answer_key, ANSWER_KEYS))
+        if not question or gold is None:
             skipped.append(index)
             continue
         task_id = str(row.get("id", f"{Path(source).stem}-{index}"))
-        tasks.append(Task(id=task_id, prompt=str(question).strip(), answer=answer, meta={"row": index}))
+        tasks.append(Task(id=task_id, prompt=str(question).strip(), answer=gold, meta={"row": index}))
     if skipped:
         shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
         warnings.warn(

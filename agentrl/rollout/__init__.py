@@ -2,10 +2,13 @@
 
 from agentrl.rollout.chat import ChatRenderer, TemplateBreak
 from agentrl.rollout.io import read_trajectories, write_trajectories
-from agentrl.rollout.runner import RolloutConfig, arollout, rollout
+from agentrl.rollout.runner import arollout, rollout
+from agentrl.rollout.scheduler import EpisodeScheduler, Group, RolloutConfig
 
 __all__ = [
     "ChatRenderer",
+    "EpisodeScheduler",
+    "Group",
     "RolloutConfig",
     "TemplateBreak",
     "arollout",

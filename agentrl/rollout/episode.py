@@ -131,7 +131,7 @@ class Episode:
         self._append_observations(text, observations)
 
     def _append_observations(self, sampled_text: str, observations: list[Message]) -> None:
-        if self.env.spec.observation_format == "inline":
+        if self.env.rollout_spec.observation_format == "inline":
             glue = self.renderer.encode("".join(m["content"] for m in observations))
             full = None
         else:
@@ -140,7 +140,7 @@ class Episode:
             except TemplateBreak:
                 glue, full = [], None
         self.messages += observations
-        if full is None and self.env.spec.observation_format == "chat":
+        if full is None and self.env.rollout_spec.observation_format == "chat":
             self._new_sample()  # the template broke the prefix: continue as a fresh sample
         else:
             self.samples[-1].extend(glue)

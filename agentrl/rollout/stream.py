@@ -1,10 +1,12 @@
 """A continuous stream of episodes, the producer side of asynchronous training.
 
-Owns scheduling across rollout batches: episodes run without pause against one engine, the
-groups of feed batch ``s`` (``feed(s)`` gives its tasks) are admitted as slots free up, and
-each group is handed over (``take``) the moment its last episode ends, so a slow episode
-holds back only its own group. Runs on its own thread with its own event loop; knows nothing
-of learners: weights arrive through a mailbox (``agentrl.engines.mailbox``).
+Owns what is continuous about it: admitting feed batches (``feed(s)`` gives the tasks of
+batch ``s``) under the staleness bound, loading new weights between rounds, and handing each
+group over (``take``) the moment its last episode ends, so a slow episode holds back only its
+own group. The episodes themselves run on the same ``EpisodeScheduler`` as a synchronous
+rollout (``agentrl.rollout.scheduler``), under the same naming and seeding rule. Runs on its
+own thread with its own event loop; knows nothing of learners: weights arrive through a
+mailbox (``agentrl.engines.mailbox``).
 
 Bounded staleness: a group of batch ``s`` starts only once the engine holds weights of version
 ``>= s - max_staleness``, so the stream runs at most ``max_staleness`` batches ahead of the
@@ -29,33 +31,22 @@ import queue
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from agentrl.engines.base import Engine, SamplingParams
 from agentrl.engines.mailbox import Mailbox
 from agentrl.envs.base import Env
 from agentrl.errors import AgentRLError
-from agentrl.rollout.chat import ChatRenderer
-from agentrl.rollout.episode import Episode, EpisodeIds
-from agentrl.rollout.runner import RolloutConfig, with_env_stops
-from agentrl.types import Task, Trajectory
+from agentrl.rollout.scheduler import EpisodeScheduler, Group, RolloutConfig
+from agentrl.types import Task
 
 IN_FLIGHT = ("continue", "drain", "abort")
 
 
 class StreamError(AgentRLError):
     """The rollout stream stopped: its engine or an environment failed, or a sync hung."""
-
-
-@dataclass
-class Group:
-    """One finished group: ``group_size`` episodes of one task from feed batch ``batch``."""
-
-    batch: int
-    trajectories: list[Trajectory]
 
 
 @dataclass
@@ -68,29 +59,6 @@ class StreamStats:
     syncs: int = 0
     aborted_episodes: int = 0
     episodes: int = 0
-
-
-@dataclass
-class _Slot:
-    """One episode's place: group member ``member`` of task ``task_pos`` in feed batch ``batch``."""
-
-    batch: int
-    task_pos: int
-    member: int
-    task: Task
-
-
-@dataclass
-class _Live:
-    slot: _Slot
-    episode: Episode
-
-
-@dataclass
-class _Pending:
-    """A group's finished episodes so far, by member."""
-
-    trajectories: dict[int, list[Trajectory]] = field(default_factory=dict)
 
 
 class RolloutStream:
@@ -182,89 +150,35 @@ class RolloutStream:
             self._out.put(None)
 
     async def _run(self) -> None:
-        probe = self.env_factory()
-        renderer = ChatRenderer(self.tokenizer, probe.spec.tools)
-        params = with_env_stops(self.params, probe)
-        probe.close()
-        waiting: deque[_Slot] = deque()
-        live: list[_Live] = []
-        groups: dict[tuple[int, int], _Pending] = {}
-        first_call, draining = True, False
+        scheduler = EpisodeScheduler(
+            self.env_factory, self.engine, self.tokenizer, self.params, self.config, env_id=self.env_id
+        )
+        draining = False
         while not self._stop.is_set():
             newer = self.mailbox.take_newer(self.engine.policy_version)
             if newer is not None:
-                draining = self.in_flight == "drain" and bool(live)
+                draining = self.in_flight == "drain" and scheduler.live > 0
                 if not draining:
                     self._load(*newer)
-                    if self.in_flight == "abort" and live:
-                        self.stats.aborted_episodes += len(live)
-                        for item in live:
-                            item.episode.env.close()
-                        waiting.extendleft(reversed([item.slot for item in live]))
-                        live = []
+                    if self.in_flight == "abort":
+                        self.stats.aborted_episodes += scheduler.restart_live()
             if not draining:
-                self._admit(waiting, groups)
-                started = self._start_slots(waiting, len(live), renderer)
-                await asyncio.gather(*(item.episode.start() for item in started))
-                live += started
-            live = self._collect(live, groups, params.temperature)
-            if not live:
+                self._admit(scheduler)
+            if scheduler.live == 0 and scheduler.waiting == 0:
                 self._idle()
                 continue
-            call = replace(params, seed=self.config.seed) if first_call else params
-            first_call = False
-            episodes = [item.episode for item in live]
-            begin = time.perf_counter()
-            completions = self.engine.generate([e.prompt_ids for e in episodes], call, [e.room for e in episodes])
-            self.stats.generate_s += time.perf_counter() - begin
-            await asyncio.gather(*(e.apply(c, params.temperature) for e, c in zip(episodes, completions, strict=True)))
-            live = self._collect(live, groups, params.temperature)
+            for group in await scheduler.round(admit=not draining):
+                self._out.put(group)
+            self.stats.generate_s, self.stats.episodes = scheduler.generate_s, scheduler.episodes
 
-    def _admit(self, waiting: deque[_Slot], groups: dict[tuple[int, int], _Pending]) -> None:
+    def _admit(self, scheduler: EpisodeScheduler) -> None:
         """Queue the groups of the next feed batches the staleness bound allows."""
-        while self.next_batch - self.engine.policy_version <= self.max_staleness and len(waiting) < (
-            self.config.max_concurrent
+        while (
+            self.next_batch - self.engine.policy_version <= self.max_staleness
+            and scheduler.waiting < self.config.max_concurrent
         ):
-            s = self.next_batch
-            for t, task in enumerate(self.feed(s)):
-                groups[(s, t)] = _Pending()
-                waiting.extend(_Slot(s, t, g, task) for g in range(self.config.group_size))
+            scheduler.add(self.next_batch, self.feed(self.next_batch))
             self.next_batch += 1
-
-    def _start_slots(self, waiting: deque[_Slot], running: int, renderer: ChatRenderer) -> list[_Live]:
-        started: list[_Live] = []
-        while waiting and running + len(started) < self.config.max_concurrent:
-            slot = waiting.popleft()
-            c = self.config
-            ids = EpisodeIds(
-                episode_id=f"{slot.task.id}/{slot.member}",
-                group_id=f"{slot.task.id}@{slot.batch}.{slot.task_pos}",
-                env_id=self.env_id,
-                seed=c.seed + (slot.batch * 1_000_003 + slot.task_pos) * c.group_size + slot.member,
-            )
-            episode = Episode(
-                self.env_factory(), slot.task, ids, renderer, self.engine.eos_token_ids, c.max_total_tokens
-            )
-            started.append(_Live(slot, episode))
-        return started
-
-    def _collect(self, live: list[_Live], groups: dict[tuple[int, int], _Pending], temperature: float) -> list[_Live]:
-        """Move finished episodes into their groups; hand over groups that are complete."""
-        still = []
-        for item in live:
-            slot, episode = item.slot, item.episode
-            if not episode.done:
-                still.append(item)
-                continue
-            episode.env.close()
-            self.stats.episodes += 1
-            pending = groups[(slot.batch, slot.task_pos)]
-            pending.trajectories[slot.member] = episode.trajectories(temperature)
-            if len(pending.trajectories) == self.config.group_size:
-                del groups[(slot.batch, slot.task_pos)]
-                trajectories = [t for g in sorted(pending.trajectories) for t in pending.trajectories[g]]
-                self._out.put(Group(slot.batch, trajectories))
-        return still
 
     def _load(self, state: dict[str, Any], version: int) -> None:
         self.syncing_since = begin = time.perf_counter()

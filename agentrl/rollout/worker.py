@@ -34,8 +34,8 @@ import torch.multiprocessing as mp
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig
 from agentrl.engines.mailbox import SharedWeightMailbox
-from agentrl.rollout.runner import RolloutConfig
-from agentrl.rollout.stream import Group, RolloutStream, StreamError, StreamStats
+from agentrl.rollout.scheduler import Group, RolloutConfig
+from agentrl.rollout.stream import RolloutStream, StreamError, StreamStats
 from agentrl.types import Task
 
 _COUNTERS = ("generate_s", "sync_s", "idle_s", "syncs", "aborted_episodes", "episodes")
@@ -134,13 +134,14 @@ class ProcessStream:
 
 
 def pinned(spec: WorkerSpec, visible: str | None) -> tuple[WorkerSpec, str | None]:
-    """The spec and ``CUDA_VISIBLE_DEVICES`` a vLLM worker on ``cuda:N`` starts with.
+    """The spec and ``CUDA_VISIBLE_DEVICES`` a worker on ``cuda:N`` starts with.
 
-    vLLM in process takes the first GPU it sees, so the worker is shown only GPU ``N`` (of
-    those visible to the learner) and told ``cuda``. Other engines take ``cuda:N`` as it is.
+    A backend that pins its device (``pins_device``, as vLLM does: it takes the first GPU it
+    sees) is shown only GPU ``N`` (of those visible to the learner) and told ``cuda``. Other
+    backends take ``cuda:N`` as it is.
     Returns ``visible`` None when the environment needs no change."""
     device = spec.device
-    if spec.engine.backend != "vllm" or not device.startswith("cuda:"):
+    if not spec.engine.backend_info.pins_device or not device.startswith("cuda:"):
         return spec, None
     index = int(device.split(":", 1)[1])
     ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(index + 1)]

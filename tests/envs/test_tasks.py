@@ -3,8 +3,9 @@ import json
 import pytest
 
 from agentrl.envs import make
-from agentrl.tasks import TaskSourceError, gold_answer, resolve
+from agentrl.tasks import TaskSourceError, resolve
 from agentrl_envs.arith import ArithmeticTasks, Difficulty
+from agentrl_envs.grading import gold_answer
 from agentrl_tools.calculator import evaluate
 
 
@@ -40,8 +41,18 @@ def test_jsonl_source_skips_rows_without_answers(tmp_path):
     rows = [{"question": "1+1?", "answer": "#### 2"}, {"question": "no answer"}, {"problem": "2+2?", "solution": "4"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.warns(UserWarning, match="skipped 1 rows"):
-        tasks = resolve(str(tmp_path / "{split}.jsonl"), "test")
+        tasks = resolve(str(tmp_path / "{split}.jsonl"), "test", answer=gold_answer)
     assert [(t.prompt, t.answer) for t in tasks] == [("1+1?", "2"), ("2+2?", "4")]
+
+
+def test_the_answer_format_is_the_callers(tmp_path):
+    """The core reads answers as plain text; GSM8K's ``####`` is the math environments' rule."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
+    assert [t.answer for t in resolve(str(path), "test")] == ["#### 2"]
+    assert [t.answer for t in resolve(str(path), "test", answer=gold_answer)] == ["2"]
+    assert [t.answer for t in resolve(str(path), "test", answer=lambda a: a[-1])] == ["2"]
+    assert [t.answer for t in make("math", source=str(path)).tasks("test")] == ["2"]
 
 
 def test_source_without_usable_rows_is_an_error(tmp_path):
@@ -61,14 +72,14 @@ def test_parquet_source(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"question": ["3*3?"], "answer": ["#### 9"]}), tmp_path / "t.parquet")
-    assert [t.answer for t in resolve(str(tmp_path / "t.parquet"), "test")] == ["9"]
+    assert [t.answer for t in resolve(str(tmp_path / "t.parquet"), "test", answer=gold_answer)] == ["9"]
 
 
 def test_datasets_source_with_a_local_dataset(tmp_path, monkeypatch):
     pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "5-1?", "answer": "#### 4"}) + "\n")
-    tasks = resolve(f"hf:{tmp_path}", "test")
+    tasks = resolve(f"hf:{tmp_path}", "test", answer=gold_answer)
     assert [(t.prompt, t.answer) for t in tasks] == [("5-1?", "4")]
     with pytest.raises(TaskSourceError, match="cannot load dataset"):
         resolve(f"hf:{tmp_path / 'nothing'}", "test")

@@ -39,8 +39,14 @@ def test_scripted_solver_solves_everything(tokenizer):
 def test_groups_share_tasks_and_ids(tokenizer):
     trajectories, _ = run(tokenizer, solver, config=RolloutConfig(group_size=3))
     assert len(trajectories) == 12
-    assert [t.group_id for t in trajectories] == [t.id for t in TASKS for _ in range(3)]
+    assert [t.group_id for t in trajectories] == [f"{t.id}@0.{p}" for p, t in enumerate(TASKS) for _ in range(3)]
+    assert [t.episode_id for t in trajectories[:3]] == ["t0@0.0/0", "t0@0.0/1", "t0@0.0/2"]
     assert len({t.episode_id for t in trajectories}) == 12
+
+
+def test_a_task_drawn_twice_in_a_batch_is_two_groups(tokenizer):
+    trajectories, _ = run(tokenizer, solver, config=RolloutConfig(group_size=2), tasks=[TASKS[0], TASKS[0]])
+    assert [t.group_id for t in trajectories] == ["t0@0.0", "t0@0.0", "t0@0.1", "t0@0.1"]
 
 
 def test_max_concurrent_limits_the_batch(tokenizer):
@@ -79,7 +85,7 @@ def test_turn_budget_from_env(tokenizer):
 class Flaky(Env):
     """Raises on the task with id t2, in reset or step."""
 
-    spec = EnvSpec(max_turns=1)
+    rollout_spec = EnvSpec(max_turns=1)
 
     def __init__(self, where="step"):
         self.where = where
@@ -105,10 +111,33 @@ def test_an_environment_crash_ends_only_its_episode(tokenizer, where):
     assert all(t.correct and t.error is None for t in trajectories if t.task_id != "t2")
 
 
+class SeedEcho(Env):
+    """Ends at once; its reward is the seed its reset got."""
+
+    rollout_spec = EnvSpec(max_turns=1)
+
+    def reset(self, *, seed=None, options=None):
+        self.seed = seed
+        return [{"role": "user", "content": options["task"].prompt}], new_info(0)
+
+    def step(self, action):
+        return [], float(self.seed), True, False, new_info(1)
+
+
+def test_reset_seeds_follow_from_seed_batch_position_and_member(tokenizer):
+    config = RolloutConfig(group_size=2, seed=5)
+    for batch in (0, 3):
+        engine = ScriptedEngine(tokenizer, lambda _: "hi")
+        trajectories = rollout(SeedEcho, TASKS[:2], engine, tokenizer, PARAMS, config, batch=batch)
+        expected = [5 + (batch * 1_000_003 + p) * 2 + g for p in range(2) for g in range(2)]
+        assert [t.reward for t in trajectories] == expected
+        assert [t.group_id for t in trajectories] == [f"t{p}@{batch}.{p}" for p in range(2) for _ in range(2)]
+
+
 class Inline(Env):
     """Observations appended inside the assistant's own turn."""
 
-    spec = EnvSpec(max_turns=2, observation_format="inline", stop_strings=("</search>",))
+    rollout_spec = EnvSpec(max_turns=2, observation_format="inline", stop_strings=("</search>",))
 
     def reset(self, *, seed=None, options=None):
         return [{"role": "user", "content": "Find it."}], new_info(0)

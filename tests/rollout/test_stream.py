@@ -138,3 +138,46 @@ def test_the_mailbox_keeps_a_copy_and_only_newer_versions():
     assert mailbox.take_newer(1) is None
     with pytest.raises(ValueError, match="version 1 published after version 1"):
         mailbox.publish({"w": weight}, 1)
+
+
+def test_at_staleness_zero_the_stream_samples_what_synchronous_rollouts_sample(tiny_chatml):
+    """One scheduler and one seeding rule: the stream's batch ``s`` (K = 0, so batch ``s`` runs
+    alone, on version ``s``) holds the tasks, ids, seeds, tokens and logprobs of a synchronous
+    rollout of batch ``s``, on a real engine sampling at temperature 1."""
+    from agentrl.engines.hf import TransformersEngine
+    from agentrl.engines.loading import load_model
+    from agentrl.rollout import rollout
+
+    tok = load_tokenizer(str(tiny_chatml))
+    params = SamplingParams(max_new_tokens=12, temperature=1.0)
+    config = RolloutConfig(group_size=2, max_concurrent=3, seed=11)  # 4 episodes a batch, 3 at a time
+    env = functools.partial(make, "math_tool", max_turns=2)
+    weights = load_model(str(tiny_chatml)).state_dict()
+
+    def engine():
+        return TransformersEngine(load_model(str(tiny_chatml)), tok, seed=99)
+
+    sync_engine, sync = engine(), {}
+    for s in range(3):
+        sync_engine.update_weights(weights, version=s)  # what a training step's publish does
+        for t in rollout(env, feed(s), sync_engine, tok, params, config, batch=s, env_id="x"):
+            sync[t.episode_id] = t
+    mailbox = WeightMailbox()
+    stream = RolloutStream(env, feed, engine(), tok, params, config, mailbox, max_staleness=0, env_id="x")
+    stream.start()
+    streamed = {}
+    try:
+        for s in range(3):
+            groups = stream.take(2, sync_timeout_s=30)
+            assert {g.batch for g in groups} == {s}
+            streamed |= {t.episode_id: t for g in groups for t in g.trajectories}
+            mailbox.publish(weights, s + 1)
+    finally:
+        stream.stop()
+    assert sorted(streamed) == sorted(sync) and len(sync) == 12
+    for key, t in sync.items():
+        other = streamed[key]
+        assert (other.group_id, other.task_id) == (t.group_id, t.task_id)
+        assert other.token_ids == t.token_ids and other.loss_mask == t.loss_mask
+        assert other.behavior_logprobs == t.behavior_logprobs
+    assert len({tuple(t.token_ids) for t in sync.values()}) > 6  # sampled, not all alike
