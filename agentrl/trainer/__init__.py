@@ -11,8 +11,8 @@ if TYPE_CHECKING:
 
 
 def make_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
-    """The loop ``config`` asks for: asynchronous when ``asynchronous.enabled``, else synchronous."""
-    from agentrl.trainer.async_loop import AsyncTrainer
+    """The training loop for ``config``: one loop, whose batch source and weight sink are the
+    asynchronous stream's when ``asynchronous.enabled`` (``agentrl.trainer.sources``)."""
     from agentrl.trainer.sync import Trainer
 
-    return (AsyncTrainer if config.asynchronous.enabled else Trainer)(config, run_dir)
+    return Trainer(config, run_dir)

@@ -17,8 +17,8 @@ import yaml
 
 from agentrl.config import build, check_choice, check_range, field_help, option
 from agentrl.engines.base import SamplingParams
-from agentrl.engines.config import EngineConfig
-from agentrl.errors import ConfigError
+from agentrl.engines.config import EngineConfig, engine_config, engine_help
+from agentrl.errors import ConfigError, first_line
 from agentrl.learner.config import LearnerConfig
 
 
@@ -40,8 +40,8 @@ class AsyncConfig:
     worker: str = option(
         "auto",
         "where rollouts run: thread (beside the learner, in its process), process (a spawned worker with "
-        "its own engine; the learner and generation then share no interpreter lock; needed for vllm) or "
-        "auto (process for vllm, else thread)",
+        "its own engine; the learner and generation then share no interpreter lock; needed for engines that "
+        "cannot run on a second thread, such as vllm) or auto (process for engines that want one, else thread)",
     )
     worker_threads: int = option(0, "process worker: torch threads of the worker (0 = torch's default)")
     worker_device: str = option(
@@ -109,10 +109,11 @@ class TrainConfig:
         a = self.asynchronous
         if a.worker_device and self.rollout_worker != "process":
             raise ConfigError("asynchronous.worker_device needs the process worker (asynchronous.worker=process)")
-        if a.enabled and self.engine.backend == "vllm" and a.worker == "thread":
+        if a.enabled and a.worker == "thread" and not self.engine.backend_info.thread_safe:
             raise ConfigError(
-                "asynchronous training with engine.backend=vllm needs asynchronous.worker=process: a rollout "
-                "thread would drive vLLM from a second thread of the learner's process, which vLLM does not support"
+                f"asynchronous training with engine.backend={self.engine.backend} needs asynchronous.worker=process: "
+                "a rollout thread would drive the engine from a second thread of the learner's process, which it "
+                "does not support"
             )
 
     @property
@@ -120,10 +121,11 @@ class TrainConfig:
         """Where asynchronous rollouts run: ``asynchronous.worker`` with ``auto`` resolved."""
         if self.asynchronous.worker != "auto":
             return self.asynchronous.worker
-        return "process" if self.engine.backend == "vllm" else "thread"
+        backend = self.engine.backend_info
+        return "process" if backend.wants_process or not backend.thread_safe else "thread"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"engine": self.engine.to_dict()}
 
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -131,12 +133,17 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
+        if file.is_dir():
+            raise ConfigError(f"config file {file} is a directory; pass a YAML file (see configs/)")
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist")
         try:
-            loaded = yaml.safe_load(file.read_text()) or {}
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file}: {first_line(exc)}") from None
+        loaded = {} if loaded is None else loaded
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: expected a mapping of options at the top level")
         data = loaded
@@ -150,9 +157,13 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     sections: dict[str, Any] = {}
     defaults = TrainConfig()
     for name, cls in SECTIONS.items():
-        given = data.get(name) or {}
+        given = data.get(name)
+        given = {} if given is None else given
         if not isinstance(given, dict):
-            raise ConfigError(f"train: {name} must be a mapping of options")
+            raise ConfigError(f"train: {name}={given!r} is not a valid mapping of options")
+        if cls is EngineConfig:  # backend sections nested inside (engine.vllm.max_num_seqs)
+            sections[name] = engine_config(given)
+            continue
         base = dataclasses.asdict(getattr(defaults, name))
         sections[name] = build(cls, base | given, owner=name)
     config = build(TrainConfig, top, owner="train")
@@ -166,7 +177,16 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             raise ConfigError(f"cannot set {key}: {part} is not a section")
-    target[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+    target[parts[-1]] = _parse_value(value) if isinstance(value, str) else value
+
+
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value as YAML reads it (``4``, ``true``, ``[0.9, 0.95]``, ``{max_turns: 4}``);
+    text that is not valid YAML stays a string, which the field's type then accepts or refuses."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def options_help() -> str:
@@ -174,7 +194,8 @@ def options_help() -> str:
     lines = []
     for name, text in field_help(TrainConfig).items():
         if name in SECTIONS:
-            lines += [f"  {name}.{k}: {h}" for k, h in field_help(SECTIONS[name]).items()]
+            helps = engine_help() if SECTIONS[name] is EngineConfig else field_help(SECTIONS[name])
+            lines += [f"  {name}.{k}: {h}" for k, h in helps.items()]
         else:
             lines.append(f"  {name}: {text}")
     return "\n".join(lines)

@@ -5,18 +5,18 @@ versions after it was sampled. A row's staleness is the learner's version minus 
 version among its sampled tokens, so an episode that continued across a weight update counts
 from its first turn. Past K, a row is either dropped (removed before the update, counted) or
 down-weighted: its loss is scaled by ``decay ** (staleness - K)`` through the batch's
-``sample_weight`` extra, which every objective's ``loss`` applies.
+``sample_weight`` field (set with ``with_fields``), which every objective's ``loss`` applies.
 
 Also reports the staleness histogram (rows per staleness 0..K, and past K) and how many rows
-mix several versions. Works on a ``TokenBatch``; never reads the run config.
+mix several versions (docs/algorithms.md#asynchronous-staleness). Works on a ``TokenBatch``,
+which it changes only through ``with_fields``; never reads the run config.
 """
 
 from __future__ import annotations
 
 import torch
 
-from agentrl.algos.base import SAMPLE_WEIGHT
-from agentrl.algos.batch import TokenBatch
+from agentrl.batch import TokenBatch
 
 
 def _version_range(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,6 +65,5 @@ def bound_staleness(
     if mode == "downweight":
         metrics["async/downweighted_stale"] = float(stale.sum())
         excess = (staleness - max_staleness).clamp(min=0).to(batch.loss_mask.dtype)
-        batch.extras[SAMPLE_WEIGHT] = decay**excess  # (B,)
-        return batch, metrics
+        return batch.with_fields(sample_weight=decay**excess), metrics  # (B,)
     raise ValueError(f"stale={mode!r}; allowed: drop, downweight")

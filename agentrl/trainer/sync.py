@@ -4,7 +4,9 @@ Owns the order of a step and the run directory (``runs/<name>/``: ``config.yaml`
 resolved config; ``metrics.jsonl``; ``checkpoints/``; ``samples/``). Each step:
 
 1. sample ``tasks_per_step`` tasks from the train split (seeded by step);
-2. roll out ``group_size`` episodes per task on the engine (seeded by step);
+2. roll out ``group_size`` episodes per task on the engine, as rollout batch ``step``
+   (seeded by the scheduler's rule, ``agentrl.rollout.scheduler``: the asynchronous stream's
+   batch ``step`` samples alike);
 3. ``learner.train_step`` on the token batch (the algorithm decides the rest);
 4. push the learner's weights into the engine (``update_weights``, timed);
 5. evaluate on the held-out split every ``eval_every`` steps; checkpoint every
@@ -20,30 +22,35 @@ import functools
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from agentrl.algos import TokenBatch
 from agentrl.algos import make as make_algorithm
+from agentrl.batch import TokenBatch
 from agentrl.engines.base import Engine, SamplingParams
-from agentrl.engines.factory import release
 from agentrl.envs import load as load_env
 from agentrl.errors import AgentRLError
 from agentrl.evaluation import summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import write_trajectories
-from agentrl.trainer import checkpoint
+from agentrl.rollout.stream import StreamError
+from agentrl.trainer import checkpoint, history
 from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.logging import MetricsLogger
 from agentrl.trainer.setup import Models, load_models
+from agentrl.trainer.sources import BatchSource, EngineSink, Rollouts, WeightSink
 from agentrl.types import Task, Trajectory
 
 
 class EmptyBatchError(AgentRLError):
     """No episode of a step's batch sampled a token (every one failed before its first turn)."""
+
+
+class TrainingError(AgentRLError):
+    """A step failed; the message names the step and the checkpoint to resume from."""
 
 
 def check_sampled(trajectories: Sequence[Trajectory], step: int) -> None:
@@ -73,8 +80,12 @@ class TaskDraw:
 
 @dataclass
 class RunState:
+    """What a checkpoint's ``trainer.json`` holds besides the weights."""
+
     step: int = 0
     evals: list[dict[str, float]] = field(default_factory=list)
+    elapsed_s: float = 0.0  # training time up to ``step``, summed over the run's resumes
+    wandb_id: str | None = None  # the wandb run a resumed run continues
 
 
 class Trainer:
@@ -89,20 +100,49 @@ class Trainer:
         self.models = models or load_models(config, algorithm)
         self.state = RunState()
         self._last_eval_s = 0.0
+        self.source, self.sink = self._parts()
+
+    def _parts(self) -> tuple[BatchSource, WeightSink]:
+        """The loop's batch source and weight sink (``agentrl.trainer.sources``)."""
+        c, m = self.config, self.models
+        if c.asynchronous.enabled:
+            from agentrl.trainer.async_loop import stream_parts
+
+            return stream_parts(c, m, self.env_factory, self.draw)
+
+        def roll(step: int) -> list[Trajectory]:
+            return self._rollout(m.engine, m.tokenizer, self.draw(step), c.group_size, batch=step)
+
+        return Rollouts(roll, m.engine), EngineSink(m.engine, m.tokenizer)
 
     # ---- one step ---------------------------------------------------------------------
     def step(self) -> dict[str, float]:
-        c = self.config
+        """One step, top to bottom: the source's trajectories, the batch it bounds, the
+        learner's update, the new weights to the sink. A failure is one line naming the
+        checkpoint ``--resume`` continues from."""
+        try:
+            return self._step()
+        except (EmptyBatchError, StreamError) as exc:
+            raise TrainingError(f"{exc}; {self._resume_hint()}") from None
+        except AgentRLError:
+            raise
+        except Exception as exc:
+            raise TrainingError(
+                f"the learner failed at step {self.state.step + 1} ({type(exc).__name__}: {exc}); {self._resume_hint()}"
+            ) from exc
+
+    def _step(self) -> dict[str, float]:
+        c, step = self.config, self.state.step
         started = time.perf_counter()
-        trajectories, metrics = self.collect()
-        check_sampled(trajectories, self.state.step + 1)
+        trajectories, metrics = self.source.collect(step)
+        check_sampled(trajectories, step + 1)
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
-        batch, extra = self.prepare_batch(batch)
-        self.release_engine()
+        batch, extra = self.source.bound(batch, step)
+        self.source.learner_starts()
         start = time.perf_counter()
         metrics |= self.models.learner.train_step(batch) | extra
         learner_s = time.perf_counter() - start
-        metrics |= self.publish(self.state.step + 1)
+        metrics |= self.sink.publish(self.models.learner.policy_state(), step + 1)
         self.state.step += 1
         summary = summarize(trajectories)
         sampled = sum(t.num_sampled_tokens for t in trajectories)
@@ -122,38 +162,19 @@ class Trainer:
             )
         return metrics
 
-    def collect(self) -> tuple[list[Trajectory], dict[str, float]]:
-        """This step's trajectories: ``tasks_per_step`` tasks drawn from the train split (seeded
-        by step), ``group_size`` episodes each, on the engine's current weights."""
-        c, step, m = self.config, self.state.step, self.models
-        start = time.perf_counter()
-        tasks = self.draw(step)
-        trajectories = self._rollout(m.engine, m.tokenizer, tasks, c.group_size, seed=c.seed * 1_000_003 + step + 1)
-        return trajectories, {"time/rollout_s": time.perf_counter() - start}
-
-    def prepare_batch(self, batch: TokenBatch) -> tuple[TokenBatch, dict[str, float]]:
-        """The batch the learner trains on (the synchronous loop takes it as it is)."""
-        return batch, {}
-
-    def release_engine(self) -> None:
-        """Let the engine free accelerator memory while the learner trains (``engine.colocate``);
-        it wakes on its next call."""
-        release(self.models.engine)
-
-    def publish(self, version: int) -> dict[str, float]:
-        """Push the learner's weights into the engine as ``version`` (timed)."""
-        start = time.perf_counter()
-        self.models.engine.update_weights(self.models.learner.policy_state(), version=version)
-        return {"time/sync_s": time.perf_counter() - start}
+    def _resume_hint(self) -> str:
+        last = checkpoint.latest(self.run_dir / "checkpoints")
+        where = f"its last checkpoint, {last.name}" if last else "the start (no checkpoint yet)"
+        return f"agentrl train --resume {self.run_dir} continues from {where}"
 
     def eval_engine(self) -> tuple[Engine, Any]:
         """The engine evaluations run on, holding the learner's current weights, and its tokenizer."""
-        return self.models.engine, self.models.tokenizer
+        return self.sink.eval_engine(self.models.learner.policy_state(), self.state.step)
 
     def evaluate(self) -> dict[str, float]:
         tasks = [self.test_tasks[i] for i in range(min(self.config.eval_tasks, len(self.test_tasks)))]
         start = time.perf_counter()
-        trajectories = self._rollout(*self.eval_engine(), tasks, 1, seed=self.config.seed)  # same draws each time
+        trajectories = self._rollout(*self.eval_engine(), tasks, 1, batch=0)  # the same draws each time
         eval_s = time.perf_counter() - start
         s = summarize(trajectories)
         result = {
@@ -165,19 +186,29 @@ class Trainer:
         return result | {"time/eval_s": eval_s}
 
     def _rollout(
-        self, engine: Engine, tokenizer: Any, tasks: list[Task], group_size: int, seed: int
+        self, engine: Engine, tokenizer: Any, tasks: list[Task], group_size: int, batch: int
     ) -> list[Trajectory]:
+        c = self.config
         config = RolloutConfig(
-            group_size=group_size, max_total_tokens=self.config.max_total_tokens, seed=seed, max_concurrent=256
+            group_size=group_size, max_total_tokens=c.max_total_tokens, seed=c.seed, max_concurrent=256
         )
-        params: SamplingParams = self.config.sampling
-        return rollout(self.env_factory, tasks, engine, tokenizer, params, config, env_id=self.config.env)
+        params: SamplingParams = c.sampling
+        return rollout(self.env_factory, tasks, engine, tokenizer, params, config, batch=batch, env_id=c.env)
 
     # ---- the run ------------------------------------------------------------------------
     def run(self, *, progress: bool = True) -> dict[str, Any]:
         c = self.config
-        started = time.perf_counter()
-        logger = MetricsLogger(self.run_dir, use_wandb=c.logger == "wandb", name=self.run_dir.name, config=c.to_dict())
+        started, elapsed_before = time.perf_counter(), self.state.elapsed_s
+        logger = MetricsLogger(
+            self.run_dir,
+            use_wandb=c.logger == "wandb",
+            name=self.run_dir.name,
+            config=c.to_dict(),
+            wandb_id=self.state.wandb_id,
+            resume_step=self.state.step,
+        )
+        self.state.wandb_id = logger.wandb_id
+        self.source.start(self.state.step)
         try:
             if self.state.step == 0:
                 first = self.evaluate()
@@ -195,7 +226,8 @@ class Trainer:
                     if (c.eval_every and step % c.eval_every == 0) or step == c.steps or out_of_time:
                         metrics |= self.evaluate()
                         self._last_eval_s = metrics["time/eval_s"]
-                    metrics["time/elapsed_s"] = time.perf_counter() - started
+                    self.state.elapsed_s = elapsed_before + time.perf_counter() - started
+                    metrics["time/elapsed_s"] = self.state.elapsed_s
                     logger.log(step, metrics)
                     if step % c.checkpoint_every == 0 or step == c.steps or out_of_time:
                         self.save_checkpoint()
@@ -208,6 +240,7 @@ class Trainer:
                     if out_of_time:
                         break
         finally:
+            self.source.stop()
             logger.close()
         return self.summary()
 
@@ -239,18 +272,22 @@ class Trainer:
             model=m.learner.model,
             tokenizer=m.tokenizer,
             learner_state=m.learner.state_dict(),
-            trainer_state={"step": self.state.step, "evals": self.state.evals},
+            trainer_state=asdict(self.state),
             keep=self.config.keep_checkpoints,
         )
 
     def resume(self) -> int:
-        """Load the newest checkpoint; returns its step (0 when there is none)."""
+        """Load the newest checkpoint and cut the run's history back to it; returns its step
+        (0 when there is none: the run starts afresh, its earlier history removed)."""
         path = checkpoint.latest(self.run_dir / "checkpoints")
         if path is None:
+            history.rewind(self.run_dir, None)
             return 0
         learner_state, rng, trainer_state = checkpoint.load(path)
         self.models.learner.load_state_dict(learner_state)
         self.models.engine.update_weights(self.models.learner.policy_state(), version=trainer_state["step"])
         checkpoint.restore_rng(rng)
-        self.state = RunState(step=trainer_state["step"], evals=trainer_state["evals"])
+        known = {f.name for f in fields(RunState)}
+        self.state = RunState(**{k: v for k, v in trainer_state.items() if k in known})
+        history.rewind(self.run_dir, self.state.step)
         return self.state.step

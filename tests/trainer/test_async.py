@@ -18,7 +18,7 @@ import torch
 from agentrl.cli.main import main
 from agentrl.engines.hf import TransformersEngine
 from agentrl.learner import TorchLearner
-from agentrl.trainer.async_loop import AsyncTrainer
+from agentrl.trainer.async_loop import StreamSource
 from agentrl.trainer.setup import DEFAULT_MODEL
 from helpers import DyingEnv
 
@@ -144,14 +144,14 @@ def test_an_environment_failing_in_the_rollout_worker_stops_the_run_and_it_resum
 
 @pytest.mark.slow
 def test_a_killed_rollout_worker_process_stops_the_run_and_it_resumes(tmp_path, capsys, monkeypatch):
-    publish = AsyncTrainer.publish
+    collect = StreamSource.collect
 
-    def killing(self, version):
-        if version == 2:
+    def killing(self, step):
+        if step == 2:
             os.kill(self.stream.pid, signal.SIGKILL)
-        return publish(self, version)
+        return collect(self, step)
 
-    monkeypatch.setattr(AsyncTrainer, "publish", killing)
+    monkeypatch.setattr(StreamSource, "collect", killing)
     error = fail_and_resume(tmp_path, capsys, monkeypatch, "killed", ("--set", "asynchronous.worker=process"))
     assert f"the rollout worker exited (exit code -{signal.SIGKILL})" in error
 

@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from agentrl.algos import TokenBatch
-from agentrl.algos.base import SAMPLE_WEIGHT
+from agentrl.batch import TokenBatch
 from agentrl.learner.metrics import behavior_weight_stats
 from agentrl.trainer.staleness import bound_staleness, row_staleness
 from agentrl.types import Trajectory
@@ -54,7 +53,7 @@ def test_row_staleness_counts_from_the_oldest_turn():
 def test_within_the_bound_nothing_changes():
     batch = batch_of([5], [4], [4, 5])
     kept, metrics = bound_staleness(batch, 5, 1, "drop", 0.5)
-    assert kept is batch and SAMPLE_WEIGHT not in batch.extras
+    assert kept is batch and batch.sample_weight is None
     assert metrics["async/staleness/0"] == 1 and metrics["async/staleness/1"] == 2
     assert metrics["async/staleness/over"] == 0 and metrics["async/dropped_stale"] == 0
     assert metrics["async/mixed_version_rows"] == 1 and metrics["async/staleness_max"] == 1
@@ -72,9 +71,9 @@ def test_drop_removes_and_counts_rows_past_the_bound():
 def test_downweight_scales_by_decay_per_version_past_the_bound():
     batch = batch_of([5], [4], [3, 5], [2, 2, 2])
     kept, metrics = bound_staleness(batch, 5, 1, "downweight", 0.5)
-    assert kept is batch and metrics["async/downweighted_stale"] == 2
-    assert kept.extras[SAMPLE_WEIGHT].tolist() == [1.0, 1.0, 0.5, 0.25]
-    assert kept.rows(torch.tensor([3])).extras[SAMPLE_WEIGHT].tolist() == [0.25]  # sliced with its row
+    assert kept is not None and metrics["async/downweighted_stale"] == 2
+    assert kept.sample_weight.tolist() == [1.0, 1.0, 0.5, 0.25]
+    assert kept.rows(torch.tensor([3])).sample_weight.tolist() == [0.25]  # sliced with its row
 
 
 def test_every_row_too_old_leaves_nothing_to_train_on():
@@ -105,24 +104,20 @@ class FakeStream:
         self.groups = list(groups)
 
     def take(self, n, *, sync_timeout_s):
-        from agentrl.rollout.stream import Group
+        from agentrl.rollout.scheduler import Group
 
-        return [Group(0, self.groups.pop(0)) for _ in range(n)]
+        return [Group(0, i, self.groups.pop(0)) for i in range(n)]
 
 
 def test_a_batch_with_every_row_too_stale_is_replaced_by_the_next_groups():
-    from types import SimpleNamespace
-
-    from agentrl.trainer.async_loop import AsyncTrainer
+    from agentrl.trainer.async_loop import StreamSource
     from agentrl.trainer.config import AsyncConfig, TrainConfig
-    from agentrl.trainer.sync import RunState
 
-    trainer = AsyncTrainer.__new__(AsyncTrainer)  # the refill needs no models, only the stream
-    trainer.config = TrainConfig(tasks_per_step=1, asynchronous=AsyncConfig(enabled=True, max_staleness=1))
-    trainer.state, trainer.run_dir = RunState(step=5), None
-    trainer.models = SimpleNamespace(pad_token_id=0)
-    trainer.stream = FakeStream([trajectory([2]), trajectory([1])], [trajectory([4]), trajectory([5])])
-    bounded, metrics = trainer.prepare_batch(batch_of([3], [3, 4]))
+    config = TrainConfig(tasks_per_step=1, asynchronous=AsyncConfig(enabled=True, max_staleness=1))
+    stream = FakeStream([trajectory([2]), trajectory([1])], [trajectory([4]), trajectory([5])])
+    source = StreamSource(lambda first: stream, config, pad=0)
+    source.stream = stream  # as start() leaves it, without starting anything
+    bounded, metrics = source.bound(batch_of([3], [3, 4]), step=5)
     assert bounded.policy_version.max().item() == 5 and bounded.loss_mask.shape[0] == 2
     assert metrics["async/dropped_stale"] == 2 + 2  # the first batch, then the first refill
-    assert metrics["time/learner_refill_s"] >= 0 and trainer.stream.groups == []
+    assert metrics["time/learner_refill_s"] >= 0 and stream.groups == []

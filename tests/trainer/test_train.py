@@ -182,7 +182,8 @@ def test_a_step_where_every_episode_failed_stops_with_the_first_error(tiny_chatm
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("agentrl:")]
     assert error == [
         "agentrl: error: step 1: no episode sampled a token (16 of 16 ended with an error; "
-        "the first: RuntimeError: reset failed)"
+        f"the first: RuntimeError: reset failed); agentrl train --resume {tmp_path / 'broken'} continues from "
+        "the start (no checkpoint yet)"
     ]
 
 

@@ -1,0 +1,84 @@
+"""A run's history on disk: ``metrics.jsonl`` and ``samples/``, kept true across a kill.
+
+Owns reading ``metrics.jsonl`` tolerantly and cutting a run's history back to a checkpoint.
+A run killed after its last checkpoint has logged steps the resumed run will take again;
+``rewind`` removes them (and their ``samples/`` files) first, so that after any number of
+kills and resumes the history holds exactly one line per step, each from the run whose
+weights went on. Writing the history is ``agentrl.trainer.logging``'s; this module must not
+touch checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+METRICS = "metrics.jsonl"
+SAMPLES = "samples"
+_SAMPLE_FILE = re.compile(r"step-(\d+)\.jsonl")
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse(line: str) -> dict[str, Any] | None:
+    """One ``metrics.jsonl`` line as a dict with a numeric ``step``, or None if it is not one
+    (the last line of a run killed mid-write is cut short)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) and is_number(row.get("step")) else None
+
+
+def read(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The readable rows of the ``metrics.jsonl`` at ``path`` and how many lines were skipped."""
+    rows, skipped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        row = parse(line)
+        if row is None:
+            skipped += 1
+        else:
+            rows.append(row)
+    return rows, skipped
+
+
+def rewind(run_dir: Path, step: int | None) -> int:
+    """Cut the history of ``run_dir`` back to the checkpoint at ``step`` (None: there is no
+    checkpoint, and the run starts afresh). Returns how many metric lines were removed.
+
+    Keeps the lines of steps ``<= step`` (the first of each, should a step appear twice) and
+    the ``samples/`` files of those steps; removes the rest. The new ``metrics.jsonl`` is
+    written beside the old one and renamed over it, so a kill during the rewind leaves one
+    or the other, never a mix.
+    """
+    removed = 0
+    path = run_dir / METRICS
+    if path.exists():
+        kept: list[str] = []
+        seen: set[float] = set()
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            row = parse(line)
+            if row is not None and step is not None and row["step"] <= step and row["step"] not in seen:
+                seen.add(row["step"])
+                kept.append(line)
+            elif line.strip():
+                removed += 1
+        if removed:
+            tmp = path.with_suffix(".jsonl.tmp")
+            with tmp.open("w", encoding="utf-8") as handle:
+                handle.write("".join(f"{line}\n" for line in kept))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    for sample in (run_dir / SAMPLES).glob("step-*.jsonl"):
+        match = _SAMPLE_FILE.fullmatch(sample.name)
+        if match and (step is None or int(match.group(1)) > step):
+            sample.unlink()
+    return removed
