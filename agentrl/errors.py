@@ -2,12 +2,17 @@
 
 An ``AgentRLError`` is a mistake a user can make (a bad config value, an unknown
 environment, a directory that is not a model). The CLI prints its message as one line and
-exits with status 2; it never shows a traceback for these. Bugs stay ordinary exceptions.
+exits with status 2; it never shows a traceback for these. Bugs stay ordinary exceptions. An
+``AgentRLWarning`` is the same kind of message for something that does not stop the command.
 """
 
 
 class AgentRLError(Exception):
     """A problem the user can fix; the message says what to do, on one line."""
+
+
+class AgentRLWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI shows it as one line."""
 
 
 class ConfigError(AgentRLError, ValueError):
@@ -23,3 +28,9 @@ class UnknownNameError(AgentRLError, KeyError):
 
 class ModelLoadError(AgentRLError):
     """A model directory or name could not be loaded."""
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line errors that wrap another exception."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -5,6 +5,8 @@ import sys
 import pytest
 
 from agentrl.cli.main import main
+from agentrl.envs import Env, EnvSpec
+from agentrl.errors import AgentRLWarning
 
 
 def test_envs_list(capsys):
@@ -61,10 +63,33 @@ def test_eval_end_to_end(tiny_chatml, tmp_path, capsys):
         (["--env", "math_tool", "--model", "x", "--env-arg", "colour=red"], "unknown option 'colour'"),
         (["--env", "math_tool", "--model", "x", "--env-arg", "oops"], "expects KEY=VALUE"),
         (["--env", "math", "--model", "x", "--env-arg", "source={tmp}/none.jsonl"], "does not exist"),
+        (["--env", "math", "--model", "{tmp}/weights.bin"], "weights.bin is a file, not a model directory"),
+        (["--env", "math_tool", "--model", "x", "--env-arg", "max_turns=2.5"], "max_turns='2.5' is not a valid int"),
+        (["--env", "math_tool", "--model", "x", "--env-arg", "word_problems=nan"], "word_problems=nan is not a finite"),
+        (
+            ["--env", "math_tool", "--model", "x", "--split", "tset"],
+            "unknown split 'tset' of the task generator; valid splits: train, test, validation",
+        ),
+        (
+            ["--env", "math", "--model", "x", "--env-arg", "source={tmp}/{split}.jsonl", "--split", "tset"],
+            "no file for split 'tset' ({tmp}/tset.jsonl); valid splits: test, train",
+        ),
+        (
+            ["--env", "math_tool", "-n", "x"],
+            "argument -n/--num-tasks: invalid int value: 'x'; see `agentrl eval --help`",
+        ),
+        (["--model", "x"], "the following arguments are required: --env; see `agentrl eval --help`"),
+        (["--env", "math", "--engine", "sglang"], "argument --engine: invalid choice: 'sglang'"),
+        (["--env", "math", "--output", "{tmp}/weights.bin"], "--output {tmp}/weights.bin is a file; give a folder"),
+        (["--env", "math", "--output", "{tmp}/weights.bin/out"], "is under {tmp}/weights.bin, which is a file"),
     ],
 )
 def test_eval_bad_input_is_one_line(tmp_path, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    message = message.replace("{tmp}", str(tmp_path))
+    (tmp_path / "weights.bin").write_bytes(b"\0")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
     result = subprocess.run([sys.executable, "-m", "agentrl.cli.main", "eval", *args], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -83,3 +108,113 @@ def test_algos_list(capsys):
 def test_eval_defaults_to_the_shipped_model(tmp_path, capsys):
     assert main(["eval", "--env", "math_tool", "-n", "2", "--output", str(tmp_path), "--no-progress"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "steps=1.5"], "train: steps=1.5 is not a valid int"),
+        (["--set", "group_size=true"], "train: group_size=True is not a valid int"),
+        (["--set", "env_args=5"], "train: env_args=5 is not a valid mapping"),
+        (["--set", "learner.lr=nan"], "learner: lr=nan is not a finite number"),
+        (["--set", "sampling.temperature=-1"], "sampling: temperature=-1 is out of range"),
+        (["--set", "oops"], "--set expects KEY=VALUE, got 'oops'"),
+        (["--set", "env_args.nonsense=1"], "math_tool: unknown option 'nonsense'"),
+        (["--env", f"{__name__}:Picky", "--set", "env_args.size=5"], "rejected its options (size=5): ValueError"),
+        (["--config", "{tmp}"], "is a directory; pass a YAML file"),
+        (["--config", "{tmp}/list.yaml"], "expected a mapping of options at the top level"),
+        (["--resume", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
+        (["--runs-dir", "{tmp}/list.yaml"], "list.yaml is a file, not a directory"),
+    ],
+)
+def test_train_bad_input_is_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["train", "--runs-dir", str(tmp_path / "runs"), "--model", str(tmp_path / "none"), *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"agentrl: error: {lines[0].removeprefix('agentrl: error: ')}"]
+    assert message.replace("{tmp}", str(tmp_path)) in lines[0]
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+class Picky(Env):
+    """An environment whose own constructor refuses a size over 3."""
+
+    rollout_spec = EnvSpec(max_turns=1)
+
+    def __init__(self, size=1):
+        if size > 3:
+            raise ValueError(f"size {size} is too big")
+
+    def reset(self, *, seed=None, options=None):
+        raise NotImplementedError
+
+    def step(self, action):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--bogus"], "unrecognized arguments: --bogus; see `agentrl train --help`"),
+        (["train", "--logger", "tensorboard"], "argument --logger: invalid choice: 'tensorboard'"),
+        (["train", "--steps"], "argument --steps: expected one argument; see `agentrl train --help`"),
+        (["eval"], "the following arguments are required: --env; see `agentrl eval --help`"),
+        (["envs"], "the following arguments are required: ACTION; see `agentrl envs --help`"),
+        ([], "the following arguments are required: COMMAND; see `agentrl --help`"),
+        (["fly"], "argument COMMAND: invalid choice: 'fly'"),
+    ],
+)
+def test_argparse_errors_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("agentrl: error: ") and message in captured.err
+
+
+@pytest.mark.parametrize("argv", [[], ["train"], ["eval"], ["plot"], ["envs", "check"]])
+def test_help_is_plain_text(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: agentrl") and "``" not in text
+    if argv == ["train"]:
+        assert "--config FILE (YAML)" in text and "learner.lr:" in text
+
+
+def test_plot_skips_a_line_cut_by_a_kill(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"step": s, "rollout/reward_mean": s / 10} for s in range(1, 4)]
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "rollout/rew'  # killed mid-write
+    (tmp_path / "metrics.jsonl").write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentrl.cli.main", "plot", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"agentrl: warning: skipped 1 unreadable line(s) of {tmp_path / 'metrics.jsonl'}"
+    ]
+    assert result.stdout.split() == [str(tmp_path / "plots" / "reward.png")]
+    assert (tmp_path / "plots" / "reward.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_of_an_empty_metrics_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "rollout/rew')
+    with pytest.warns(AgentRLWarning, match="skipped 1 unreadable line"):
+        assert main(["plot", str(tmp_path)]) == 2
+    assert "has no readable rows yet" in capsys.readouterr().err
+
+
+def test_output_cut_short_by_the_reader_is_not_a_traceback():
+    """``agentrl algos list | head -1``: the reader closes the pipe after one line."""
+    for command in (["algos", "list"], ["envs", "list"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentrl.cli.main", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert proc.stdout is not None and proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.wait(timeout=60) in (0, 141) and "Traceback" not in stderr, stderr

@@ -6,7 +6,7 @@ import argparse
 import functools
 from typing import Any
 
-from agentrl.envs import check_env, describe, entries, load
+from agentrl.envs import check_env, describe, entries, load, make
 from agentrl.errors import AgentRLError
 
 
@@ -44,19 +44,20 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    cls = load(args.name)
     kwargs = parse_env_args(args.env_arg)
-    for line in check_env(functools.partial(cls, **kwargs)):
+    make(args.name, **kwargs).close()  # a rejected option is one line before the checker runs
+    for line in check_env(functools.partial(load(args.name), **kwargs)):
         print(f"  ok  {line}")
     print(f"{args.name}: passed check_env")
     return 0
 
 
-def parse_env_args(pairs: list[str]) -> dict[str, str]:
+def parse_env_args(pairs: list[str], flag: str = "--env-arg") -> dict[str, str]:
+    """``["k=v", ...]`` (from ``--env-arg``, or ``flag``) as a dict; values stay strings."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise AgentRLError(f"--env-arg expects KEY=VALUE, got {pair!r}")
+        if not sep or not key.strip():
+            raise AgentRLError(f"{flag} expects KEY=VALUE, got {pair!r}")
         out[key.strip()] = value
     return out

@@ -10,6 +10,7 @@ import argparse
 import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ from tqdm import tqdm
 from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.config import build, field_help
 from agentrl.engines.base import SamplingParams
-from agentrl.engines.config import BACKENDS, EngineConfig
-from agentrl.envs import load
-from agentrl.errors import ConfigError
+from agentrl.engines.config import EngineConfig
+from agentrl.engines.registry import names as engine_backends
+from agentrl.envs import Env, load, make
+from agentrl.errors import AgentRLError, ConfigError
 from agentrl.evaluation import is_correct, summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import TrajectoryWriter
+from agentrl.types import Task
 
 _SAMPLING = field_help(SamplingParams)
 _ROLLOUT = field_help(RolloutConfig)
@@ -64,7 +67,7 @@ def register(commands: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=64, help=_ROLLOUT["max_concurrent"])
     p.add_argument("--seed", type=int, default=0, help=_ROLLOUT["seed"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--engine", default="transformers", choices=BACKENDS, help="inference engine")
+    p.add_argument("--engine", default="transformers", choices=engine_backends(), help="inference engine")
     p.add_argument(
         "--dtype",
         default="auto",
@@ -88,22 +91,23 @@ def run(args: argparse.Namespace) -> int:
         _pick(args, "group_size", "max_concurrent", "max_total_tokens", "seed"),
         owner="rollout",
     )
-    factory = functools.partial(load(args.env), **parse_env_args(args.env_arg))
-    env = factory()  # validates the environment's options before the model loads
-    split = env.tasks(args.split)
-    tasks = [split[i] for i in range(min(args.num_tasks, len(split)))]
-    env.close()
+    factory, tasks = _environment(args)
 
     from agentrl.engines.factory import make_engine
     from agentrl.engines.loading import load_tokenizer
     from agentrl.trainer.setup import resolve_model
 
+    out = Path(args.output or f"runs/eval-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_output_dir(out)  # before the model loads: a typo costs nothing
     model = resolve_model(args.model)
     tokenizer = load_tokenizer(model)
-    engine_config = EngineConfig(backend=args.engine, dtype=args.dtype, max_batch_size=args.max_concurrent)
+    sections = {"transformers": {"max_batch_size": args.max_concurrent}}
+    engine_config = EngineConfig(backend=args.engine, dtype=args.dtype, sections=sections)
     engine = make_engine(engine_config, model, tokenizer, device=args.device)
-    out = Path(args.output or f"runs/eval-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AgentRLError(f"--output {out}: cannot create the folder ({exc.strerror or exc})") from None
     (out / "trajectories.jsonl").unlink(missing_ok=True)
     start = time.perf_counter()
     with (
@@ -138,6 +142,29 @@ def run(args: argparse.Namespace) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _print(metrics, out)
     return 0
+
+
+def _environment(args: argparse.Namespace) -> tuple[Callable[[], Env], list[Task]]:
+    """The environment factory and the first ``-n`` tasks of the split; the environment's
+    options are validated here, before the model loads."""
+    env_args = parse_env_args(args.env_arg)
+    env = make(args.env, **env_args)
+    split = env.tasks(args.split)
+    tasks = [split[i] for i in range(min(args.num_tasks, len(split)))]
+    env.close()
+    if not tasks:
+        raise AgentRLError(f"environment {args.env!r} has no tasks in split {args.split!r}")
+    return functools.partial(load(args.env), **env_args), tasks
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse an output path that is a file, or lies under one."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == out else f"is under {path}, which is a file"
+                raise AgentRLError(f"--output {out} {where}; give a folder")
+            return
 
 
 def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:

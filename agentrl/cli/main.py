@@ -1,23 +1,48 @@
 """``agentrl``: the entry point. Parses the subcommand and turns user errors into one line.
 
 Owns argument parsing and the error policy: an ``AgentRLError`` (bad value, unknown name,
-missing model) prints ``agentrl: error: <message>`` and exits 2, with no traceback.
+missing model) or an argparse error (unknown flag, missing argument, bad choice) prints
+``agentrl: error: <message>`` and exits 2, with no traceback and no usage block; a warning
+of agentrl's own (an ``AgentRLWarning``) is one line too: ``agentrl: warning: <message>``.
 Subcommands live in their own modules and register here.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from agentrl import __version__
 from agentrl.cli import algos_cmd, envs_cmd, eval_cmd, plot_cmd, train_cmd
-from agentrl.errors import AgentRLError
+from agentrl.errors import AgentRLError, AgentRLWarning
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line that points at ``--help``, and whose help is
+    plain text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"agentrl: error: {message}; see `{self.prog} --help`\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # point at the subcommand's help, not the top level's
+            prog = " ".join([self.prog, *([parsed.command] if getattr(parsed, "command", None) else [])])
+            self.exit(2, f"agentrl: error: unrecognized arguments: {' '.join(extras)}; see `{prog} --help`\n")
+        return parsed
+
+    def format_help(self) -> str:
+        """Help as plain text: descriptions are docstrings, whose ``literal`` markup is dropped."""
+        return super().format_help().replace("``", "")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="agentrl",
         description="Reinforcement learning for LLM agents in multi-turn text environments.",
     )
@@ -31,10 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_library_format = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    if issubclass(category, AgentRLWarning):
+        return f"agentrl: warning: {message}\n"
+    return _library_format(message, category, *args, **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Installed before the parser is built: building it reads the environment registry, which
+    # warns about a name claimed twice, and that warning must already be one line.
+    previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
+        args = build_parser().parse_args(argv)
         return int(args.run(args) or 0)
     except AgentRLError as exc:
         print(f"agentrl: error: {exc}", file=sys.stderr)
@@ -42,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("agentrl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``agentrl algos list | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 128 + signal.SIGPIPE
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

@@ -3,18 +3,20 @@
 Writes ``RUN_DIR/plots/<metric>.png`` for the reward, held-out accuracy, entropy, KL, clip
 fractions, throughput, off-policy ESS, where the time goes, and (asynchronous runs) the
 staleness histogram found in ``metrics.jsonl``; a metric the run did not log is skipped. A key
-ending in ``/*`` stands for every logged key under that prefix. Needs matplotlib
+ending in ``/*`` stands for every logged key under that prefix. A line that cannot be read (the
+last one of a run killed mid-write) is skipped with a warning. Needs matplotlib
 (``pip install 'agentrl[plot]'``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import warnings
 from pathlib import Path
 from typing import Any
 
-from agentrl.errors import AgentRLError
+from agentrl.errors import AgentRLError, AgentRLWarning
+from agentrl.trainer import history
 
 CURVES = {
     "reward": ["rollout/reward_mean"],
@@ -42,10 +44,19 @@ def register(commands: Any) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """Every readable row of ``metrics.jsonl``: a JSON object with a numeric ``step``, its numeric
+    values kept. A line that is not (the last one, cut short when a run is killed mid-write) is
+    skipped, and how many were is said on stderr."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise AgentRLError(f"{run_dir} has no metrics.jsonl; is it a run directory?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows, skipped = history.read(path)
+    rows = [{k: v for k, v in row.items() if history.is_number(v)} for row in rows]
+    if skipped:
+        warnings.warn(f"skipped {skipped} unreadable line(s) of {path}", AgentRLWarning, stacklevel=2)
+    if not rows:
+        raise AgentRLError(f"{path} has no readable rows yet; nothing to plot")
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from agentrl.cli.envs_cmd import parse_env_args
-from agentrl.engines.config import BACKENDS
+from agentrl.engines.registry import names as engine_backends
+from agentrl.envs import make as make_env
 from agentrl.errors import AgentRLError
 
 
@@ -38,7 +39,9 @@ def register(commands: Any) -> None:
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--logger", choices=["jsonl", "wandb"], help="metrics sink (metrics.jsonl is always written)")
-    p.add_argument("--engine", choices=BACKENDS, help="inference engine (engine.backend; default transformers)")
+    p.add_argument(
+        "--engine", choices=engine_backends(), help="inference engine (engine.backend; default transformers)"
+    )
     p.add_argument(
         "--async",
         dest="asynchronous",
@@ -72,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
         overrides["asynchronous.enabled"] = True
     if args.max_staleness is not None:
         overrides["asynchronous.max_staleness"] = args.max_staleness
-    overrides |= parse_env_args(args.set)
+    overrides |= parse_env_args(args.set, flag="--set")
     if args.resume:
         run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise AgentRLError(f"cannot resume: run directory {run_dir} does not exist")
         if not (run_dir / "config.yaml").is_file():
             raise AgentRLError(f"{run_dir} is not a run directory (no config.yaml)")
         config = train_config.load(run_dir / "config.yaml", overrides)
@@ -82,10 +87,13 @@ def run(args: argparse.Namespace) -> int:
         config = train_config.load(args.config, overrides)
         name = args.name or f"{config.env.replace(':', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.runs_dir) / name
+        if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
+            raise AgentRLError(f"--runs-dir {args.runs_dir} is a file, not a directory")
         if run_dir.exists():
             if not args.overwrite:
                 raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
             shutil.rmtree(run_dir)
+    make_env(config.env, **config.env_args).close()  # the environment's options, checked before the model loads
     trainer = make_trainer(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
