@@ -4,6 +4,8 @@ Owns problem text, gold answers and the expression that solves each task
 (``meta["expression"]``). Task ``i`` of a split depends only on
 ``(seed, split, i)`` and the difficulty knobs, so any slice of a split is reproducible
 without generating the rest. Every answer is an integer (division is exact by construction).
+The splits are ``train``, ``test`` and ``validation``; any other name is an error, so a typo
+never evaluates silently on tasks of its own.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import overload
 
+from agentrl.tasks import TaskSourceError
 from agentrl.types import Task
 from agentrl_tools.calculator import evaluate
 
 _NAMES = ("Ada", "Bo", "Cam", "Dee", "Eli", "Fay", "Gus", "Ivy", "Jo", "Kai")
 _ITEMS = ("apples", "books", "coins", "stamps", "shells", "pens", "cards", "marbles")
 _SPLIT_SALT = {"train": 0, "test": 1, "validation": 2}
+SPLITS = tuple(_SPLIT_SALT)
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,10 @@ class ArithmeticTasks(Sequence[Task]):
     """``size`` tasks of ``split``, generated on access."""
 
     def __init__(self, split: str, size: int, seed: int = 0, difficulty: Difficulty = Difficulty()):
+        if split not in _SPLIT_SALT:
+            raise TaskSourceError(f"unknown split {split!r} of the task generator; valid splits: {', '.join(SPLITS)}")
         self.split, self.size, self.seed, self.difficulty = split, size, seed, difficulty
-        self._salt = _SPLIT_SALT.get(split, sum(map(ord, split)) + 3)
+        self._salt = _SPLIT_SALT[split]
 
     def __len__(self) -> int:
         return self.size

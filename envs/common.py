@@ -18,7 +18,7 @@ from agentrl.errors import ConfigError
 from agentrl.tasks import resolve
 from agentrl.types import Message, Task
 from agentrl_envs.arith import ArithmeticTasks, Difficulty
-from agentrl_envs.grading import extract_answer, shared_grader
+from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
 
 
 @dataclass
@@ -53,7 +53,7 @@ class MathTaskConfig:
 
 @functools.cache
 def _cached_tasks(source: str, split: str, question_key: str | None, answer_key: str | None) -> tuple[Task, ...]:
-    return tuple(resolve(source, split, question_key=question_key, answer_key=answer_key))
+    return tuple(resolve(source, split, question_key=question_key, answer_key=answer_key, answer=gold_answer))
 
 
 class MathTaskMixin:

@@ -17,11 +17,40 @@ import select
 import subprocess
 import sys
 import threading
-
-from agentrl.tasks import last_boxed
+from typing import Any
 
 _ANSWER_IS = re.compile(r"answer is[:\s]*\$?\s*([-+]?[\d,]*\.?\d+(?:/\d+)?)", re.IGNORECASE)
 _AFTER_HASHES = re.compile(r"####\s*([^\n]+)")
+_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+_BOXED = "\\boxed{"
+
+
+def gold_answer(text: Any) -> str | None:
+    """The final answer in a dataset's gold field: after ``####`` (GSM8K), inside ``\\boxed{}``
+    (MATH), or the whole text. None when there is no answer."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    match = _GSM8K_FINAL.search(text)
+    if match:
+        return match.group(1).replace(",", "").strip() or None
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip() or None
+    return text or None
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` with balanced braces, or None."""
+    start = text.rfind(_BOXED)
+    if start < 0:
+        return None
+    depth, i = 1, start + len(_BOXED)
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None
 
 
 def extract_answer(text: str) -> str | None:

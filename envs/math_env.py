@@ -28,7 +28,7 @@ class MathEnv(MathTaskMixin, Env):
 
     def __init__(self, **config: Any):
         self.config = build(MathConfig, config, owner="math")
-        self.spec = EnvSpec(max_turns=1)
+        self.rollout_spec = EnvSpec(max_turns=1)
         self.turns = TurnCounter(max_turns=1)
 
     def step(self, action: str) -> StepResult:

@@ -78,7 +78,7 @@ class MathToolEnv(MathTaskMixin, Env):
         self.calculator = Calculator(Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result))
         self.tools = {self.calculator.name: self.calculator}
         stop = "</calculator>" if c.tool_format == "xml" else "</tool_call>"
-        self.spec = EnvSpec(max_turns=c.max_turns, stop_strings=(stop,), tools=(tool_spec(self.calculator),))
+        self.rollout_spec = EnvSpec(max_turns=c.max_turns, stop_strings=(stop,), tools=(tool_spec(self.calculator),))
         self.default_system_prompt = _PROMPTS[c.tool_format]
         self.turns = TurnCounter(max_turns=c.max_turns)
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ from agentrl.types import Task
 class EchoEnv(Env):
     """Say the word you are given."""
 
-    spec = EnvSpec(max_turns=1)
+    rollout_spec = EnvSpec(max_turns=1)
     check_actions = ("hello",)
 
     def tasks(self, split="test"):
@@ -116,10 +117,69 @@ def test_third_party_environment_is_listed_checked_and_evaluated(tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_a_name_claimed_twice_names_both_packages(tmp_path):
+def test_a_name_claimed_twice_disables_that_name_only(tmp_path):
     site = install(tmp_path, "agentrl-clash", "agentrl_clash", "math")
     listed = agentrl("envs", "list", sites=[site])
-    assert listed.returncode == 2
-    error = listed.stderr.strip()
-    assert len(error.splitlines()) == 1
-    assert "'math' is registered twice" in error and "agentrl-clash" in error and "by agentrl " in error
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.strip().splitlines() == [
+        "agentrl: warning: environment 'math' is registered twice: by agentrl (agentrl_envs.math_env:MathEnv) "
+        "and by agentrl-clash (agentrl_clash:EchoEnv); uninstall one of them (until then 'math' is disabled)"
+    ]
+    listed_names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert "math_tool" in listed_names and "math" not in listed_names
+    checked = agentrl("envs", "check", "math", sites=[site])
+    assert checked.returncode == 2
+    error = checked.stderr.strip().splitlines()[-1]
+    assert error.startswith("agentrl: error: environment 'math' is registered twice")
+    assert "by agentrl (" in error and "by agentrl-clash (" in error
+
+
+MY_ENVS = """
+from agentrl.envs import Env, EnvSpec, EpisodeOverError, new_info
+from agentrl.types import Task
+
+
+class Echo(Env):
+    \"\"\"Say the word you are given.\"\"\"
+
+    rollout_spec = EnvSpec(max_turns=1)
+
+    def tasks(self, split="test"):
+        return [Task(id=f"echo-{i}", prompt=f"Say hello {i}", answer="hello") for i in range(100)]
+
+    def reset(self, *, seed=None, options=None):
+        self.task, self.done = (options or {}).get("task") or self.tasks()[0], False
+        return [{"role": "user", "content": self.task.prompt}], new_info(0)
+
+    def step(self, text):
+        if self.done:
+            raise EpisodeOverError("reset first")
+        self.done = True
+        reward = float(self.task.answer in text)
+        return [], reward, True, False, new_info(1, reward_components={"correct": reward})
+"""
+
+
+def test_module_attr_finds_a_file_in_the_current_directory_from_the_agentrl_script(tmp_path):
+    script = Path(sys.executable).parent / "agentrl"
+    assert script.is_file(), "the agentrl console script is installed beside the interpreter"
+    (tmp_path / "my_envs.py").write_text(MY_ENVS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only the current directory can find it
+
+    def run(*args):
+        return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=tmp_path, env=env)
+
+    checked = run("envs", "check", "my_envs:Echo")
+    assert checked.returncode == 0 and "my_envs:Echo: passed check_env" in checked.stdout, checked.stderr
+    rejected = run("envs", "check", "my_envs:Echo", "--env-arg", "nonsense=1")
+    assert rejected.returncode == 2
+    assert rejected.stderr.strip().splitlines() == [
+        "agentrl: error: environment 'my_envs:Echo' rejected its options (nonsense='1'): "
+        "TypeError: Echo() takes no arguments"
+    ]
+    missing = run("envs", "check", "their_envs:Echo")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "agentrl: error: cannot load environment 'their_envs:Echo': no module named 'their_envs' in the "
+        "installed packages or the current directory"
+    ]

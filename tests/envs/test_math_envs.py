@@ -84,7 +84,7 @@ def test_math_tool_call_then_answer():
 
 def test_math_tool_hermes_format():
     env = episode(tool_format="hermes")
-    assert env.spec.stop_strings == ("</tool_call>",)
+    assert env.rollout_spec.stop_strings == ("</tool_call>",)
     call = '<tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
     assert env.step(call)[0] == [{"role": "tool", "content": "42"}]
     assert env.step("<tool_call>{oops</tool_call>")[4]["parse_error"] == "invalid_json"
@@ -152,4 +152,4 @@ def test_bad_config_values_are_one_line_errors():
         make("math_tool", tool_delay_s=-1)
     with pytest.raises(ConfigError, match="max_turns"):
         make("math_tool", max_turns="many")
-    assert make("math_tool", max_turns="3").spec.max_turns == 3
+    assert make("math_tool", max_turns="3").rollout_spec.max_turns == 3
