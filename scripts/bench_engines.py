@@ -40,7 +40,7 @@ WIDTHS = {"default": None, "h256x4": (256, 4), "h512x6": (512, 6), "h1024x8": (1
 
 def rendered_prompts(tokenizer: Any, n: int) -> list[list[int]]:
     env = make_env("math_tool")
-    renderer = ChatRenderer(tokenizer, env.spec.tools)
+    renderer = ChatRenderer(tokenizer, env.rollout_spec.tools)
     tasks = env.tasks("test")
     prompts = []
     for i in range(n):

@@ -3,7 +3,9 @@
 Owns ``SamplingParams``, ``Completion`` and the ``Engine`` protocol. An engine knows
 nothing of environments, chat templates or trajectories; the rollout does the bookkeeping.
 Backends: ``agentrl.engines.hf`` (transformers, CPU and CUDA) and ``agentrl.engines.vllm``
-(the only module that may import vllm); ``agentrl.engines.factory`` builds the one a run asks for.
+(the only module that may import vllm), registered by name in ``agentrl.engines.registry``
+with what they can do; ``agentrl.engines.factory`` builds the one a run asks for. An engine
+that can free its accelerator memory between rollouts is also a ``Sleeper``.
 """
 
 from __future__ import annotations
@@ -78,4 +80,17 @@ class Engine(Protocol):
 
     def update_weights(self, state: Mapping[str, Any], version: int) -> None:
         """Load new weights (a state dict) and record their version."""
+        ...
+
+
+@runtime_checkable
+class Sleeper(Protocol):
+    """An engine that can free its accelerator memory while the learner trains."""
+
+    def sleep(self) -> None:
+        """Free accelerator memory (or do nothing where there is none to free)."""
+        ...
+
+    def wake(self) -> None:
+        """Restore what ``sleep`` freed; engines call it themselves before their next use."""
         ...

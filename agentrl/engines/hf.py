@@ -17,6 +17,7 @@ into the engine's own model.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class TransformersEngine:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, max_batch_size: int = 64, seed: int = 0):
         self.model = model.eval()
+        self._cache_name = cache_kwarg(model)
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.policy_version = 0
@@ -131,9 +133,9 @@ class TransformersEngine:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_name: cache},
         )
         return out.logits[:, -1, :]
 
@@ -146,6 +148,17 @@ class TransformersEngine:
                 ids[row, length - len(prompt) :] = torch.tensor(list(prompt))
                 mask[row, length - len(prompt) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The name the model's ``forward`` gives its KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` and warns on the old name;
+    earlier 5.x releases know only ``past_key_values``. Asking the signature uses whichever
+    the installed release expects, with no warning either way.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _new_cache(model: torch.nn.Module) -> Any:

@@ -2,8 +2,7 @@
 
 Owns device / dtype resolution and the checks that turn a wrong path into one line
 ("... is not a model directory") instead of a transformers traceback; also what every engine
-reads from a loaded model (its end-of-sequence ids) and the one-line form of a library's
-exception (``first_line``). Nothing here samples.
+reads from a loaded model (its end-of-sequence ids). Nothing here samples.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from agentrl.errors import ModelLoadError
+from agentrl.errors import ModelLoadError, first_line  # first_line: also imported from here by engines
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -64,16 +63,12 @@ def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto") -> 
 def _check_location(name_or_path: str) -> None:
     path = Path(name_or_path).expanduser()
     looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if path.is_file():
+        raise ModelLoadError(f"{name_or_path} is a file, not a model directory (the folder that holds config.json)")
     if looks_local and not path.is_dir():
         raise ModelLoadError(f"model directory {name_or_path} does not exist")
     if path.is_dir() and not (path / "config.json").is_file():
         raise ModelLoadError(f"{name_or_path} is not a Hugging Face model directory (no config.json)")
-
-
-def first_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for one-line errors that wrap a library's exception."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def eos_token_ids(model_eos: int | list[int] | None, tokenizer: Any) -> frozenset[int]:

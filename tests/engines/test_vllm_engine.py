@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from agentrl.cli.main import main
+from agentrl.engines.backends import VLLMOptions
 from agentrl.engines.base import Engine, SamplingParams
-from agentrl.engines.config import EngineConfig
 from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.engines.logprobs import teacher_forced_logprobs
 from agentrl.errors import ModelLoadError
@@ -142,11 +142,12 @@ def test_colocation_needs_a_gpu():
     from agentrl.engines.vllm import VLLMEngine
 
     with pytest.raises(ModelLoadError, match="needs a GPU"):
-        VLLMEngine(MODEL, EngineConfig(backend="vllm", colocate=True), device="cpu")
+        VLLMEngine(MODEL, VLLMOptions(colocate=True), device="cpu")
 
 
 def train_args(runs, steps, *more):
-    settings = ["tasks_per_step=4", "group_size=4", "eval_tasks=8", "checkpoint_every=1", *more]
+    settings = ["tasks_per_step=4", "group_size=4", "eval_tasks=8", "checkpoint_every=1", "engine.vllm.max_num_seqs=64"]
+    settings += more
     args = ["train", "--engine", "vllm", "--algo", "grpo", "--steps", str(steps), "--no-progress"]
     return [*args, "--runs-dir", str(runs), "--name", "run", *(x for s in settings for x in ("--set", s))]
 

@@ -1,0 +1,78 @@
+"""The engine backend registry: one name, one ``EngineBackend``.
+
+Owns name -> backend resolution and what a backend tells the rest of agentrl before any
+engine is built: its options (the ``engine.<name>`` config section) and its capabilities,
+which the trainer reads instead of testing a backend's name. A duplicate name raises at
+registration; an unknown name lists the known ones.
+
+The built-in backends are declared in ``agentrl.engines.backends``, imported on the first
+lookup. Registering a backend imports none of its engine code: ``build`` does that when an
+engine is made, so vllm stays an optional dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentrl.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from agentrl.engines.base import Engine
+
+BUILTIN = "agentrl.engines.backends"
+COMMON = ("backend", "dtype")  # the options every backend shares; not available as backend names
+
+
+@dataclass(frozen=True)
+class EngineBackend:
+    """A backend: its name, its options, how to build one, and what the trainer may do with it."""
+
+    name: str
+    description: str
+    options: type[Any]  # a dataclass: the ``engine.<name>`` section, validated in its __post_init__
+    build: Callable[..., Engine]  # (config: EngineConfig, path, tokenizer, *, device, seed) -> Engine
+    # may be driven from a second thread of the process that built it (asynchronous.worker=thread)
+    thread_safe: bool = True
+    # asynchronous rollouts run it in a worker process of its own by default (asynchronous.worker=auto)
+    wants_process: bool = False
+    # it takes the first GPU its process sees: a worker on cuda:N is shown only GPU N and told cuda
+    pins_device: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.description:
+            raise ValueError("an engine backend needs a name and a one-line description")
+        if self.name in COMMON:
+            raise ValueError(f"{self.name!r} is an option every engine shares; a backend cannot take that name")
+        if not dataclasses.is_dataclass(self.options):
+            raise ValueError(f"engine backend {self.name!r}: its options must be a dataclass")
+
+
+_BACKENDS: dict[str, EngineBackend] = {}
+
+
+def register(backend: EngineBackend) -> EngineBackend:
+    """Add ``backend`` under its name; a name registered twice raises."""
+    if backend.name in _BACKENDS:
+        raise ValueError(f"engine backend {backend.name!r} is registered twice")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def _registered() -> dict[str, EngineBackend]:
+    importlib.import_module(BUILTIN)  # registers the built-in backends, once
+    return _BACKENDS
+
+
+def names() -> list[str]:
+    return sorted(_registered())
+
+
+def get(name: str) -> EngineBackend:
+    backends = _registered()
+    if name not in backends:
+        raise UnknownNameError(f"unknown engine backend {name!r}; known: {', '.join(names())}")
+    return backends[name]
