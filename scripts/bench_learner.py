@@ -29,7 +29,7 @@ import torch
 
 
 def synthetic_batch(model, rows: int, length: int, response: int, seed: int = 0):
-    from agentrl.algos import TokenBatch
+    from agentrl.batch import TokenBatch
     from agentrl.learner.forward import forward_tokens
 
     g = torch.Generator().manual_seed(seed)

@@ -25,6 +25,11 @@ class LearnerConfig:
     recompute_old_logprobs: bool = option(True, "recompute pi_old with the learner; False uses the sampler's logprobs")
     precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp64")
     value_lr: float | None = option(None, "learning rate of the value head (ppo); None = lr")
+    logits_chunk: int | None = option(
+        None,
+        "positions per lm_head chunk (logits memory O(chunk x V), not O(T x V)); "
+        "None = as many as 2^25 logits hold; 0 = full logits",
+    )
 
     def __post_init__(self) -> None:
         check_range("learner", "lr", self.lr, 0)
@@ -32,6 +37,8 @@ class LearnerConfig:
         check_range("learner", "micro_batch_size", self.micro_batch_size, 1)
         check_range("learner", "minibatches", self.minibatches, 1)
         check_range("learner", "epochs", self.epochs, 1)
+        if self.logits_chunk is not None:
+            check_range("learner", "logits_chunk", self.logits_chunk, 0)
         check_choice("learner", "precision", self.precision, ("auto", "fp32", "bf16", "fp64"))
         if self.max_grad_norm is not None:
             check_range("learner", "max_grad_norm", self.max_grad_norm, 0)

@@ -1,19 +1,39 @@
 """Forward passes the learner needs: token logprobs, entropy and values, aligned with tokens.
 
-Owns the alignment convention (``agentrl.algos.batch``): ``out[:, t]`` concerns token ``t``
-predicted from the tokens before it; position 0 is 0. Logprobs use the same function as the
-engines (``agentrl.engines.logprobs.sampling_logprobs``) with the batch's sampling
+Owns the alignment convention (``agentrl.batch``): ``out[:, t]`` concerns token ``t``
+predicted from the tokens before it; position 0 is 0. Logprobs are those of the engines'
+sampling distribution (``agentrl.engines.logprobs.sampling_logprobs``) at the batch's
 temperature, so the learner's pi_old compares like with like with the behaviour logprobs
 (top-k / top-p filters are not applied in training: the policy gradient is of the full
 tempered distribution).
+
+Owns also how the ``(B, T, V)`` logits are avoided. The model's base runs once and returns
+the last hidden state; the output projection (``model.get_output_embeddings()``, the
+lm_head, tied or not) is applied to ``logits_chunk`` positions at a time, and each chunk
+yields only its ``(chunk,)`` logprobs (``z[y] - logsumexp(z)``, ``z`` the tempered logits)
+and entropies (``logsumexp(z) - sum(softmax(z) * z)``). Under autograd each chunk runs in
+``torch.utils.checkpoint`` (non-reentrant), so the backward recomputes one chunk's logits at
+a time instead of keeping all of them: logits memory is O(chunk x V), not O(T x V), at the
+price of one more lm_head product per chunk in the backward. A metric-only entropy is taken
+under ``no_grad`` in the same chunk and keeps no graph. A model that does not expose a base
+and an output projection, or that transforms its logits after the projection (Gemma-2's
+``final_logit_softcapping``, Cohere's ``logit_scale``), and ``logits_chunk=0`` take the full
+logits path: one ``model(...)`` call and a log-softmax over ``(B, T-1, V)``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from agentrl.engines.logprobs import sampling_logprobs
+
+LOGITS_BUDGET = 2**25
+"""Logits per lm_head chunk when ``logits_chunk`` is None: 128 MiB in float32, so 220 positions
+at a vocabulary of 151,936, and a whole micro-batch in one chunk at a small one."""
+
+_POST_PROJECTION = ("final_logit_softcapping", "logit_scale")  # config fields that change logits after lm_head
 
 
 class ValueHead(nn.Module):
@@ -34,6 +54,21 @@ def shift_right(per_position: torch.Tensor) -> torch.Tensor:
     return torch.cat([per_position.new_zeros(per_position.shape[0], 1), per_position], dim=1)
 
 
+def base_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """The model's base (returns ``last_hidden_state``) and output projection, or None when the
+    chunked path cannot reproduce the model's logits from them."""
+    base, head = getattr(model, "base_model", None), None
+    get_head = getattr(model, "get_output_embeddings", None)
+    if callable(get_head):
+        head = get_head()
+    if not isinstance(base, nn.Module) or base is model or not isinstance(head, nn.Module):
+        return None
+    config = getattr(model, "config", None)
+    if any(getattr(config, name, None) not in (None, 1.0) for name in _POST_PROJECTION):
+        return None
+    return base, head
+
+
 def forward_tokens(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -43,13 +78,79 @@ def forward_tokens(
     with_entropy: bool = False,
     entropy_grad: bool = True,
     value_head: ValueHead | None = None,
+    logits_chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """``(logprobs, entropy, values)``, each ``(B, T)`` or None, for ``input_ids`` ``(B, T)``.
 
-    ``entropy_grad=False`` computes the entropy outside autograd (a metric only), which saves
-    the backward pass through a ``(B, T, V)`` product."""
+    ``entropy_grad=False`` computes the entropy outside autograd (a metric only).
+    ``logits_chunk`` positions (over all rows) share one lm_head product (None: as many as
+    ``LOGITS_BUDGET`` logits hold); 0 takes the full logits path. A batch that fits in one
+    chunk is not checkpointed: there is nothing to save by recomputing it."""
+    temperature = temperature if temperature > 0 else 1.0
+    parts = base_and_head(model) if logits_chunk != 0 else None
+    if parts is None:
+        return _forward_full(model, input_ids, attention_mask, temperature, with_entropy, entropy_grad, value_head)
+    base, head = parts
+    if logits_chunk is None:
+        logits_chunk = max(1, LOGITS_BUDGET // _vocab_size(head))
+    hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # (B, T-1, H)
+    b, t = input_ids.shape[0], input_ids.shape[1] - 1
+    flat, targets = hidden.reshape(b * t, hidden.shape[-1]), input_ids[:, 1:].reshape(b * t)  # (N, H), (N,)
+    grad = torch.is_grad_enabled()
+    entropy_mode = "none" if not with_entropy else ("grad" if entropy_grad and grad else "metric")
+    recompute = grad and b * t > logits_chunk  # in one chunk there is nothing to save by recomputing
+    pieces = []
+    for start in range(0, max(b * t, 1), logits_chunk):  # one empty chunk when T = 1
+        args = (head, flat[start : start + logits_chunk], targets[start : start + logits_chunk], temperature)
+        if recompute:
+            pieces.append(checkpoint(_chunk_stats, *args, entropy_mode, use_reentrant=False))
+        else:
+            pieces.append(_chunk_stats(*args, entropy_mode))
+    logprobs = shift_right(torch.cat([p[0] for p in pieces]).reshape(b, t))
+    entropy = shift_right(torch.cat([p[1] for p in pieces]).reshape(b, t)) if with_entropy else None
+    values = None
+    if value_head is not None:  # the state before each token t = 1..T-1
+        values = shift_right(value_head(hidden.to(value_head.linear.weight.dtype)))
+    return logprobs, entropy, values
+
+
+def _vocab_size(head: nn.Module) -> int:
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) else 1
+
+
+def _chunk_stats(
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, entropy_mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logprobs, entropy)`` ``(n,)`` of ``targets`` ``(n,)`` from ``hidden`` ``(n, H)``; the
+    entropy is empty for ``entropy_mode="none"`` and graph-free for ``"metric"``."""
+    z = head(hidden)  # (n, V)
+    if z.dtype in (torch.float16, torch.bfloat16):  # the upcast sampling_logprobs makes
+        z = z.float()
+    if temperature != 1.0:
+        z = z / temperature
+    lse = torch.logsumexp(z, dim=-1)  # (n,)
+    logprobs = z.gather(-1, targets[:, None]).squeeze(-1) - lse
+    if entropy_mode == "none":
+        return logprobs, lse.new_empty(0)
+    # after the logprobs, so the checkpoint's recompute stops before a metric-only entropy
+    with torch.set_grad_enabled(entropy_mode == "grad" and torch.is_grad_enabled()):
+        entropy = lse - (torch.softmax(z, dim=-1) * z).sum(-1)
+    return logprobs, entropy
+
+
+def _forward_full(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+    entropy_grad: bool,
+    value_head: ValueHead | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The reference path: the model's full ``(B, T, V)`` logits, one log-softmax over them."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=value_head is not None)
-    logp_all = sampling_logprobs(out.logits[:, :-1], temperature if temperature > 0 else 1.0)  # (B, T-1, V)
+    logp_all = sampling_logprobs(out.logits[:, :-1], temperature)  # (B, T-1, V)
     logprobs = shift_right(logp_all.gather(-1, input_ids[:, 1:, None]).squeeze(-1))
     entropy = None
     if with_entropy:
