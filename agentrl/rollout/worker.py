@@ -10,8 +10,8 @@ mirrors the stream's counters into shared memory. Weights arrive through a
 
 Failures reach the learner's side as a ``StreamError`` from ``take``: an error in the worker
 (building its engine, an environment, the engine failing) with its one-line text; the worker
-dying without a word (killed, crashed) with its exit code; a weight sync running longer than
-the caller's ``sync_timeout_s``. The worker exits when asked to stop or when its parent dies.
+dying without a word (killed, crashed, even in the middle of sending a group) with its exit
+code; a weight sync running longer than the caller's ``sync_timeout_s``. The worker exits when asked to stop or when its parent dies.
 Knows nothing of learners or algorithms.
 """
 
@@ -22,6 +22,7 @@ import math
 import os
 import queue
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from agentrl.types import Task
 
 _COUNTERS = ("generate_s", "sync_s", "idle_s", "syncs", "aborted_episodes", "episodes")
 _VERSION, _SYNCING_SINCE = len(_COUNTERS), len(_COUNTERS) + 1  # the shared array's other two slots
+_DEAD_GRACE_S = 2.0  # how long an exited worker's last messages may take to reach the inbox
 
 
 @dataclass
@@ -73,6 +75,8 @@ class ProcessStream:
         self._shared: Any = ctx.Array("d", len(_COUNTERS) + 2, lock=False)
         self._shared[_VERSION], self._shared[_SYNCING_SINCE] = -1.0, math.nan
         self._process: Any = None
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._dead_since: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -100,6 +104,17 @@ class ProcessStream:
         finally:
             if visible is not None:
                 _restore("CUDA_VISIBLE_DEVICES", saved)
+        threading.Thread(target=self._receive, name="agentrl-rollout-receiver", daemon=True).start()
+
+    def _receive(self) -> None:
+        """Move whole messages from the worker's queue to the inbox ``take`` reads. A worker
+        killed while it wrote a message leaves this thread, not the learner, waiting for the
+        rest of it forever (a daemon thread: it ends with the process)."""
+        while True:
+            try:
+                self._inbox.put(self._out.get())
+            except (EOFError, OSError, ValueError):  # the queue is gone
+                return
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()
@@ -116,7 +131,7 @@ class ProcessStream:
         groups: list[Group] = []
         while len(groups) < n:
             try:
-                kind, payload = self._out.get(timeout=poll_s)
+                kind, payload = self._inbox.get(timeout=poll_s)
             except queue.Empty:
                 self._check(sync_timeout_s)
                 continue
@@ -129,8 +144,11 @@ class ProcessStream:
         since = self._shared[_SYNCING_SINCE]
         if not math.isnan(since) and time.monotonic() - since > sync_timeout_s:
             raise StreamError(f"a weight sync to the engine took longer than sync_timeout_s={sync_timeout_s:g} s")
-        if self._process is not None and not self._process.is_alive() and self._out.empty():
-            raise StreamError(f"the rollout worker exited (exit code {self._process.exitcode})")
+        if self._process is not None and not self._process.is_alive():
+            # whole messages it sent before it died reach the inbox within the grace; a cut one never does
+            self._dead_since = self._dead_since if self._dead_since is not None else time.monotonic()
+            if time.monotonic() - self._dead_since > _DEAD_GRACE_S:
+                raise StreamError(f"the rollout worker exited (exit code {self._process.exitcode})")
 
 
 def pinned(spec: WorkerSpec, visible: str | None) -> tuple[WorkerSpec, str | None]:

@@ -3,8 +3,12 @@ the learner's handle reporting a hung sync, and a worker's engine pinned to a se
 (Whole runs with a worker process, and its failures, are in tests/trainer/test_async.py.)"""
 
 import math
+import os
+import struct
+import threading
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -68,6 +72,22 @@ def test_the_handle_reports_a_sync_running_past_its_timeout():
         stream.take(1, sync_timeout_s=2.0, poll_s=0.01)
     stream._shared[_SYNCING_SINCE] = math.nan
     assert stream.stats.episodes == 0 and stream.engine_version == -1
+
+
+def test_a_worker_killed_in_the_middle_of_a_message_is_reported_not_waited_for():
+    """A worker SIGKILLed while it wrote a group leaves half a message in the pipe; the learner's
+    side reports the exit instead of waiting for the rest of it forever."""
+    spec = WorkerSpec(
+        "math", feed=list, model="unused", params=SamplingParams(), config=RolloutConfig(), max_staleness=1
+    )
+    stream = ProcessStream(spec, SharedWeightMailbox({"w": torch.zeros(1)}))
+    stream._process = SimpleNamespace(is_alive=lambda: False, exitcode=-9, pid=None)  # as a killed worker leaves it
+    threading.Thread(target=stream._receive, daemon=True).start()  # what start() runs beside the worker
+    os.write(stream._out._writer.fileno(), struct.pack("!i", 11062) + b"\x80" * 100)  # a header and 100 bytes of it
+    start = time.monotonic()
+    with pytest.raises(StreamError, match=r"the rollout worker exited \(exit code -9\)"):
+        stream.take(1, sync_timeout_s=60.0, poll_s=0.01)
+    assert time.monotonic() - start < 10
 
 
 @pytest.mark.parametrize(
