@@ -81,15 +81,18 @@ def test_the_installed_wheel_runs_from_a_neutral_directory(dist, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python, agentrl = env_dir / "bin" / "python", env_dir / "bin" / "agentrl"
+    # the suite's own PYTHONPATH must not reach the new venv: pip would take a checkout's
+    # egg-info on it for an installed agentrl and skip the wheel
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     # torch is pinned to the build the suite runs on; everything else resolves as for a user.
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "torch==2.13.0", str(only(dist, "*.whl"))],
         check=True,
         capture_output=True,
+        env=environ,
     )
     neutral = tmp_path / "elsewhere"
     neutral.mkdir()
-    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
     def run(*args: str) -> str:
         done = subprocess.run(args, cwd=neutral, env=environ, capture_output=True, text=True, timeout=900)
