@@ -1,12 +1,13 @@
 """``TokenBatch``: trajectories as padded tensors, the learner's unit of work.
 
 Owns the conversion from ``Trajectory`` records (in memory or JSONL) to tensors, the row
-checks (non-finite rewards or logprobs drop the row and are counted), splitting into
-micro-batches, and the one way a batch changes after it is built: ``with_fields``, which
-returns a new batch and checks the shapes (a ``TokenBatch`` is frozen). Shapes: ``B`` rows
-(trajectories), ``T`` the padded length. Every per-token tensor is aligned with
-``input_ids``: ``logprobs[:, t]`` is the logprob of ``input_ids[:, t]`` given the tokens
-before it, and position 0 (never sampled) carries 0 (docs/algorithms.md#token-batch-and-masks).
+checks (non-finite rewards or logprobs drop the row and are counted), selecting rows and
+cutting positions (what micro-batches are made of), and the one way a batch changes after
+it is built: ``with_fields``, which returns a new batch and checks the shapes (a
+``TokenBatch`` is frozen). Shapes: ``B`` rows (trajectories), ``T`` the padded length. Every
+per-token tensor is aligned with ``input_ids``: ``logprobs[:, t]`` is the logprob of
+``input_ids[:, t]`` given the tokens before it, and position 0 (never sampled) carries 0
+(docs/algorithms.md#token-batch-and-masks).
 
 Also owns ``Prepared``, the base of what an algorithm computes for its own loss (PPO's
 returns, DAPO's keep mask, ...): each algorithm declares a frozen dataclass subclass with
@@ -68,7 +69,8 @@ def _move(t: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None
 class Prepared:
     """Base of an algorithm's prepared quantities. A subclass declares typed fields; every
     tensor field is per row (leading dimension ``B``), so ``TokenBatch.rows`` slices it with
-    the batch and ``TokenBatch.to`` moves it; a field that is not a tensor (``None``
+    the batch and ``TokenBatch.to`` moves it; one shaped ``(B, T, ...)`` is also per token,
+    and ``TokenBatch.columns`` cuts it with the positions; a field that is not a tensor (``None``
     included) is kept as it is. No methods, so that no field name can shadow one."""
 
 
@@ -110,6 +112,12 @@ class TokenBatch:
     def lengths(self) -> torch.Tensor:
         """(B,) generated tokens per row, ``|y_i|``."""
         return self.loss_mask.sum(-1)
+
+    @property
+    def seq_lengths(self) -> torch.Tensor:
+        """(B,) each row's real length: one past its last attended position (0 for an empty row)."""
+        positions = torch.arange(1, self.input_ids.shape[1] + 1, device=self.attention_mask.device)
+        return (self.attention_mask.ne(0) * positions).amax(-1) if self.size else positions[:0]
 
     @classmethod
     def from_trajectories(cls, trajectories: Iterable[Trajectory], pad_token_id: int = 0) -> TokenBatch:
@@ -204,6 +212,20 @@ class TokenBatch:
                 changes[f.name] = value[index]
             elif isinstance(value, Prepared):
                 changes[f.name] = replace(value, **{k: t[index] for k, t in prepared_tensors(value).items()})
+        return replace(self, **changes)
+
+    def columns(self, length: int) -> TokenBatch:
+        """The batch cut to its first ``length`` positions: every per-token tensor, and every
+        prepared tensor shaped ``(B, T, ...)``, sliced alike; per-row tensors kept."""
+        t = int(self.input_ids.shape[1])
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in PER_TOKEN and isinstance(value, torch.Tensor):
+                changes[f.name] = value[:, :length]
+            elif isinstance(value, Prepared):
+                cut = {k: v[:, :length] for k, v in prepared_tensors(value).items() if v.dim() >= 2 and v.shape[1] == t}
+                changes[f.name] = replace(value, **cut)
         return replace(self, **changes)
 
     def row_slices(self, parts: int) -> list[slice]:

@@ -85,6 +85,12 @@ class Algorithm:
     config_cls: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
     on_policy_only: ClassVar[bool] = False
     needs_value_head: ClassVar[bool] = False
+    old_logprobs_in_loss_only: ClassVar[bool] = False
+    """True when ``batch.old_logprobs`` (pi_old) is read only by ``loss`` / ``token_loss``, never
+    by ``advantages``, ``with_advantages``, ``prepare``, ``lr_scale`` or ``loss_mask``. On an
+    exactly on-policy step the learner then takes pi_old from the loss's own forward instead of
+    a separate pass (``TorchLearner.pi_old_from_loss``). False, the safe default, always pays
+    for the separate pass."""
 
     def __init__(self, config: ObjectiveConfig | None = None):
         self.config = config if config is not None else self.config_cls()

@@ -19,6 +19,7 @@ from agentrl.batch import TokenBatch
 class GRPO(Algorithm):
     name = "grpo"
     description = "GRPO: (R - mean) / std advantages, PPO clipped surrogate, optional KL to a reference"
+    old_logprobs_in_loss_only = True
     config_cls = ClipConfig
 
     def advantages(self, batch: TokenBatch) -> torch.Tensor:

@@ -26,6 +26,7 @@ from agentrl.batch import TokenBatch
 class OPO(Algorithm):
     name = "opo"
     description = "OPO: exactly on-policy, length-weighted optimal baseline per group, token-mean"
+    old_logprobs_in_loss_only = True
     on_policy_only = True
 
     def baseline_groups(self, batch: TokenBatch) -> torch.Tensor:

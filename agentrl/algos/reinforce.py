@@ -15,6 +15,7 @@ from agentrl.batch import TokenBatch
 class Reinforce(Algorithm):
     name = "reinforce"
     description = "REINFORCE with a group-mean baseline: -(R - mean R) log pi"
+    old_logprobs_in_loss_only = True
 
     def advantages(self, batch: TokenBatch) -> torch.Tensor:
         return broadcast(group_baseline(batch.rewards, batch.group_index), batch.loss_mask)

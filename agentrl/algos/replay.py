@@ -188,16 +188,13 @@ class ReplayBuffer:
 
 def trim(row: TokenBatch) -> TokenBatch:
     """A one-row batch cut to its real length, copied to CPU, without ``CLEARED`` or the fields set at replay."""
-    real = row.attention_mask[0].nonzero()
-    length = int(real.max()) + 1 if real.numel() else 0
+    cut = row.columns(int(row.seq_lengths[0]))
     changes: dict[str, Any] = {name: None for name in NOT_STORED}
-    for f in fields(row):
-        value = getattr(row, f.name)
-        if f.name not in NOT_STORED and isinstance(value, torch.Tensor) and value.dim() == 2:
-            changes[f.name] = value[:, :length].to("cpu", copy=True)
-        elif isinstance(value, torch.Tensor):
+    for f in fields(cut):
+        value = getattr(cut, f.name)
+        if f.name not in NOT_STORED and isinstance(value, torch.Tensor):
             changes[f.name] = value.to("cpu", copy=True)
-    return replace(row, **(changes | CLEARED))
+    return replace(cut, **(changes | CLEARED))
 
 
 def stack_rows(rows: list[TokenBatch]) -> TokenBatch:

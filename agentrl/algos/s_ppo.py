@@ -100,6 +100,7 @@ def corrected_ppo_loss(
 class SPPO(Algorithm):
     name = "s_ppo"
     description = "S-PPO: token PPO clip with a per-sequence clipping-bias correction, group advantages"
+    old_logprobs_in_loss_only = True
     config_cls = SPPOConfig
 
     def advantages(self, batch: TokenBatch) -> torch.Tensor:

@@ -52,6 +52,7 @@ def soft_gate(ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 class SAPO(Algorithm):
     name = "sapo"
     description = "SAPO: GRPO advantages, soft sigmoid gate -(4/tau) sigmoid(tau (r-1)) A instead of hard clip"
+    old_logprobs_in_loss_only = True
     config_cls = SAPOConfig
 
     def advantages(self, batch: TokenBatch) -> torch.Tensor:

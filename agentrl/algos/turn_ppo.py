@@ -75,6 +75,7 @@ def turn_log_ratio(
 class TurnPPO(Algorithm):
     name = "turn_ppo"
     description = "Turn-PPO: PPO clip on turn-level ratios (geometric mean per turn), group advantages"
+    old_logprobs_in_loss_only = True
     config_cls = TurnPPOConfig
 
     def advantages(self, batch: TokenBatch) -> torch.Tensor:

@@ -19,7 +19,12 @@ class LearnerConfig:
     eps: float = option(1e-8, "AdamW epsilon")
     warmup_steps: int = option(0, "rollout batches over which lr rises linearly from lr/warmup_steps to lr")
     max_grad_norm: float | None = option(1.0, "clip the global gradient norm to this; None = no clipping")
-    micro_batch_size: int = option(8, "rows per forward/backward pass (gradient accumulation)")
+    micro_batch_size: int = option(8, "at most this many rows per forward/backward pass (gradient accumulation)")
+    micro_batch_tokens: int | None = option(
+        16384,
+        "padded tokens (rows x longest row) per forward/backward pass: rows are sorted by length and "
+        "packed under this budget and micro_batch_size; None = rows only",
+    )
     minibatches: int = option(1, "optimizer steps per epoch over the rollout batch")
     epochs: int = option(1, "passes over the rollout batch")
     recompute_old_logprobs: bool = option(True, "recompute pi_old with the learner; False uses the sampler's logprobs")
@@ -35,6 +40,8 @@ class LearnerConfig:
         check_range("learner", "lr", self.lr, 0)
         check_range("learner", "warmup_steps", self.warmup_steps, 0)
         check_range("learner", "micro_batch_size", self.micro_batch_size, 1)
+        if self.micro_batch_tokens is not None:
+            check_range("learner", "micro_batch_tokens", self.micro_batch_tokens, 1)
         check_range("learner", "minibatches", self.minibatches, 1)
         check_range("learner", "epochs", self.epochs, 1)
         if self.logits_chunk is not None:

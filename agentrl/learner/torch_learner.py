@@ -1,7 +1,8 @@
 """The plain PyTorch learner: one process, CPU or GPU.
 
-Owns the update: pi_old (and reference / value) recomputation, advantages through the
-algorithm, micro-batching with global counts, gradient clipping, AdamW, the per-step
+Owns the update: pi_old (and reference / value) recomputation, or on an exactly on-policy
+step pi_old from the loss's own forward (``pi_old_from_loss``), advantages through the
+algorithm, micro-batching (``agentrl.learner.micro``) with global counts, gradient clipping, AdamW, the per-step
 learning-rate hook, bf16 autocast on CUDA, and the skipping of non-finite steps. It calls
 the algorithm's methods and hooks and never branches on an algorithm's name
 (docs/algorithms.md#the-learners-update). It changes a batch only through
@@ -29,6 +30,7 @@ from agentrl.errors import ConfigError
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.forward import ValueHead, forward_tokens
 from agentrl.learner.metrics import RunningMetrics, StepMetrics, behavior_weight_stats
+from agentrl.learner.micro import MicroBatch, gather, micro_batches
 from agentrl.learner.scores import score_grad_sq_norms
 
 _DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "bf16": torch.float32}
@@ -96,7 +98,8 @@ class TorchLearner:
         when the algorithm offers one). Returns namespaced metrics."""
         algo, running = self.algorithm, RunningMetrics()
         algo.begin_step(self.step)
-        batch = self.prepare_batch(batch.to(self.device, self.dtype))
+        from_loss = self.pi_old_from_loss
+        batch = self.prepare_batch(batch.to(self.device, self.dtype), old_logprobs=not from_loss)
         running.set("batch/rows", batch.size)
         running.set("batch/dropped_nonfinite", batch.dropped)
         running.set("batch/tokens", float(batch.loss_mask.sum()))
@@ -104,17 +107,20 @@ class TorchLearner:
         running.set("batch/singleton_groups", float((torch.bincount(batch.group_index) == 1).sum()))
         for key, value in _advantage_stats(batch).items():
             running.set(key, value)
-        assert batch.old_logprobs is not None
-        for key, value in behavior_weight_stats(batch.loss_mask, batch.old_logprobs, batch.behavior_logprobs).items():
-            running.set(key, value)
         for _ in range(self.config.epochs):
             for rows in batch.row_slices(self.config.minibatches):
-                running.add_step(self._optimizer_step(batch.rows(rows)))
+                metrics, old = self._optimizer_step(batch.rows(rows), old_from_loss=from_loss)
+                running.add_step(metrics)
+        if from_loss:  # the one optimizer step covered every row
+            batch = batch.with_fields(old_logprobs=old)
+        stats = behavior_weight_stats(batch.loss_mask, batch.require("old_logprobs"), batch.behavior_logprobs)
+        for key, value in stats.items():
+            running.set(key, value)
         algo.after_step(batch)
         replay = algo.replay_batch()
         if replay is not None:
             replay = replay.to(self.device, self.dtype)
-            replay_metrics = self._optimizer_step(replay)
+            replay_metrics, _ = self._optimizer_step(replay)
             running.set("replay/rows", replay.size)
             running.set("replay/loss", replay_metrics.get("loss/total", 0.0))
         for key, value in algo.metrics().items():
@@ -124,69 +130,107 @@ class TorchLearner:
         running.set("learner/skipped_steps", self.skipped_steps)
         return running.result()
 
-    def prepare_batch(self, batch: TokenBatch) -> TokenBatch:
-        """The batch with pi_old, reference logprobs, old values (score norms when the
-        algorithm asks) and the algorithm's advantages set."""
-        recompute, with_values = self.config.recompute_old_logprobs, self.value_head is not None
+    @property
+    def pi_old_from_loss(self) -> bool:
+        """True when pi_old is taken from the loss's own forward instead of a separate pass.
+
+        On an exactly on-policy step (one epoch, one minibatch) the weights that the loss's
+        forward runs are the weights before the update, so its detached logprobs *are*
+        pi_old, bit for bit, and the extra forward over the batch is waste. That needs an
+        algorithm that reads pi_old only inside its loss (``old_logprobs_in_loss_only``) and
+        no value head (whose old values the separate pass computes)."""
+        c = self.config
+        return (
+            c.recompute_old_logprobs
+            and c.epochs == 1
+            and c.minibatches == 1
+            and self.value_head is None
+            and self.algorithm.old_logprobs_in_loss_only
+        )
+
+    def prepare_batch(self, batch: TokenBatch, old_logprobs: bool = True) -> TokenBatch:
+        """The batch with pi_old (unless ``old_logprobs`` is False: the loss's forward then
+        sets it), reference logprobs, old values (score norms when the algorithm asks) and
+        the algorithm's advantages set."""
+        recompute = self.config.recompute_old_logprobs and old_logprobs
+        with_values = self.value_head is not None
+        micro = self._micro_batches(batch)
         old: list[torch.Tensor] = []
         ref: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         with torch.no_grad():
-            for part in batch.split(self._micro_batches(batch)):
+            for mb in micro:
                 if recompute or with_values:
-                    logprobs, _, v = self._forward(self.model, part, value=with_values)
+                    logprobs, _, v = self._forward(self.model, mb.batch, value=with_values)
                     old.append(logprobs)
                     if v is not None:
                         values.append(v)
                 if self.reference is not None:
-                    ref.append(self._forward(self.reference, part)[0])
+                    ref.append(self._forward(self.reference, mb.batch)[0])
+        like = batch.loss_mask
+        if not self.config.recompute_old_logprobs:
+            batch = batch.with_fields(old_logprobs=batch.behavior_logprobs.clone())
+        elif recompute:
+            batch = batch.with_fields(old_logprobs=gather(old, micro, like))
         batch = batch.with_fields(
-            old_logprobs=torch.cat(old) if recompute else batch.behavior_logprobs.clone(),
-            ref_logprobs=torch.cat(ref) if ref else None,
-            old_values=torch.cat(values) if with_values else None,
+            ref_logprobs=gather(ref, micro, like) if ref else None,
+            old_values=gather(values, micro, like) if with_values else None,
         )
         if self.algorithm.needs_grad_norms:
             batch = batch.with_fields(grad_sq_norm=score_grad_sq_norms(self.model, batch, self._forward))
         return self.algorithm.with_advantages(batch)
 
-    def compute_gradients(self, batch: TokenBatch) -> tuple[bool, StepMetrics]:
+    def compute_gradients(
+        self, batch: TokenBatch, old_from_loss: bool = False
+    ) -> tuple[bool, StepMetrics, torch.Tensor | None]:
         """Zero the gradients, then accumulate the loss's gradient over micro-batches, with
-        counts over the whole (optimizer) ``batch``. Returns whether the loss was finite."""
+        counts over the whole (optimizer) ``batch``. Returns whether the loss was finite, the
+        metrics, and with ``old_from_loss`` the ``(B, T)`` pi_old the forwards gave (each
+        micro-batch's loss reads its detached logprobs as ``old_logprobs``)."""
         algo, metrics = self.algorithm, StepMetrics()
         counts = GlobalCounts.of(algo.loss_mask(batch), algo.config.norm_constant)
         self.optimizer.zero_grad(set_to_none=True)
         finite = True
-        for part in batch.split(self._micro_batches(batch)):
+        micro = self._micro_batches(batch)
+        old: list[torch.Tensor] = []
+        for mb in micro:
             logprobs, entropy, values = self._forward(
                 self.model,
-                part,
+                mb.batch,
                 entropy=True,
                 value=self.value_head is not None,
                 entropy_grad=algo.config.entropy_coef > 0,
             )
+            part = mb.batch
+            if old_from_loss:
+                old.append(logprobs.detach())
+                part = part.with_fields(old_logprobs=old[-1])
             out = algo.loss(LossInputs(logprobs, entropy, values), part, counts)
             finite = finite and bool(torch.isfinite(out.loss))
             if finite:
                 out.loss.backward()
             metrics.add(out.metrics)
-        return finite, metrics
+        return finite, metrics, gather(old, micro, batch.loss_mask) if old_from_loss else None
 
-    def _optimizer_step(self, batch: TokenBatch) -> dict[str, float]:
+    def _optimizer_step(
+        self, batch: TokenBatch, old_from_loss: bool = False
+    ) -> tuple[dict[str, float], torch.Tensor | None]:
+        """One optimizer step on ``batch``: its metrics, and pi_old when ``old_from_loss``."""
         batch = self.algorithm.prepare(batch)
         factor, lr_metrics = self.algorithm.lr_scale(batch)
-        finite, metrics = self.compute_gradients(batch)
+        finite, metrics, old = self.compute_gradients(batch, old_from_loss)
         metrics.add(lr_metrics)
         grad_norm = self._clip_gradients() if finite else float("nan")
         if not (finite and torch.isfinite(torch.tensor(grad_norm))):
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             metrics.add({"learner/skipped": 1.0})
-            return metrics.values
+            return metrics.values, old
         with self._scaled_lr(factor * self._warmup_factor()):
             self.optimizer.step()
         lr = self.config.lr * factor * self._warmup_factor()
         metrics.add({"grad/norm": grad_norm, "learner/lr": lr, "learner/skipped": 0.0})
-        return metrics.values
+        return metrics.values, old
 
     def _warmup_factor(self) -> float:
         """Linear warm-up over the first ``warmup_steps`` rollout batches (1.0 after)."""
@@ -208,8 +252,8 @@ class TorchLearner:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"]
 
-    def _micro_batches(self, batch: TokenBatch) -> int:
-        return -(-batch.size // self.config.micro_batch_size)
+    def _micro_batches(self, batch: TokenBatch) -> list[MicroBatch]:
+        return micro_batches(batch, self.config.micro_batch_size, self.config.micro_batch_tokens)
 
     def _forward(
         self,

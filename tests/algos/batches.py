@@ -50,7 +50,7 @@ def leaf_inputs(batch: TokenBatch, shift: float = 0.0, seed: int = 1) -> LossInp
     noise = shift * torch.randn(batch.loss_mask.shape, generator=g, dtype=batch.loss_mask.dtype)
     logprobs = (batch.old_logprobs + noise * batch.loss_mask).clone().requires_grad_(True)
     entropy = torch.rand(batch.loss_mask.shape, generator=g, dtype=batch.loss_mask.dtype).requires_grad_(True)
-    values = (batch.old_values + noise).clone().requires_grad_(True)
+    values = None if batch.old_values is None else (batch.old_values + noise).clone().requires_grad_(True)
     return LossInputs(logprobs=logprobs, entropy=entropy, values=values)
 
 

@@ -8,6 +8,7 @@ import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
 from agentrl.algos import LossInputs, aggregate, make, names
+from agentrl.learner.micro import gather, micro_batches
 
 
 @pytest.mark.parametrize("name", names())
@@ -48,6 +49,48 @@ def test_micro_batches_sum_to_the_batch(name, shift):
         grads.append(inputs.logprobs.grad)
     assert torch.allclose(parts_loss, full.detach(), atol=1e-12, rtol=1e-9)
     assert torch.allclose(torch.cat(grads), whole.logprobs.grad, atol=1e-12, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize(("max_rows", "max_tokens"), [(3, None), (8, 24), (8, 1)])
+def test_packed_micro_batches_sum_to_the_batch(name, max_rows, max_tokens):
+    """Rows sorted by length, packed under a token budget and cut to each micro-batch's
+    longest row (agentrl.learner.micro) give the whole batch's loss and gradient."""
+    algo = make(name)
+    batch = prepared(algo, make_batch(seed=4))
+    counts = counts_of(algo, batch)
+    whole = leaf_inputs(batch, shift=0.3)
+    full = algo.loss(whole, batch, counts).loss
+    full.backward()
+    micro = micro_batches(batch, max_rows, max_tokens)
+    assert len(micro) > 1 and sorted(torch.cat([mb.index for mb in micro]).tolist()) == list(range(batch.size))
+    assert any(mb.batch.input_ids.shape[1] < batch.input_ids.shape[1] for mb in micro), "some pass is cut"
+    total, grads = torch.zeros((), dtype=torch.float64), []
+    for mb in micro:
+        t = mb.batch.input_ids.shape[1]
+        outputs = (whole.logprobs, whole.entropy, whole.values)
+        inputs = LossInputs(*(x.detach()[mb.index, :t].clone().requires_grad_(True) for x in outputs))
+        out = algo.loss(inputs, mb.batch, counts).loss
+        out.backward()
+        total = total + out.detach()
+        grads.append(inputs.logprobs.grad)
+    assert torch.allclose(total, full.detach(), atol=1e-12, rtol=1e-9)
+    assert torch.allclose(gather(grads, micro, batch.loss_mask), whole.logprobs.grad, atol=1e-12, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", [n for n in names() if make(n).old_logprobs_in_loss_only])
+def test_an_objective_that_reads_pi_old_only_in_its_loss_does_so(name):
+    """``old_logprobs_in_loss_only`` lets the learner set pi_old only for the loss; everything
+    before the loss must then give the same with pi_old absent as with any pi_old."""
+    algo = make(name)
+    batch = make_batch(seed=5)
+    absent = batch.with_fields(old_logprobs=None)
+    moved = batch.with_fields(old_logprobs=batch.old_logprobs + 0.7 * batch.loss_mask)
+    a, b = prepared(algo, absent), prepared(algo, moved)
+    assert torch.equal(a.advantages, b.advantages)
+    assert torch.equal(algo.loss_mask(a), algo.loss_mask(b))
+    assert algo.lr_scale(a) == algo.lr_scale(b)
+    assert repr(a.prepared) == repr(b.prepared)
 
 
 @pytest.mark.parametrize("name", names())
