@@ -1,11 +1,12 @@
-"""Peak memory of the learner's forward + backward: full ``(T, V)`` logits against chunks.
+"""Peak memory of one learner step on one micro-batch: full ``(T, V)`` logits against chunks.
 
 Builds a Qwen2-shaped model with random weights and a real vocabulary (151,936, Qwen2.5's;
-hidden ``--hidden``, ``--layers`` layers; nothing is downloaded) and, for one row of each
-``--lengths`` T, measures in a fresh process per (path, T) how much the peak resident memory
-(``ru_maxrss``) grows over a forward + backward of a policy-gradient loss through
-``forward_tokens`` (with the entropy as a metric, as the learner computes it): once with
-``logits_chunk=0`` (the full-logits path) and once with ``--chunk``. A full-logits run whose
+hidden ``--hidden``, ``--layers`` layers; nothing is downloaded) and, for a micro-batch of one
+row of each ``--lengths`` T, measures in a fresh process per (path, T) how much the peak
+resident memory (``ru_maxrss``) grows over a whole ``TorchLearner.train_step`` (``grpo``:
+pi_old, the loss with the entropy as a metric, backward, AdamW), after a warm-up step that
+allocates the gradients and the optimizer state: once with ``logits_chunk=0`` (the
+full-logits path) and once with ``--chunk``. A full-logits run whose
 estimate (``--full-copies`` (T, V) float32 tensors alive at once) exceeds half the available
 memory is skipped and its estimate printed instead.
 
@@ -44,23 +45,40 @@ def build_model(hidden: int, layers: int) -> torch.nn.Module:
     return Qwen2ForCausalLM(config).train()
 
 
+def one_row(length: int):
+    """A one-row batch of ``length`` tokens, the last 90% sampled (behaviour logprobs 0: the
+    measured quantity is memory, not the update)."""
+    from agentrl.batch import TokenBatch
+
+    ids = torch.randint(0, VOCAB, (1, length), generator=torch.Generator().manual_seed(length))
+    mask = torch.zeros(1, length)
+    mask[:, length // 10 :] = 1
+    return TokenBatch(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        loss_mask=mask,
+        behavior_logprobs=torch.zeros(1, length),
+        turn_index=torch.where(mask > 0, 0, -1),
+        policy_version=torch.where(mask > 0, 0, -1),
+        rewards=torch.ones(1),
+        group_index=torch.zeros(1, dtype=torch.long),
+        truncated=torch.zeros(1, dtype=torch.bool),
+        num_tool_calls=torch.zeros(1),
+    )
+
+
 def measure(args: argparse.Namespace) -> float:
-    """MiB the peak RSS grows by over one forward + backward at ``args.length``."""
-    from agentrl.learner.forward import forward_tokens
+    """MiB the peak RSS grows by over one learner step (``TorchLearner.train_step`` with
+    ``grpo``: pi_old, loss, entropy metric, backward, AdamW) on one row of ``args.length``."""
+    from agentrl.algos import make
+    from agentrl.learner import LearnerConfig, TorchLearner
 
-    model = build_model(args.hidden, args.layers)
-
-    def step(length: int) -> None:
-        ids = torch.randint(0, VOCAB, (1, length), generator=torch.Generator().manual_seed(length))
-        logprobs, _, _ = forward_tokens(
-            model, ids, torch.ones_like(ids), 1.0, with_entropy=True, entropy_grad=False, logits_chunk=args.chunk
-        )
-        (-logprobs.mean()).backward()
-        model.zero_grad(set_to_none=False)  # the gradient buffers exist before the measured step
-
-    step(16)  # warm-up: allocator, kernels, gradient buffers
+    learner = TorchLearner(
+        build_model(args.hidden, args.layers), make("grpo"), LearnerConfig(micro_batch_size=1, logits_chunk=args.chunk)
+    )
+    learner.train_step(one_row(16))  # warm-up: allocator, kernels, gradient buffers, AdamW state
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    step(args.length)
+    learner.train_step(one_row(args.length))
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # KiB on Linux
 
 

@@ -160,6 +160,7 @@ class Trainer:
             write_trajectories(
                 self.run_dir / "samples" / f"step-{self.state.step:06d}.jsonl", trajectories[: 2 * c.group_size]
             )
+        metrics["time/step_s"] = time.perf_counter() - started  # rollout to published weights, no eval
         return metrics
 
     def _resume_hint(self) -> str:
