@@ -6,7 +6,8 @@ row of each ``--lengths`` T, measures in a fresh process per (path, T) how much 
 resident memory (``ru_maxrss``) grows over a whole ``TorchLearner.train_step`` (``grpo``:
 pi_old, the loss with the entropy as a metric, backward, AdamW), after a warm-up step that
 allocates the gradients and the optimizer state: once with ``logits_chunk=0`` (the
-full-logits path) and once with ``--chunk``. A full-logits run whose
+full-logits path) and once in chunks (``--chunk`` positions; by default the learner's own
+choice, ``chunk_positions``). A full-logits run whose
 estimate (``--full-copies`` (T, V) float32 tensors alive at once) exceeds half the available
 memory is skipped and its estimate printed instead.
 
@@ -97,21 +98,19 @@ def main() -> None:
     parser.add_argument("--full-copies", type=int, default=4, help="(T, V) tensors the full path holds at its peak")
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.chunk is None:
-        from agentrl.learner.forward import LOGITS_BUDGET
-
-        args.chunk = LOGITS_BUDGET // VOCAB  # what the learner's default (None) picks
     if args.length is not None:
         print(json.dumps(measure(args)))
         return
 
-    def run(length: int, chunk: int) -> float:
-        cmd = [sys.executable, __file__, f"--length={length}", f"--chunk={chunk}"]
+    def run(length: int, chunk: int | None) -> float:
+        cmd = [sys.executable, __file__, f"--length={length}"] + ([f"--chunk={chunk}"] if chunk is not None else [])
         cmd += [f"--hidden={args.hidden}", f"--layers={args.layers}"]
         return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
 
-    print(f"one row, V = {VOCAB:,}, hidden {args.hidden}, {args.layers} layers, float32, chunk {args.chunk}")
-    print(f"{'T':>6} | {'full logits (MiB)':>24} | {'chunked (MiB)':>13} | {'one (T, V) fp32 (MiB)':>21}")
+    from agentrl.learner.forward import chunk_positions
+
+    print(f"a micro-batch of one row, V = {VOCAB:,}, hidden {args.hidden}, {args.layers} layers, float32")
+    print(f"{'T':>6} | {'full logits (MiB)':>24} | {'chunked (MiB)':>13} | {'chunk':>5} | {'(T, V) fp32 (MiB)':>17}")
     notes = []
     for length in args.lengths:
         one = length * VOCAB * 4 / MIB
@@ -123,7 +122,8 @@ def main() -> None:
             )
         else:
             full = f"{run(length, 0):,.0f}"
-        print(f"{length:>6} | {full:>24} | {run(length, args.chunk):>13,.0f} | {one:>21,.0f}")
+        chunk = args.chunk or chunk_positions(length - 1, args.hidden, VOCAB)
+        print(f"{length:>6} | {full:>24} | {run(length, args.chunk):>13,.0f} | {chunk:>5} | {one:>17,.0f}")
     for note in notes:
         print(note)
 

@@ -32,8 +32,8 @@ class LearnerConfig:
     value_lr: float | None = option(None, "learning rate of the value head (ppo); None = lr")
     logits_chunk: int | None = option(
         None,
-        "positions per lm_head chunk (logits memory O(chunk x V), not O(T x V)); "
-        "None = as many as 2^25 logits hold; 0 = full logits",
+        "positions per lm_head chunk (logits memory O(chunk x V), not O(T x V)); None = a chunk's logits "
+        "as many as the pass's hidden states (within 2^22..2^25); 0 = full logits",
     )
 
     def __post_init__(self) -> None:

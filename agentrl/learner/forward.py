@@ -29,9 +29,9 @@ from torch.utils.checkpoint import checkpoint
 
 from agentrl.engines.logprobs import sampling_logprobs
 
-LOGITS_BUDGET = 2**25
-"""Logits per lm_head chunk when ``logits_chunk`` is None: 128 MiB in float32, so 220 positions
-at a vocabulary of 151,936, and a whole micro-batch in one chunk at a small one."""
+LOGITS_MIN, LOGITS_MAX = 2**23, 2**25
+"""Bounds on the logits of one lm_head chunk when ``logits_chunk`` is None (32 and 128 MiB in
+float32); see ``chunk_positions``."""
 
 _POST_PROJECTION = ("final_logit_softcapping", "logit_scale")  # config fields that change logits after lm_head
 
@@ -83,18 +83,18 @@ def forward_tokens(
     """``(logprobs, entropy, values)``, each ``(B, T)`` or None, for ``input_ids`` ``(B, T)``.
 
     ``entropy_grad=False`` computes the entropy outside autograd (a metric only).
-    ``logits_chunk`` positions (over all rows) share one lm_head product (None: as many as
-    ``LOGITS_BUDGET`` logits hold); 0 takes the full logits path. A batch that fits in one
+    ``logits_chunk`` positions (over all rows) share one lm_head product (None:
+    ``chunk_positions``); 0 takes the full logits path. A batch that fits in one
     chunk is not checkpointed: there is nothing to save by recomputing it."""
     temperature = temperature if temperature > 0 else 1.0
     parts = base_and_head(model) if logits_chunk != 0 else None
     if parts is None:
         return _forward_full(model, input_ids, attention_mask, temperature, with_entropy, entropy_grad, value_head)
     base, head = parts
-    if logits_chunk is None:
-        logits_chunk = max(1, LOGITS_BUDGET // _vocab_size(head))
     hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # (B, T-1, H)
     b, t = input_ids.shape[0], input_ids.shape[1] - 1
+    if logits_chunk is None:
+        logits_chunk = chunk_positions(b * t, hidden.shape[-1], _vocab_size(head))
     flat, targets = hidden.reshape(b * t, hidden.shape[-1]), input_ids[:, 1:].reshape(b * t)  # (N, H), (N,)
     grad = torch.is_grad_enabled()
     entropy_mode = "none" if not with_entropy else ("grad" if entropy_grad and grad else "metric")
@@ -112,6 +112,21 @@ def forward_tokens(
     if value_head is not None:  # the state before each token t = 1..T-1
         values = shift_right(value_head(hidden.to(value_head.linear.weight.dtype)))
     return logprobs, entropy, values
+
+
+def chunk_positions(positions: int, hidden: int, vocab: int) -> int:
+    """Positions per lm_head chunk by default: a chunk's logits hold as many numbers as the
+    hidden states of the whole pass (``positions x hidden``), so the chunk costs no more
+    memory than what the pass already holds, within ``[LOGITS_MIN, LOGITS_MAX]``, rounded up.
+
+    The floor keeps the products efficient, and on CPU it keeps each chunk's buffers at 32 MiB
+    or more, which glibc's malloc maps and unmaps; many smaller ones it keeps in its heap,
+    where they fragmented it (measured with scripts/bench_logits_memory.py at V = 151,936:
+    chunks of 27 positions grew a step's peak RSS by 2.9 GB at T = 2,048, chunks of 56 by
+    143 MiB). At V = 151,936: 56 positions for a short pass, ``positions / 42`` for a 7B
+    model's (H = 3,584) long one; at the default model's V = 400, a pass of up to 20,972
+    positions is one chunk."""
+    return max(1, -(-min(max(positions * hidden, LOGITS_MIN), LOGITS_MAX) // vocab))
 
 
 def _vocab_size(head: nn.Module) -> int:

@@ -11,8 +11,8 @@ mirrors the stream's counters into shared memory. Weights arrive through a
 Failures reach the learner's side as a ``StreamError`` from ``take``: an error in the worker
 (building its engine, an environment, the engine failing) with its one-line text; the worker
 dying without a word (killed, crashed, even in the middle of sending a group) with its exit
-code; a weight sync running longer than the caller's ``sync_timeout_s``. The worker exits when asked to stop or when its parent dies.
-Knows nothing of learners or algorithms.
+code; a weight sync running longer than the caller's ``sync_timeout_s``. The worker exits
+when asked to stop or when its parent dies. Knows nothing of learners or algorithms.
 """
 
 from __future__ import annotations

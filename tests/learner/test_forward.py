@@ -5,7 +5,7 @@ import torch
 
 from agentrl.engines.loading import load_model
 from agentrl.learner import LearnerConfig
-from agentrl.learner.forward import LOGITS_BUDGET, ValueHead, base_and_head, forward_tokens
+from agentrl.learner.forward import LOGITS_MAX, LOGITS_MIN, ValueHead, base_and_head, chunk_positions, forward_tokens
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,16 @@ def grads_of(model, value_head, ids, mask, temperature, chunk, entropy_grad=True
 
 def test_the_default_model_exposes_its_base_and_head(model64):
     assert base_and_head(model64) is not None
-    assert LearnerConfig().logits_chunk is None  # sized by LOGITS_BUDGET: 220 positions at V = 151,936
-    assert LOGITS_BUDGET // 151_936 == 220
+    assert LearnerConfig().logits_chunk is None  # sized by chunk_positions
+
+
+def test_default_chunks_hold_as_many_logits_as_the_hidden_states_within_bounds():
+    assert chunk_positions(512, 64, 151_936) == 56  # a short pass of a small model: LOGITS_MIN, rounded up
+    assert 56 * 151_936 >= LOGITS_MIN > 55 * 151_936
+    assert chunk_positions(8192, 3584, 151_936) == 194  # a 7B model's long pass: 8192 x 3584 / V, rounded up
+    assert chunk_positions(10**6, 4096, 151_936) == 221  # LOGITS_MAX / V, rounded up
+    assert 221 * 151_936 >= LOGITS_MAX > 220 * 151_936
+    assert chunk_positions(16_384, 128, 400) >= 16_384  # the default model: a full micro-batch in one chunk
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
