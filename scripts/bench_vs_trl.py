@@ -74,7 +74,7 @@ def agentrl_side(env: str, steps: int, seed: int, eval_tasks: int, out: Path) ->
         "algo_args.clip_high=0.2",
     ):
         cmd += ["--set", option]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    run_checked(cmd)
     lines = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steps_ = [x for x in lines if "time/step_s" in x]
     evals = [x["eval/accuracy"] for x in lines if "eval/accuracy" in x]
@@ -95,7 +95,7 @@ def trl_side(python: str, peer: Path, env: str, steps: int, seed: int, eval_task
     where = out / f"trl-{env}-s{seed}"
     cmd = [python, str(peer), "--env", env, "--steps", str(steps), "--seed", str(seed)]
     cmd += ["--eval-tasks", str(eval_tasks), "--out", str(where)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    run_checked(cmd)
     s = json.loads((where / "summary.json").read_text())
     return {
         "s_per_step": s["s_per_step"],
@@ -108,13 +108,22 @@ def trl_side(python: str, peer: Path, env: str, steps: int, seed: int, eval_task
     }
 
 
+def run_checked(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench_vs_trl: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+
+
 def install_into(python: str) -> None:
-    """Build this tree's wheel and install it, without dependencies, into the peer's venv."""
+    """Build this tree's wheel and install it into the peer's venv, keeping the versions of
+    what is there (TRL's pins) and adding what agentrl needs and the venv lacks."""
     with tempfile.TemporaryDirectory() as dist:
         subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", dist, str(ROOT)], check=True,
                        capture_output=True)  # fmt: skip
         (wheel,) = Path(dist).glob("*.whl")
-        subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True)
+        pip = [python, "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(wheel)], check=True)
+        subprocess.run([*pip, str(wheel)], check=True)  # what it needs and the venv lacks; its pins stay
 
 
 def report(env: str, steps: int, runs: dict[str, list[dict]]) -> None:

@@ -1,7 +1,8 @@
 """The transformers engine: batched sampling with a KV cache, on CPU or CUDA.
 
 Owns the decode loop. Prompts of a batch are left-padded; positions come from the attention
-mask, so a padded row sees exactly the positions it would alone. Each step samples from
+mask, so a padded row sees exactly the positions it would alone. Identical prompts (the
+episodes of a group at their first turn) are prefilled once and their cache rows copied. Each step samples from
 ``sampling_logprobs`` (temperature, top-k, top-p) and records the chosen token's logprob
 under that distribution. Rows that finish (end-of-sequence token, stop string, or their
 token limit) leave the batch and the cache, so later steps cost only the live rows.
@@ -88,12 +89,19 @@ class TransformersEngine:
                 r.finish = "length"
         if not live:
             return
-        ids, mask = self._left_pad([prompts[i] for i in live])  # (B, T)
+        # rows with the same prompt (a group's episodes at their first turn) share one prefill
+        unique: dict[tuple[int, ...], int] = {}
+        copy_of = [unique.setdefault(tuple(prompts[i]), len(unique)) for i in live]
+        ids, mask = self._left_pad([list(p) for p in unique])  # (U, T)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        next_position = mask.sum(-1)  # (B,)
+        next_position = mask.sum(-1)  # (U,)
         stops = _StopMatcher(self.tokenizer, params.stop) if params.stop else None
         cache = _new_cache(self.model)
-        logits = self._forward(ids, mask, positions, cache)  # (B, V)
+        logits = self._forward(ids, mask, positions, cache)  # (U, V)
+        if len(unique) < len(live):  # each row takes its prompt's cache, logits and positions
+            index = torch.tensor(copy_of, device=self.device)
+            cache.batch_select_indices(index)
+            logits, mask, next_position = logits[index], mask[index], next_position[index]  # (B, ...)
         while True:
             logprobs = sampling_logprobs(logits, params.temperature, params.top_k, params.top_p)  # (B, V)
             if params.temperature == 0:

@@ -71,6 +71,20 @@ def test_batched_equals_one_at_a_time(engine):
         assert max(abs(a - b) for a, b in zip(alone.logprobs, got.logprobs, strict=True)) < 1e-4
 
 
+def test_identical_prompts_share_a_prefill_and_sample_apart(engine):
+    """A group's episodes start from one prompt: it is prefilled once, yet each row samples on
+    its own, and greedy rows equal the prompt decoded alone."""
+    p = prompts(engine, 2)
+    rows = [p[0]] * 3 + [p[1]]
+    greedy = engine.generate(rows, SamplingParams(temperature=0, max_new_tokens=10))
+    for prompt, got in zip(rows, greedy, strict=True):
+        alone = engine.generate([prompt], SamplingParams(temperature=0, max_new_tokens=10))[0]
+        assert alone.token_ids == got.token_ids
+        assert max(abs(a - b) for a, b in zip(alone.logprobs, got.logprobs, strict=True)) < 1e-4
+    sampled = engine.generate([p[0]] * 4, SamplingParams(max_new_tokens=16, seed=3))
+    assert len({tuple(c.token_ids) for c in sampled}) > 1, "copies of a prompt sample independently"
+
+
 @pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(1.0, 0, 1.0), (0.7, 5, 0.9), (0.0, 0, 1.0)])
 def test_logprobs_match_teacher_forcing(engine, temperature, top_k, top_p):
     p = prompts(engine)
