@@ -79,39 +79,63 @@ def forward_tokens(
     entropy_grad: bool = True,
     value_head: ValueHead | None = None,
     logits_chunk: int | None = None,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """``(logprobs, entropy, values)``, each ``(B, T)`` or None, for ``input_ids`` ``(B, T)``.
 
     ``entropy_grad=False`` computes the entropy outside autograd (a metric only).
     ``logits_chunk`` positions (over all rows) share one lm_head product (None:
     ``chunk_positions``); 0 takes the full logits path. A batch that fits in one
-    chunk is not checkpointed: there is nothing to save by recomputing it."""
+    chunk is not checkpointed: there is nothing to save by recomputing it. ``positions``
+    ``(B, T)`` bool, when given, are the tokens whose logprobs and entropies are wanted (the
+    learner's loss mask): the output projection runs on them only, and every other token's
+    logprob and entropy is 0 (on both paths). Values are computed at every position."""
     temperature = temperature if temperature > 0 else 1.0
     parts = base_and_head(model) if logits_chunk != 0 else None
     if parts is None:
-        return _forward_full(model, input_ids, attention_mask, temperature, with_entropy, entropy_grad, value_head)
+        logprobs, entropy, values = _forward_full(
+            model, input_ids, attention_mask, temperature, with_entropy, entropy_grad, value_head
+        )
+        if positions is not None:
+            keep = positions.bool()
+            logprobs = torch.where(keep, logprobs, 0.0)
+            entropy = None if entropy is None else torch.where(keep, entropy, 0.0)
+        return logprobs, entropy, values
     base, head = parts
     hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # (B, T-1, H)
     b, t = input_ids.shape[0], input_ids.shape[1] - 1
-    if logits_chunk is None:
-        logits_chunk = chunk_positions(b * t, hidden.shape[-1], _vocab_size(head))
     flat, targets = hidden.reshape(b * t, hidden.shape[-1]), input_ids[:, 1:].reshape(b * t)  # (N, H), (N,)
+    index = None if positions is None else positions[:, 1:].reshape(b * t).nonzero().squeeze(-1)  # (n,)
+    if index is not None:
+        flat, targets = flat[index], targets[index]
     grad = torch.is_grad_enabled()
     entropy_mode = "none" if not with_entropy else ("grad" if entropy_grad and grad else "metric")
-    recompute = grad and b * t > logits_chunk  # in one chunk there is nothing to save by recomputing
-    pieces = []
-    for start in range(0, max(b * t, 1), logits_chunk):  # one empty chunk when T = 1
-        args = (head, flat[start : start + logits_chunk], targets[start : start + logits_chunk], temperature)
-        if recompute:
-            pieces.append(checkpoint(_chunk_stats, *args, entropy_mode, use_reentrant=False))
-        else:
-            pieces.append(_chunk_stats(*args, entropy_mode))
-    logprobs = shift_right(torch.cat([p[0] for p in pieces]).reshape(b, t))
-    entropy = shift_right(torch.cat([p[1] for p in pieces]).reshape(b, t)) if with_entropy else None
+    if logits_chunk is None:
+        logits_chunk = chunk_positions(flat.shape[0], hidden.shape[-1], _vocab_size(head))
+    chosen, ent = _chunked_stats(head, flat, targets, temperature, entropy_mode, logits_chunk)  # (n,), (n,)
+    if index is not None:  # back to every position, 0 where not wanted
+        chosen = chosen.new_zeros(b * t).index_copy(0, index, chosen)
+        ent = ent.new_zeros(b * t).index_copy(0, index, ent) if with_entropy else ent
+    logprobs = shift_right(chosen.reshape(b, t))
+    entropy = shift_right(ent.reshape(b, t)) if with_entropy else None
     values = None
     if value_head is not None:  # the state before each token t = 1..T-1
         values = shift_right(value_head(hidden.to(value_head.linear.weight.dtype)))
     return logprobs, entropy, values
+
+
+def _chunked_stats(
+    head: nn.Module, flat: torch.Tensor, targets: torch.Tensor, temperature: float, entropy_mode: str, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logprobs, entropy)`` ``(n,)`` over ``flat`` ``(n, H)``, ``chunk`` positions per lm_head
+    product, each chunk checkpointed when under autograd and there is more than one."""
+    n = flat.shape[0]
+    recompute = torch.is_grad_enabled() and n > chunk  # in one chunk there is nothing to save by recomputing
+    pieces = []
+    for start in range(0, max(n, 1), chunk):  # one empty chunk when there is nothing to compute
+        args = (head, flat[start : start + chunk], targets[start : start + chunk], temperature, entropy_mode)
+        pieces.append(checkpoint(_chunk_stats, *args, use_reentrant=False) if recompute else _chunk_stats(*args))
+    return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
 
 def chunk_positions(positions: int, hidden: int, vocab: int) -> int:

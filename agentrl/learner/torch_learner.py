@@ -275,6 +275,7 @@ class TorchLearner:
                 entropy_grad=entropy_grad,
                 value_head=self.value_head if value else None,
                 logits_chunk=self.config.logits_chunk,
+                positions=batch.loss_mask > 0,  # every objective reads logprobs only where the mask is 1
             )
         cast = batch.loss_mask.dtype
         return logprobs.to(cast), None if ent is None else ent.to(cast), None if values is None else values.to(cast)

@@ -22,12 +22,12 @@ def tokens(model64):
     return ids, mask
 
 
-def grads_of(model, value_head, ids, mask, temperature, chunk, entropy_grad=True):
+def grads_of(model, value_head, ids, mask, temperature, chunk, entropy_grad=True, positions=None):
     model.zero_grad()
     value_head.zero_grad()
     logprobs, entropy, values = forward_tokens(
         model, ids, mask, temperature, with_entropy=True, entropy_grad=entropy_grad, value_head=value_head,
-        logits_chunk=chunk,
+        logits_chunk=chunk, positions=positions,
     )  # fmt: skip
     g = torch.Generator().manual_seed(1)
     w, u, s = (torch.randn(ids.shape, generator=g, dtype=torch.float64) for _ in range(3))
@@ -68,6 +68,36 @@ def test_chunked_values_and_gradients_equal_the_full_logits(model64, tokens, tem
         assert (a - b).abs().max() <= 1e-10, (name, (a - b).abs().max())
     assert want[3].abs().sum() > 0
     assert (got[3] - want[3]).abs().max() <= 1e-9, (got[3] - want[3]).abs().max()
+
+
+@pytest.mark.parametrize("chunk", [0, 4, None])
+def test_only_the_wanted_positions_are_computed_and_the_rest_is_zero(model64, tokens, chunk):
+    """The learner asks for its loss mask's tokens only: there they equal the full
+    computation, elsewhere they are 0, and the gradient is the full gradient's restricted to them."""
+    ids, mask = tokens
+    wanted = torch.zeros_like(ids, dtype=torch.bool)
+    wanted[0, 5:12] = wanted[1, 3:17] = wanted[2, 20:] = True
+    head = ValueHead(model64.config.hidden_size).double()
+    torch.nn.init.normal_(head.linear.weight, generator=torch.Generator().manual_seed(2))
+    got = grads_of(model64, head, ids, mask, 0.7, chunk, positions=wanted)
+    full = grads_of(model64, head, ids, mask, 0.7, 0)
+    for name, a, b in zip(("logprobs", "entropy"), got[:2], full[:2], strict=True):
+        assert (a[wanted] - b[wanted]).abs().max() <= 1e-10, name
+        assert (a[~wanted] == 0).all(), name
+
+    def masked_grads():  # the full path with the unwanted tokens' weights zeroed by hand
+        model64.zero_grad()
+        head.zero_grad()
+        logprobs, entropy, values = forward_tokens(
+            model64, ids, mask, 0.7, with_entropy=True, value_head=head, logits_chunk=0
+        )
+        g = torch.Generator().manual_seed(1)
+        w, u, s = (torch.randn(ids.shape, generator=g, dtype=torch.float64) for _ in range(3))
+        ((logprobs * w * wanted).sum() + (values * s).sum() + (entropy * u * wanted).sum()).backward()
+        params = [*model64.parameters(), *head.parameters()]
+        return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()).double() for p in params])
+
+    assert (got[3] - masked_grads()).abs().max() <= 1e-9
 
 
 def test_a_metric_entropy_keeps_no_graph_and_no_gradient(model64, tokens):
