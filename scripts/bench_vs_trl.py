@@ -47,7 +47,8 @@ UNEQUAL = [
     "length and packed in micro-batches of at most 32 rows / 16,384 tokens, each cut to its longest row",
     "pi_old: neither side runs a separate forward on this exactly on-policy step (agentrl takes it from "
     "the loss's forward, TRL uses the detached logprobs)",
-    "sampling engine: agentrl's transformers engine (continuous batching, KV cache); TRL's generate()",
+    "sampling: agentrl's transformers engine (batched KV-cache decode, finished rows leave the batch, a "
+    "prompt shared by a group prefilled once); TRL's transformers generate()",
 ]
 
 
