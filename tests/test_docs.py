@@ -14,10 +14,11 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TOP_LEVEL = ("agentrl", "envs", "tools", "configs", "tests", "scripts", "docs")
 
 
-def headings(text: str) -> list[str]:
-    """The second-level headings of a Markdown page, outside fenced code."""
+def headings(text: str, levels: str = "2") -> list[str]:
+    """The headings of a Markdown page at ``levels`` (a regex quantifier for the number of
+    ``#``: "2" for sections, "1,6" for all), outside fenced code."""
     text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
-    return [m.group(1).strip() for m in re.finditer(r"^## (.+)$", text, flags=re.MULTILINE)]
+    return [m.group(1).strip() for m in re.finditer(rf"^#{{{levels}}} (.+)$", text, flags=re.MULTILINE)]
 
 
 def anchor(heading: str) -> str:
@@ -27,7 +28,7 @@ def anchor(heading: str) -> str:
 
 
 def anchors(page: Path) -> set[str]:
-    return {anchor(h) for h in headings(page.read_text())}
+    return {anchor(h) for h in headings(page.read_text(), "1,6")}
 
 
 def links(text: str) -> list[str]:
@@ -86,6 +87,7 @@ def test_helpers_catch_what_they_look_for():
     """The parsers above find a link, an anchor, a path and a heading in a made-up page."""
     page = "## grpo\n\n```\n## not a heading\n```\nSee [it](docs/x.md#a-b) and `agentrl/nowhere.py`, `runs/<name>/`."
     assert headings(page) == ["grpo"]
+    assert headings("# top\n## grpo\n### Micro-batches\n####### seven", "1,6") == ["top", "grpo", "Micro-batches"]
     assert links(page) == ["docs/x.md#a-b"]
     assert repo_paths(page) == ["agentrl/nowhere.py"]
     assert anchor("Where the code differs: from the brief") == "where-the-code-differs-from-the-brief"
