@@ -2,8 +2,9 @@
 
 Owns the update: pi_old (and reference / value) recomputation, or on an exactly on-policy
 step pi_old from the loss's own forward (``pi_old_from_loss``), advantages through the
-algorithm, micro-batching (``agentrl.learner.micro``) with global counts, gradient clipping, AdamW, the per-step
-learning-rate hook, bf16 autocast on CUDA, and the skipping of non-finite steps. It calls
+algorithm, micro-batching (``agentrl.learner.micro``) with global counts, gradient
+clipping, AdamW, the per-step learning-rate hook, bf16 autocast on CUDA, and the skipping
+of non-finite steps. It calls
 the algorithm's methods and hooks and never branches on an algorithm's name
 (docs/algorithms.md#the-learners-update). It changes a batch only through
 ``TokenBatch.with_fields`` and the algorithm's ``with_advantages`` / ``prepare``.
@@ -154,13 +155,15 @@ class TorchLearner:
         the algorithm's advantages set."""
         recompute = self.config.recompute_old_logprobs and old_logprobs
         with_values = self.value_head is not None
-        micro = self._micro_batches(batch)
+        policy_pass = recompute or with_values
+        # no pass at all (pi_old from the loss, no reference): nothing to plan or copy
+        micro = self._micro_batches(batch) if policy_pass or self.reference is not None else []
         old: list[torch.Tensor] = []
         ref: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         with torch.no_grad():
             for mb in micro:
-                if recompute or with_values:
+                if policy_pass:
                     logprobs, _, v = self._forward(self.model, mb.batch, value=with_values)
                     old.append(logprobs)
                     if v is not None:
