@@ -9,7 +9,10 @@ each), so a template fallback that splits an episode never counts it twice:
   samples with ``c`` correct, averaged over groups, for k = 1 and k = group size;
 - ``mean_reward``, ``mean_turns``;
 - ``tool_error_rate``: failed tool-call attempts over all attempts (a malformed call, an
-  unknown tool, bad arguments, or a tool that returned an error or timed out);
+  unknown tool, bad arguments, or a tool that returned an error, timed out or was unavailable);
+- ``tool_unavailable_rate``: attempts whose tool could not be reached, over all attempts;
+- ``mean_<component>`` for every reward component an environment reports (``search_qa``:
+  ``mean_f1``, ``mean_searches``), averaged over all episodes (0 where one is missing);
 - ``truncated_rate`` and ``error_rate`` (episodes ended by an environment exception).
 """
 
@@ -54,12 +57,16 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         "mean_turns": sum(t.num_turns for t in episodes) / n,
         "tool_calls": sum(t.tool_calls for t in episodes),
         "tool_error_rate": sum(t.tool_errors for t in episodes) / attempts if attempts else 0.0,
+        "tool_unavailable_rate": sum(t.tool_unavailable for t in episodes) / attempts if attempts else 0.0,
         "truncated_rate": sum(t.truncated for t in episodes) / n,
         "error_rate": sum(t.error is not None for t in episodes) / n,
         "mean_sampled_tokens": sum(t.num_sampled_tokens for t in episodes) / n,
     }
     if k_max > 1:
         metrics[f"pass@{k_max}"] = _mean_pass(groups, k_max)
+    components = sorted({key for t in episodes for key in t.reward_components} - {"correct"})
+    for key in components:
+        metrics[f"mean_{key}"] = sum(t.reward_components.get(key, 0.0) for t in episodes) / n
     return metrics
 
 

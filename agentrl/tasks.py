@@ -27,7 +27,7 @@ from agentrl.errors import AgentRLError
 from agentrl.types import Task
 
 QUESTION_KEYS = ("question", "prompt", "problem", "query", "input")
-ANSWER_KEYS = ("answer", "solution", "gold", "target", "output")
+ANSWER_KEYS = ("answer", "solution", "gold", "target", "output", "golden_answers")
 AnswerFn = Callable[[Any], str | None]  # a row's answer field -> the gold answer, or None
 
 

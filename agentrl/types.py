@@ -68,6 +68,7 @@ class Trajectory:
     stop_reason: str = ""
     tool_calls: int = 0
     tool_errors: int = 0
+    tool_unavailable: int = 0  # turns whose tool could not be reached (a retriever down)
     parse_errors: int = 0
     answer: str | None = None
     correct: bool | None = None

@@ -31,11 +31,10 @@ from agentrl.config import build, check_choice, check_range, option
 from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.types import Message
 from agentrl_envs.common import MathTaskConfig, MathTaskMixin
-from agentrl_tools.base import ToolResult, run_tool, tool_spec
+from agentrl_tools.base import ToolResult, run_tool, tool_spec, worst_status
 from agentrl_tools.calculator import Calculator, Limits
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
 
-_STATUS_RANK = {"ok": 0, "error": 1, "timeout": 2}
 _PROMPTS = {
     "xml": "Use the calculator by writing <calculator>EXPRESSION</calculator>; its result comes back to you. "
     "When you know the result, end with: The answer is N.",
@@ -129,7 +128,7 @@ class MathToolEnv(MathTaskMixin, Env):
 
     def _tool_results(self, turn: int, results: list[ToolResult], calls: list[dict[str, Any]]) -> StepResult:
         messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
-        worst = max((r.status for r in results), key=_STATUS_RANK.__getitem__)
+        worst = worst_status(r.status for r in results)
         latency = sum(r.latency_s for r in results)
         return self._end_or_go_on(turn, messages, tool_calls=calls, tool_status=worst, tool_latency_s=latency)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,12 @@ import pytest
 from agentrl.models.tiny import make_tiny_model
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+
+# search_qa writes its world's corpus and BM25 index to the cache dir: one per test session,
+# never the user's ~/.cache (also inherited by the subprocesses tests start)
+if "AGENTRL_CACHE_DIR" not in os.environ:
+    os.environ["AGENTRL_CACHE_DIR"] = tempfile.mkdtemp(prefix="agentrl-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["AGENTRL_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,22 @@
 """The tool contract: a name, a JSON schema and a call that returns text.
 
 Owns ``Tool``, ``ToolCall`` and ``ToolResult`` and the one place that times a call and
-turns an exception into an error result (``run_tool``). Must not know about environments,
-tokens or chat templates.
+turns an exception into an error result (``run_tool``, and ``arun_tool`` for tools that
+wait on I/O and define ``acall``). Statuses: ``ok``; ``error`` (refused input, a tool bug, a
+service that answered badly); ``timeout``; ``unavailable`` (a service that could not be
+reached). Must not know about environments, tokens or chat templates.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-ToolStatus = Literal["ok", "error", "timeout"]
+ToolStatus = Literal["ok", "error", "timeout", "unavailable"]
+STATUS_RANK: dict[str, int] = {"ok": 0, "error": 1, "timeout": 2, "unavailable": 3}
+"""How bad a status is: a turn with several calls reports the worst (``worst_status``)."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,44 @@ def run_tool(tool: Tool, call: ToolCall) -> ToolResult:
     so one bad call never takes down the episode or the batch."""
     start = time.perf_counter()
     try:
-        output = tool(**call.arguments)
-        status: ToolStatus = "ok"
-    except TimeoutError as exc:
+        return _timed(tool(**call.arguments), start)
+    except Exception as exc:
+        return _failed(exc, start)
+
+
+async def arun_tool(tool: Tool, call: ToolCall) -> ToolResult:
+    """``run_tool`` for a tool that may wait: awaits ``tool.acall`` when the tool has one
+    (it returns a ``ToolResult`` or text), else calls it as ``run_tool`` does."""
+    acall = getattr(tool, "acall", None)
+    if acall is None:
+        return run_tool(tool, call)
+    start = time.perf_counter()
+    try:
+        return _timed(await acall(**call.arguments), start)
+    except Exception as exc:
+        return _failed(exc, start)
+
+
+def _timed(output: str | ToolResult, start: float) -> ToolResult:
+    latency = time.perf_counter() - start
+    if isinstance(output, ToolResult):
+        return ToolResult(status=output.status, output=output.output, latency_s=latency)
+    return ToolResult(status="ok", output=output, latency_s=latency)
+
+
+def _failed(exc: Exception, start: float) -> ToolResult:
+    if isinstance(exc, TimeoutError):
         output, status = f"Error: {exc or 'the tool timed out'}", "timeout"
-    except ToolInputError as exc:
+    elif isinstance(exc, ToolInputError):
         output, status = f"Error: {exc}", "error"
-    except Exception as exc:  # a tool bug must not crash the rollout
+    else:  # a tool bug must not crash the rollout
         output, status = f"Error: {type(exc).__name__}: {exc}", "error"
     return ToolResult(status=status, output=output, latency_s=time.perf_counter() - start)
+
+
+def worst_status(statuses: Iterable[ToolStatus]) -> ToolStatus:
+    """The worst of a turn's call statuses (``STATUS_RANK``); ``ok`` for none."""
+    return max(statuses, key=STATUS_RANK.__getitem__, default="ok")
 
 
 def tool_spec(tool: Tool) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class Episode:
         self.turns = 0
         self.reward = 0.0
         self.components: dict[str, float] = {}
-        self.stats = {"tool_calls": 0, "tool_errors": 0, "parse_errors": 0, "call_attempts": 0}
+        self.stats = {"tool_calls": 0, "tool_errors": 0, "tool_unavailable": 0, "parse_errors": 0, "call_attempts": 0}
         self.done = False
         self.terminated = self.truncated = False
         self.stop_reason = ""
@@ -166,9 +166,11 @@ class Episode:
         self.stats["parse_errors"] += parse_error is not None
         attempted = calls > 0 or parse_error in CALL_ERRORS
         self.stats["call_attempts"] += attempted
+        status = info.get("tool_status")
         self.stats["tool_errors"] += attempted and (
-            parse_error in CALL_ERRORS or info.get("tool_status") in ("error", "timeout")
+            parse_error in CALL_ERRORS or status in ("error", "timeout", "unavailable")
         )
+        self.stats["tool_unavailable"] += attempted and status == "unavailable"
         self.answer = info.get("answer", self.answer) or self.answer
         self.last_info = info
 
@@ -204,6 +206,7 @@ class Episode:
             "stop_reason": self.stop_reason,
             "tool_calls": self.stats["tool_calls"],
             "tool_errors": self.stats["tool_errors"],
+            "tool_unavailable": self.stats["tool_unavailable"],
             "parse_errors": self.stats["parse_errors"],
             "answer": self.answer,
             "correct": None if correct is None else correct > 0,
