@@ -43,7 +43,8 @@ from agentrl_envs import search_world
 from agentrl_envs.qa_grading import exact_match, extract_answer, f1, gold_list, golds_of
 from agentrl_tools.base import ToolResult, arun_tool, tool_spec, worst_status
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
-from agentrl_tools.search.factory import default_cache_dir, open_retriever
+from agentrl_tools.search.base import default_cache_dir
+from agentrl_tools.search.factory import open_retriever
 from agentrl_tools.search.tool import SearchTool
 
 _PROMPTS = {

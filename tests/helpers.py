@@ -1,11 +1,21 @@
-"""Stand-ins for fast unit tests (used in addition to the real-model tests)."""
+"""Stand-ins for fast unit tests (used in addition to the real-model tests), and a real
+``agentrl serve retriever`` process for the tests that need one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from agentrl.engines.base import Completion, SamplingParams
 from agentrl_envs.math_tool import MathToolEnv
@@ -92,3 +102,43 @@ class BrokenResetEnv(MathToolEnv):
         if os.environ.get("AGENTRL_TEST_BROKEN_RESET"):
             raise RuntimeError("reset failed")
         return super().reset(seed=seed, options=options)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``agentrl serve retriever`` as a child process (started and killed by id)."""
+
+    def __init__(self, corpus: Path, port: int | None = None):
+        self.corpus, self.port = corpus, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> ServerProcess:
+        cmd = [sys.executable, "-m", "agentrl.cli.main", "serve", "retriever", "--corpus", str(self.corpus)]
+        self.proc = subprocess.Popen(
+            [*cmd, "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"server exited {self.proc.returncode}: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError("the retriever server did not become healthy")
+
+    def stats(self) -> dict[str, int]:
+        return httpx.get(f"{self.url}/stats", timeout=5.0).json()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

@@ -16,7 +16,9 @@ Statuses (``SearchResult.status``), the same words ``info["tool_status"]`` uses:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from agentrl.errors import AgentRLError
@@ -89,3 +91,10 @@ def row_contents(row: Any) -> tuple[str, str] | None:
     if not isinstance(contents, str) or not contents.strip():
         return None
     return str(row["id"]), contents
+
+
+def default_cache_dir() -> Path:
+    """``$AGENTRL_CACHE_DIR``, else ``$XDG_CACHE_HOME/agentrl``, else ``~/.cache/agentrl``."""
+    if os.environ.get("AGENTRL_CACHE_DIR"):
+        return Path(os.environ["AGENTRL_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentrl"

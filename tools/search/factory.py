@@ -10,18 +10,9 @@ before any episode runs. Knows nothing of environments.
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
 from agentrl.errors import ConfigError
 from agentrl_tools.search.base import Retriever
-
-
-def default_cache_dir() -> Path:
-    """``$AGENTRL_CACHE_DIR``, else ``$XDG_CACHE_HOME/agentrl``, else ``~/.cache/agentrl``."""
-    if os.environ.get("AGENTRL_CACHE_DIR"):
-        return Path(os.environ["AGENTRL_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentrl"
 
 
 @functools.cache
