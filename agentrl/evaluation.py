@@ -11,8 +11,8 @@ each), so a template fallback that splits an episode never counts it twice:
 - ``tool_error_rate``: failed tool-call attempts over all attempts (a malformed call, an
   unknown tool, bad arguments, or a tool that returned an error, timed out or was unavailable);
 - ``tool_unavailable_rate``: attempts whose tool could not be reached, over all attempts;
-- ``mean_<component>`` for every reward component an environment reports (``search_qa``:
-  ``mean_f1``, ``mean_searches``), averaged over all episodes (0 where one is missing);
+- ``components``: the mean of every reward component an environment reports besides
+  ``correct`` (``search_qa``: ``f1``, ``searches``), over all episodes (0 where one is missing);
 - ``truncated_rate`` and ``error_rate`` (episodes ended by an environment exception).
 """
 
@@ -64,9 +64,8 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
     }
     if k_max > 1:
         metrics[f"pass@{k_max}"] = _mean_pass(groups, k_max)
-    components = sorted({key for t in episodes for key in t.reward_components} - {"correct"})
-    for key in components:
-        metrics[f"mean_{key}"] = sum(t.reward_components.get(key, 0.0) for t in episodes) / n
+    keys = sorted({key for t in episodes for key in t.reward_components} - {"correct"})
+    metrics["components"] = {k: sum(t.reward_components.get(k, 0.0) for t in episodes) / n for k in keys}
     return metrics
 
 

@@ -1,7 +1,7 @@
 """Reward that rises on a CPU: each algorithm, several seeds, a table and a PNG.
 
-For every ``--algos`` x ``--seeds``, trains the default model on ``math_tool`` with the
-recipe in ``configs/math_tool_<algo>.yaml`` (when it exists, plus ``--set`` overrides) for its
+For every ``--algos`` x ``--seeds``, trains the default model on ``--env`` (``math_tool``) with
+the recipe in ``configs/<env>_<algo>.yaml`` (when it exists, plus ``--set`` overrides) for its
 steps or ``--max-steps``, stopping early if ``--minutes`` of wall time would be overrun. Reports
 the held-out accuracy before and after, the wall time at which held-out accuracy first reached
 the initial accuracy + ``--target-gain`` (evaluations included), the steps taken, the total wall
@@ -12,6 +12,8 @@ policy's own samples of held-out tasks: the mean over sampled tokens of
 
     python scripts/bench_algos.py                                  # 5 algorithms x 3 seeds, <= 10 minutes each
     python scripts/bench_algos.py --algos grpo --seeds 0 --minutes 3
+    python scripts/bench_algos.py --env search_qa --algos grpo,vcpo  # the retriever in this process
+    python scripts/bench_algos.py --env search_qa --algos grpo --set env_args.retriever=http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -
     test = [trainer.test_tasks[i] for i in range(min(tasks, len(trainer.test_tasks)))]
     params = SamplingParams(temperature=1.0, max_new_tokens=trainer.config.sampling.max_new_tokens, seed=123)
     engine, tokenizer = trainer.eval_engine()  # holds the learner's final weights
-    trajectories = rollout(factory, test, engine, tokenizer, params, RolloutConfig(max_total_tokens=512, seed=123))
+    config = RolloutConfig(max_total_tokens=trainer.config.max_total_tokens, seed=123)
+    trajectories = rollout(factory, test, engine, tokenizer, params, config)
     forced = teacher_forced_logprobs(initial, [t.token_ids for t in trajectories])
     diffs = [
         t.behavior_logprobs[i] - f[i]
@@ -56,10 +59,11 @@ def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -
 
 
 def run_one(label: str, overrides: dict[str, Any], seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Train one recipe (``configs/math_tool_<algo>.yaml`` plus ``overrides`` plus ``--set``) and
-    measure it. ``args`` brings ``minutes``, ``max_steps``, ``eval_every`` and ``set``."""
-    path = CONFIGS / f"math_tool_{overrides['algo']}.yaml"
+    """Train one recipe (``configs/<env>_<algo>.yaml`` plus ``overrides`` plus ``--set``) and
+    measure it. ``args`` brings ``env``, ``minutes``, ``max_steps``, ``eval_every`` and ``set``."""
+    path = CONFIGS / f"{args.env}_{overrides['algo']}.yaml"
     merged: dict[str, Any] = {"seed": seed, "time_limit_min": args.minutes, "eval_every": args.eval_every}
+    merged["env"] = args.env
     merged |= overrides
     if args.max_steps is not None:
         merged["steps"] = args.max_steps
@@ -139,6 +143,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="math_tool")
     parser.add_argument("--algos", default="grpo,opo,vcpo,st_ppo,spear")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap of each run")

@@ -4,7 +4,7 @@ from agentrl.evaluation import pass_at_k, summarize
 from agentrl.types import Trajectory
 
 
-def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, error=None):
+def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, error=None, unavailable=0, extra=None):
     return Trajectory(
         token_ids=[1],
         loss_mask=[0],
@@ -12,7 +12,7 @@ def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, er
         turn_index=[-1],
         policy_version=[-1],
         reward=float(correct),
-        reward_components={"correct": float(correct)},
+        reward_components={"correct": float(correct), **(extra or {})},
         group_id=group,
         task_id=group,
         env_id="e",
@@ -25,6 +25,7 @@ def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, er
         sample_index=sample,
         tool_calls=calls,
         tool_errors=errors,
+        tool_unavailable=unavailable,
         correct=correct,
         error=error,
         info={"call_attempts": attempts},
@@ -54,3 +55,14 @@ def test_summarize():
     assert m["mean_turns"] == pytest.approx(7 / 4)
     assert m["tool_error_rate"] == pytest.approx(2 / 4)
     assert m["error_rate"] == pytest.approx(0.25)
+
+
+def test_unavailable_tools_and_component_means():
+    trajectories = [
+        traj("a", True, calls=1, attempts=1, extra={"f1": 1.0, "searches": 1.0}),
+        traj("a", False, calls=3, attempts=3, errors=2, unavailable=2, extra={"f1": 0.5, "searches": 3.0}),
+        traj("b", False, extra={"searches": 0.0}),  # no f1 reported: counts as 0
+    ]
+    m = summarize(trajectories)
+    assert m["tool_unavailable_rate"] == pytest.approx(2 / 4) and m["tool_error_rate"] == pytest.approx(2 / 4)
+    assert m["components"] == {"f1": pytest.approx(1.5 / 3), "searches": pytest.approx(4 / 3)}

@@ -172,6 +172,8 @@ def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 
 def _print(metrics: dict[str, Any], out: Path) -> None:
-    for key, value in metrics.items():
+    components = {f"mean_{k}": v for k, v in metrics.get("components", {}).items()}
+    shown = {k: v for k, v in metrics.items() if k != "components"} | components
+    for key, value in shown.items():
         print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}")
     print(f"{'trajectories':>20}  {out / 'trajectories.jsonl'}")

@@ -53,6 +53,10 @@ class TrainingError(AgentRLError):
     """A step failed; the message names the step and the checkpoint to resume from."""
 
 
+class ToolUnavailableError(AgentRLError):
+    """Too many of a step's tool calls found their service (a retriever) down."""
+
+
 def check_sampled(trajectories: Sequence[Trajectory], step: int) -> None:
     """Raise ``EmptyBatchError`` if no trajectory holds a sampled token, naming the first error."""
     if any(t.num_sampled_tokens for t in trajectories):
@@ -124,6 +128,10 @@ class Trainer:
             return self._step()
         except (EmptyBatchError, StreamError) as exc:
             raise TrainingError(f"{exc}; {self._resume_hint()}") from None
+        except ToolUnavailableError as exc:
+            if self.state.step and self.state.step % self.config.checkpoint_every:
+                self.save_checkpoint()  # the last finished step, so --resume loses nothing
+            raise TrainingError(f"{exc}; once it is back, {self._resume_hint()}") from None
         except AgentRLError:
             raise
         except Exception as exc:
@@ -135,6 +143,8 @@ class Trainer:
         c, step = self.config, self.state.step
         started = time.perf_counter()
         trajectories, metrics = self.source.collect(step)
+        summary = summarize(trajectories)
+        self._check_tools(summary, step + 1)
         check_sampled(trajectories, step + 1)
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
         batch, extra = self.source.bound(batch, step)
@@ -144,7 +154,6 @@ class Trainer:
         learner_s = time.perf_counter() - start
         metrics |= self.sink.publish(self.models.learner.policy_state(), step + 1)
         self.state.step += 1
-        summary = summarize(trajectories)
         sampled = sum(t.num_sampled_tokens for t in trajectories)
         rollout_s = metrics.get("time/rollout_s", time.perf_counter() - started)
         metrics |= {
@@ -152,6 +161,8 @@ class Trainer:
             "rollout/accuracy": summary["accuracy"],
             "rollout/mean_turns": summary["mean_turns"],
             "rollout/tool_error_rate": summary["tool_error_rate"],
+            "rollout/tool_unavailable_rate": summary["tool_unavailable_rate"],
+            **{f"rollout/mean_{k}": v for k, v in summary["components"].items()},
             "rollout/sampled_tokens": float(sampled),
             "rollout/tokens_per_s": sampled / max(rollout_s, 1e-9),
             "time/learner_s": learner_s,
@@ -162,6 +173,15 @@ class Trainer:
             )
         metrics["time/step_s"] = time.perf_counter() - started  # rollout to published weights, no eval
         return metrics
+
+    def _check_tools(self, summary: dict[str, Any], step: int) -> None:
+        """Stop before training on a batch whose tools were mostly down (``max_tool_unavailable_rate``)."""
+        rate, limit = summary.get("tool_unavailable_rate", 0.0), self.config.max_tool_unavailable_rate
+        if rate > limit:
+            raise ToolUnavailableError(
+                f"step {step}: {rate:.0%} of tool calls found their service unavailable "
+                f"(max_tool_unavailable_rate={limit:g}); the step was not trained on"
+            )
 
     def _resume_hint(self) -> str:
         last = checkpoint.latest(self.run_dir / "checkpoints")

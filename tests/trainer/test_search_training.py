@@ -1,0 +1,69 @@
+"""search_qa trains for real: through the HTTP retriever, a server killed mid-run stops the run
+with one line naming the checkpoint, and ``--resume`` continues once the server is back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentrl_envs.search_world import write_corpus
+from helpers import ServerProcess
+
+
+def _train(*args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "agentrl.cli.main", "train", *args, "--no-progress"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+
+
+def _steps(run: Path) -> list[int]:
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [json.loads(line)["step"] for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+def test_a_dead_retriever_stops_the_run_and_resume_continues(tmp_path):
+    corpus = write_corpus(tmp_path / "world.jsonl")
+    server = ServerProcess(corpus).start()
+    url = server.url
+    run = tmp_path / "runs" / "search"
+    options = ["--set", "tasks_per_step=16", "--set", "group_size=2", "--set", "eval_tasks=8"]
+    options += ["--set", "checkpoint_every=2", "--set", "eval_every=0", "--set", "samples_every=0"]
+    env_args = ["--env-arg", f"retriever={url}", "--env-arg", "timeout_s=1", "--env-arg", "retries=1"]
+    training = _train("--env", "search_qa", "--algo", "grpo", "--steps", "8", *env_args, *options,
+                      "--runs-dir", str(run.parent), "--name", run.name)  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while 2 not in _steps(run) and training.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert 2 in _steps(run), training.communicate()[1] if training.poll() is not None else "too slow"
+        server.kill()  # SIGKILL, mid-run, while step 3 or later rolls out
+        _, stderr = training.communicate(timeout=240)
+    finally:
+        training.kill()
+        server.kill()
+    assert training.returncode == 2, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("agentrl: error: step ") and "found their service unavailable" in line, stderr
+    assert f"agentrl train --resume {run} continues from its last checkpoint, step-" in line
+    stopped = max(_steps(run))
+    assert stopped < 8 and (run / "checkpoints" / f"step-{stopped:06d}").is_dir()  # nothing lost
+
+    server = ServerProcess(corpus, server.port).start()
+    try:
+        resumed = _train("--resume", str(run))
+        _, stderr = resumed.communicate(timeout=300)
+    finally:
+        resumed.kill()
+        server.kill()
+    assert resumed.returncode == 0, stderr
+    steps = _steps(run)
+    assert sorted(s for s in steps if s) == list(range(1, 9)), steps  # each step once, none twice
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["rollout/tool_unavailable_rate"] == 0.0 for r in rows if "rollout/tool_unavailable_rate" in r)
