@@ -51,6 +51,9 @@ def register(commands: Any) -> None:
     p.add_argument(
         "--max-staleness", type=int, metavar="K", help="async: samples at most K policy versions old (default 1)"
     )
+    p.add_argument(
+        "--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment option (env_args.KEY=VALUE)"
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option, e.g. learner.lr=1e-4")
     p.add_argument("--name", help="run name (default <env>-<algo>-<time>)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go")
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["asynchronous.enabled"] = True
     if args.max_staleness is not None:
         overrides["asynchronous.max_staleness"] = args.max_staleness
+    overrides |= {f"env_args.{k}": v for k, v in parse_env_args(args.env_arg).items()}
     overrides |= parse_env_args(args.set, flag="--set")
     if args.resume:
         run_dir = Path(args.resume)

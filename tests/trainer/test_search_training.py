@@ -67,3 +67,14 @@ def test_a_dead_retriever_stops_the_run_and_resume_continues(tmp_path):
     assert sorted(s for s in steps if s) == list(range(1, 9)), steps  # each step once, none twice
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(r["rollout/tool_unavailable_rate"] == 0.0 for r in rows if "rollout/tool_unavailable_rate" in r)
+
+
+def test_an_unreachable_retriever_is_one_line_before_any_training(tmp_path, capsys):
+    from agentrl.cli.main import main
+
+    args = ["train", "--env", "search_qa", "--env-arg", "retriever=http://127.0.0.1:9", "--runs-dir", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("agentrl: error: retriever at http://127.0.0.1:9 is not reachable") and "\n" not in err
+    assert "agentrl serve retriever --corpus FILE" in err
+    assert not any(tmp_path.rglob("metrics.jsonl"))  # nothing trained, nothing logged
