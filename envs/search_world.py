@@ -54,6 +54,22 @@ class WorldSize:
 
 
 @dataclass(frozen=True)
+class Person:
+    born_in: str  # a city
+    year: int
+    occupation: str
+    employer: str  # an organisation
+
+
+@dataclass(frozen=True)
+class Organisation:
+    founder: str  # a person
+    hq: str  # a city
+    year: int
+    industry: str
+
+
+@dataclass(frozen=True)
 class Question:
     id: str
     question: str
@@ -78,31 +94,28 @@ class World:
             k: rng.choice([c for c in self.cities if self.city_country[c] == k] or self.cities) for k in self.countries
         }
         self.org = {
-            o: {
-                "founder": rng.choice(self.people),
-                "hq": rng.choice(self.cities),
-                "year": rng.randint(1700, 1950),
-                "industry": rng.choice(_INDUSTRIES),
-            }
+            o: Organisation(
+                founder=rng.choice(self.people),
+                hq=rng.choice(self.cities),
+                year=rng.randint(1700, 1950),
+                industry=rng.choice(_INDUSTRIES),
+            )
             for o in self.organisations
         }
         self.person = {
-            p: {
-                "born_in": rng.choice(self.cities),
-                "year": rng.randint(1650, 1950),
-                "occupation": rng.choice(_OCCUPATIONS),
-                "employer": rng.choice(self.organisations),
-            }
+            p: Person(
+                born_in=rng.choice(self.cities),
+                year=rng.randint(1650, 1950),
+                occupation=rng.choice(_OCCUPATIONS),
+                employer=rng.choice(self.organisations),
+            )
             for p in self.people
         }
 
     def documents(self) -> Iterator[dict[str, str]]:
         """Search-R1 corpus rows ``{"id", "contents"}``: the title line, then the text."""
         for name, p in self.person.items():
-            text = (
-                f"{name} is a {p['occupation']} born in {p['born_in']} in {p['year']}. "
-                f"{name} works for the {p['employer']}."
-            )
+            text = f"{name} is a {p.occupation} born in {p.born_in} in {p.year}. {name} works for the {p.employer}."
             yield _doc(name, text)
         for name, country in self.city_country.items():
             yield _doc(name, f"{name} is a city in {country}.")
@@ -110,31 +123,29 @@ class World:
             yield _doc(name, f"{name} is a country. Its capital is {capital}.")
         for name, o in self.org.items():
             text = (
-                f"The {name} is a {o['industry']} firm founded by {o['founder']} in {o['year']}. "
-                f"The headquarters of the {name} are in {o['hq']}."
+                f"The {name} is a {o.industry} firm founded by {o.founder} in {o.year}. "
+                f"The headquarters of the {name} are in {o.hq}."
             )
             yield _doc(name, text)
 
     def questions(self) -> Iterator[Question]:
         """Every question the world has, single hop first, in a fixed order."""
         for name, p in self.person.items():
-            employer = self.org[p["employer"]]
-            yield _q(name, f"Where was {name} born?", p["born_in"])
-            yield _q(name, f"In which year was {name} born?", str(p["year"]))
-            yield _q(name, f"Which organisation does {name} work for?", p["employer"])
-            yield _q(name, f"In which country was {name} born?", self.city_country[p["born_in"]], p["born_in"])
-            yield _q(name, f"Where are the headquarters of {name}'s employer?", employer["hq"], p["employer"])
-            yield _q(name, f"Who founded the organisation {name} works for?", employer["founder"], p["employer"])
+            employer = self.org[p.employer]
+            yield _q(name, f"Where was {name} born?", p.born_in)
+            yield _q(name, f"In which year was {name} born?", str(p.year))
+            yield _q(name, f"Which organisation does {name} work for?", p.employer)
+            yield _q(name, f"In which country was {name} born?", self.city_country[p.born_in], p.born_in)
+            yield _q(name, f"Where are the headquarters of {name}'s employer?", employer.hq, p.employer)
+            yield _q(name, f"Who founded the organisation {name} works for?", employer.founder, p.employer)
         for name, country in self.city_country.items():
             yield _q(name, f"In which country is {name}?", country)
         for name, capital in self.capital.items():
             yield _q(name, f"What is the capital of {name}?", capital)
         for name, o in self.org.items():
-            yield _q(name, f"Who founded the {name}?", o["founder"])
-            yield _q(name, f"Where are the headquarters of the {name}?", o["hq"])
-            yield _q(
-                name, f"Where was the founder of the {name} born?", self.person[o["founder"]]["born_in"], o["founder"]
-            )
+            yield _q(name, f"Who founded the {name}?", o.founder)
+            yield _q(name, f"Where are the headquarters of the {name}?", o.hq)
+            yield _q(name, f"Where was the founder of the {name} born?", self.person[o.founder].born_in, o.founder)
 
     def tasks(self, split: str, num_tasks: int, two_hop_share: float) -> list[Task]:
         """``num_tasks`` questions of ``split`` (fewer if the split has fewer), a

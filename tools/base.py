@@ -84,6 +84,7 @@ def _timed(output: str | ToolResult, start: float) -> ToolResult:
 
 
 def _failed(exc: Exception, start: float) -> ToolResult:
+    status: ToolStatus
     if isinstance(exc, TimeoutError):
         output, status = f"Error: {exc or 'the tool timed out'}", "timeout"
     elif isinstance(exc, ToolInputError):
