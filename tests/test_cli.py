@@ -110,6 +110,15 @@ def test_eval_defaults_to_the_shipped_model(tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_eval_search_qa_reports_f1_searches_and_failures(tmp_path, capsys):
+    args = ["eval", "--env", "search_qa", "-n", "8", "--output", str(tmp_path), "--no-progress"]
+    assert main([*args, "--env-arg", "topk=2"]) == 0
+    printed = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert {"accuracy", "mean_f1", "mean_searches", "tool_error_rate", "tool_unavailable_rate"} <= set(printed)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["episodes"] == 8 and set(metrics["components"]) == {"f1", "searches"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -119,6 +128,8 @@ def test_eval_defaults_to_the_shipped_model(tmp_path, capsys):
         (["--set", "learner.lr=nan"], "learner: lr=nan is not a finite number"),
         (["--set", "sampling.temperature=-1"], "sampling: temperature=-1 is out of range"),
         (["--set", "oops"], "--set expects KEY=VALUE, got 'oops'"),
+        (["--env-arg", "oops"], "--env-arg expects KEY=VALUE, got 'oops'"),
+        (["--env-arg", "nonsense=1"], "math_tool: unknown option 'nonsense'"),
         (["--set", "env_args.nonsense=1"], "math_tool: unknown option 'nonsense'"),
         (["--env", f"{__name__}:Picky", "--set", "env_args.size=5"], "rejected its options (size=5): ValueError"),
         (["--config", "{tmp}"], "is a directory; pass a YAML file"),
