@@ -7,15 +7,22 @@ Reproducible from a seed on a 2-core CPU in minutes:
    agentic way (a calculator call with the task's expression, the tool's result, "The answer
    is N."); the rest answer at once with the first number of the question, a shortcut that
    is almost always wrong;
-2. train a byte-level BPE tokenizer on them, with a ChatML template;
-3. train a small Qwen2-architecture model on the traces (loss on assistant turns) for
-   ``--steps`` steps, measuring held-out accuracy on the *test* split with agentrl's own
-   rollout (temperature 1, as ``agentrl eval`` samples) every ``--eval-every`` steps;
-4. save the final model if its held-out accuracy lies in ``[--low, --high]``.
+2. generate ``search_qa`` traces from the fictional world's *train* split the same way: a
+   ``--search-rate`` share searches for each hop's entity (the observation is the
+   environment's real BM25 result) and answers with the gold answer; the rest answer at once
+   with a random name of the right kind, which is almost always wrong;
+3. train a byte-level BPE tokenizer on them, with a ChatML template;
+4. train a small Qwen2-architecture model on the traces (loss on assistant turns) for
+   ``--steps`` steps (each batch drawn uniformly, run in micro-batches of similar lengths so
+   short traces are not padded to the length of long ones), measuring held-out accuracy on both
+   environments' *test* splits with agentrl's own rollout (temperature 1, as ``agentrl eval``
+   samples) every ``--eval-every`` steps;
+5. save the model at the last evaluated step whose held-out accuracies both lie in
+   ``[--low, --high]`` (each evaluation in range overwrites the previous one); fail if none did.
 
-The model learns both habits and picks the calculator about ``--tool-rate`` of the time,
-so it starts mediocre for a reason RL can fix: reward for the episodes that used the tool
-teaches it to use the tool.
+The model learns both habits in each environment and picks the tool about ``--tool-rate`` /
+``--search-rate`` of the time, so it starts mediocre for a reason RL can fix: reward for the
+episodes that used the tool teaches it to use the tool.
 
     python scripts/build_default_model.py                  # writes agentrl/models/default
     python scripts/build_default_model.py --out /tmp/m     # elsewhere
@@ -40,9 +47,12 @@ from agentrl.evaluation import summarize
 from agentrl.models import sft
 from agentrl.models.tiny import as_reloaded, build_model, build_tokenizer
 from agentrl.rollout import RolloutConfig, rollout
+from agentrl_envs import search_world
+from agentrl_envs.qa_grading import golds_of
 from agentrl_tools.calculator import evaluate, format_number
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "agentrl" / "models" / "default"
+ENVS = ("math_tool", "search_qa")
 
 
 def traces(n: int, seed: int, tool_rate: float) -> list[list[dict[str, str]]]:
@@ -68,12 +78,37 @@ def traces(n: int, seed: int, tool_rate: float) -> list[list[dict[str, str]]]:
     return out
 
 
-def held_out_accuracy(model, tokenizer, tasks: int, seed: int) -> float:
-    factory = functools.partial(make, "math_tool")
+def search_traces(n: int, seed: int, search_rate: float) -> list[list[dict[str, str]]]:
+    """``n`` search_qa conversations from the world's train split: a ``search_rate`` share
+    searches each hop's entity and answers; the rest answer at once with a random name of the
+    gold answer's kind (a guess that is almost always wrong)."""
+    env = make("search_qa", num_tasks=n, seed=seed)
+    world = search_world.world(seed)
+    kinds = [world.people, world.cities, world.countries, world.organisations]
+    rng = random.Random(f"{seed}/search_traces")
+    out = []
+    for task in env.tasks("train"):
+        gold = golds_of(task.answer)[0]
+        messages, _ = env.reset(seed=0, options={"task": task})
+        if rng.random() < search_rate:
+            for hop in task.meta["hops"]:
+                action = f"<search>{hop}</search>"
+                observation, *_ = env.step(action)
+                messages += [{"role": "assistant", "content": action}, *observation]
+        else:
+            pool = next((k for k in kinds if gold in k), None)
+            gold = rng.choice(pool) if pool else str(rng.randint(1650, 1950))
+        messages.append({"role": "assistant", "content": f"<answer>{gold}</answer>"})
+        out.append(messages)
+    return out
+
+
+def held_out_accuracy(env: str, model, tokenizer, tasks: int, seed: int) -> float:
+    factory = functools.partial(make, env)
     test = list(factory().tasks("test")[:tasks])
     engine = TransformersEngine(model, tokenizer, seed=seed)
     params = SamplingParams(temperature=1.0, max_new_tokens=48, seed=seed)
-    trajectories = rollout(factory, test, engine, tokenizer, params, RolloutConfig(max_total_tokens=512, seed=seed))
+    trajectories = rollout(factory, test, engine, tokenizer, params, RolloutConfig(max_total_tokens=1024, seed=seed))
     return summarize(trajectories)["accuracy"]
 
 
@@ -83,31 +118,42 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--traces", type=int, default=20000)
     parser.add_argument("--tool-rate", type=float, default=0.3, help="share of traces that use the calculator")
+    parser.add_argument("--search-traces", type=int, default=8000)
+    parser.add_argument("--search-rate", type=float, default=0.35, help="share of search_qa traces that search")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=400)
+    parser.add_argument("--vocab", type=int, default=600)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--micro-batch", type=int, default=16, help="rows per forward pass (by length)")
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--eval-tasks", type=int, default=200)
     parser.add_argument("--low", type=float, default=0.10)
     parser.add_argument("--high", type=float, default=0.50)
     args = parser.parse_args()
     start = time.time()
-    conversations = traces(args.traces, args.seed, args.tool_rate)
+    math = traces(args.traces, args.seed, args.tool_rate)
+    search = search_traces(args.search_traces, args.seed, args.search_rate)
+    conversations = math + search
+    print(f"{len(math)} math_tool and {len(search)} search_qa traces ({time.time() - start:.0f} s)", flush=True)
     corpus = (tok_text(c) for c in conversations)
     tokenizer = as_reloaded(build_tokenizer(corpus, vocab_size=args.vocab), args.out)
     model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
     history: list[dict[str, float]] = []
+    saved: list[int] = []
 
     def on_step(step: int, loss: float) -> None:
         if step % args.eval_every and step != args.steps:
             return
-        accuracy = held_out_accuracy(model, tokenizer, args.eval_tasks, args.seed)
+        accuracy = {env: held_out_accuracy(env, model, tokenizer, args.eval_tasks, args.seed) for env in ENVS}
         seconds = time.time() - start
         history.append({"step": step, "loss": round(loss, 4), "accuracy": accuracy, "seconds": round(seconds, 1)})
-        print(f"step {step:5d}  loss {loss:.4f}  held-out accuracy {accuracy:.3f}  ({seconds:.0f} s)", flush=True)
+        shown = "  ".join(f"{env} {a:.3f}" for env, a in accuracy.items())
+        print(f"step {step:5d}  loss {loss:.4f}  held-out accuracy {shown}  ({seconds:.0f} s)", flush=True)
+        if all(args.low <= a <= args.high for a in accuracy.values()):
+            saved.append(step)
+            save(model, tokenizer, args, {"step": step, "accuracy": accuracy}, history, start)
 
     sft.train(
         model,
@@ -118,11 +164,10 @@ def main() -> None:
         batch_size=args.batch,
         seed=args.seed,
         on_step=on_step,
+        micro_batch_size=args.micro_batch,
     )
-    accuracy = history[-1]["accuracy"]
-    if not args.low <= accuracy <= args.high:
-        raise SystemExit(f"held-out accuracy {accuracy:.3f} is outside [{args.low}, {args.high}]: {history}")
-    save(model, tokenizer, args, {"step": args.steps, "accuracy": accuracy}, history, start)
+    if not saved:
+        raise SystemExit(f"no evaluation had every held-out accuracy in [{args.low}, {args.high}]: {history}")
 
 
 def save(model, tokenizer, args: argparse.Namespace, chosen: dict, history: list, start: float) -> None:
@@ -142,7 +187,7 @@ def save(model, tokenizer, args: argparse.Namespace, chosen: dict, history: list
     }
     (args.out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
     seconds = time.time() - start
-    print(f"wrote {args.out}: step {chosen['step']}, held-out accuracy {chosen['accuracy']:.3f}, {seconds:.0f} s")
+    print(f"wrote {args.out}: step {chosen['step']}, held-out accuracy {chosen['accuracy']}, {seconds:.0f} s")
 
 
 def tok_text(conversation: list[dict[str, str]]) -> str:

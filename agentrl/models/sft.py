@@ -48,8 +48,15 @@ def train(
     batch_size: int = 64,
     seed: int = 0,
     on_step: Callable[[int, float], bool | None] | None = None,
+    micro_batch_size: int | None = None,
 ) -> list[float]:
-    """AdamW on assistant tokens. ``on_step(step, loss)`` may return True to stop early."""
+    """AdamW on assistant tokens. ``on_step(step, loss)`` may return True to stop early.
+
+    Each step draws ``batch_size`` conversations uniformly. With ``micro_batch_size``, the
+    batch is sorted by length and run in micro-batches of that many rows, each padded only to
+    its own longest row, their gradients weighted by their share of the batch's target tokens:
+    the same gradient as one padded batch, without the cost of padding short conversations to
+    the length of long ones."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     encoded = [encode_for_sft(tokenizer, c) for c in conversations]
@@ -59,20 +66,39 @@ def train(
     for step in range(1, steps + 1):
         model.train()
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
-        length = max(len(ids) for ids, _ in batch)
-        ids = torch.full((batch_size, length), pad)
-        labels = torch.full((batch_size, length), -100)
-        attention = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (tokens, mask) in enumerate(batch):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            attention[row, : len(tokens)] = 1
-            labels[row, : len(tokens)] = torch.where(torch.tensor(mask) > 0, torch.tensor(tokens), -100)
-        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        batch.sort(key=lambda item: len(item[0]))
+        size = micro_batch_size or batch_size
+        total = sum(_targets(mask) for _, mask in batch)
         optimizer.zero_grad()
-        loss.backward()
+        value = 0.0
+        for first in range(0, batch_size, size):
+            chunk = batch[first : first + size]
+            weight = sum(_targets(mask) for _, mask in chunk) / max(total, 1)
+            if weight:  # a chunk with no target token has no loss (HF's mean would be 0/0)
+                loss = _chunk_loss(model, chunk, pad) * weight
+                loss.backward()
+                value += loss.item()
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(value)
         if on_step is not None and on_step(step, losses[-1]):
             break
     model.eval()
     return losses
+
+
+def _targets(mask: list[int]) -> int:
+    """Tokens a causal LM loss predicts: the masked ones after the first position."""
+    return sum(mask[1:])
+
+
+def _chunk_loss(model: Any, chunk: list[tuple[list[int], list[int]]], pad: int) -> torch.Tensor:
+    """The mean next-token loss over ``chunk``'s target tokens, rows right-padded."""
+    length = max(len(ids) for ids, _ in chunk)
+    ids = torch.full((len(chunk), length), pad)
+    labels = torch.full((len(chunk), length), -100)
+    attention = torch.zeros((len(chunk), length), dtype=torch.long)
+    for row, (tokens, mask) in enumerate(chunk):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        attention[row, : len(tokens)] = 1
+        labels[row, : len(tokens)] = torch.where(torch.tensor(mask) > 0, torch.tensor(tokens), -100)
+    return model(input_ids=ids, attention_mask=attention, labels=labels).loss
