@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 from agentrl.config import build, check_choice, check_range, option
 from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.types import Message
-from agentrl_envs.common import MathTaskConfig, MathTaskMixin
-from agentrl_tools.base import ToolResult, run_tool, tool_spec, worst_status
+from agentrl_envs.common import MathTaskConfig, MathTaskMixin, tool_turn
+from agentrl_tools.base import run_tool, tool_spec
 from agentrl_tools.calculator import Calculator, Limits
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
 
@@ -112,8 +112,8 @@ class MathToolEnv(MathTaskMixin, Env):
             return self._continue(turn, "tool", message, parse_error="too_many_calls")
         if parsed.calls:
             results = [run_tool(self.tools[call.name], call) for call in parsed.calls]
-            calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
-            return self._tool_results(turn, results, calls)
+            messages, info = tool_turn(parsed.calls, results)
+            return self.turns.go_on(turn, messages, truncated_components={"correct": 0.0}, **info)
         answer, components, status = self.grade(action)
         if answer is None:
             return self._continue(
@@ -126,17 +126,6 @@ class MathToolEnv(MathTaskMixin, Env):
         info = new_info(turn, answer=answer, reward_components=components, grader_status=status)
         return [], components["correct"], True, False, info
 
-    def _tool_results(self, turn: int, results: list[ToolResult], calls: list[dict[str, Any]]) -> StepResult:
-        messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
-        worst = worst_status(r.status for r in results)
-        latency = sum(r.latency_s for r in results)
-        return self._end_or_go_on(turn, messages, tool_calls=calls, tool_status=worst, tool_latency_s=latency)
-
     def _continue(self, turn: int, role: str, content: str, **info: Any) -> StepResult:
-        return self._end_or_go_on(turn, [{"role": role, "content": content}], **info)
-
-    def _end_or_go_on(self, turn: int, messages: list[Message], **info: Any) -> StepResult:
-        truncated = self.turns.exhausted
-        self.turns.done = truncated
-        components = {"correct": 0.0} if truncated else {}
-        return messages, 0.0, False, truncated, new_info(turn, reward_components=components, **info)
+        message: Message = {"role": role, "content": content}
+        return self.turns.go_on(turn, [message], truncated_components={"correct": 0.0}, **info)

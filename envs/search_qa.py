@@ -40,8 +40,9 @@ from agentrl.errors import ConfigError
 from agentrl.tasks import resolve
 from agentrl.types import Message, Task
 from agentrl_envs import search_world
+from agentrl_envs.common import tool_turn
 from agentrl_envs.qa_grading import exact_match, extract_answer, f1, gold_list, golds_of
-from agentrl_tools.base import ToolResult, arun_tool, tool_spec, worst_status
+from agentrl_tools.base import arun_tool, tool_spec
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
 from agentrl_tools.search.base import default_cache_dir
 from agentrl_tools.search.factory import open_retriever
@@ -161,23 +162,23 @@ class SearchQAEnv(Env):
     async def astep(self, action: str) -> StepResult:
         turn = self.turns.advance(action)
         if not action.strip():
-            return self._go_on(
+            return self._tell(
                 turn, "user", "Your reply was empty. Search or give the answer.", parse_error="empty_output"
             )
         parsed = parse_tool_calls(action, self.tools, self.config.tool_format)
         if parsed.error:
-            return self._go_on(turn, "tool", f"Error: {parsed.message}", parse_error=parsed.error)
+            return self._tell(turn, "tool", f"Error: {parsed.message}", parse_error=parsed.error)
         if parsed.calls:
             if self.searches + len(parsed.calls) > self.config.max_searches:
                 message = f"Error: the search budget ({self.config.max_searches}) is spent; give the answer"
-                return self._go_on(turn, "tool", message, parse_error="too_many_calls")
+                return self._tell(turn, "tool", message, parse_error="too_many_calls")
             self.searches += len(parsed.calls)
             results = await asyncio.gather(*(arun_tool(self.search, call) for call in parsed.calls))
-            calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
-            return self._results(turn, results, calls)
+            messages, info = tool_turn(parsed.calls, results)
+            return self._go_on(turn, messages, **info)
         answer = extract_answer(action)
         if answer is None:
-            return self._go_on(
+            return self._tell(
                 turn,
                 "user",
                 "Search with <search>QUERY</search> or answer with <answer>ANSWER</answer>.",
@@ -194,21 +195,14 @@ class SearchQAEnv(Env):
         self.turns.done = True
         return [], reward, True, False, new_info(turn, answer=answer, reward_components=components)
 
-    def _results(self, turn: int, results: list[ToolResult], calls: list[dict[str, Any]]) -> StepResult:
-        messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
-        latency = sum(r.latency_s for r in results)
-        status = worst_status(r.status for r in results)
-        return self._end_or_go_on(turn, messages, tool_calls=calls, tool_status=status, tool_latency_s=latency)
+    def _tell(self, turn: int, role: str, content: str, **info: Any) -> StepResult:
+        return self._go_on(turn, [{"role": role, "content": content}], **info)
 
-    def _go_on(self, turn: int, role: str, content: str, **info: Any) -> StepResult:
-        return self._end_or_go_on(turn, [{"role": role, "content": content}], **info)
-
-    def _end_or_go_on(self, turn: int, messages: list[Message], **info: Any) -> StepResult:
-        truncated = self.turns.exhausted
-        self.turns.done = truncated
-        components = {"correct": 0.0, "f1": 0.0, "searches": float(self.searches)} if truncated else {}
-        reward = -self.config.search_cost * self.searches if truncated else 0.0
-        return messages, reward, False, truncated, new_info(turn, reward_components=components, **info)
+    def _go_on(self, turn: int, messages: list[Message], **info: Any) -> StepResult:
+        spent = float(self.searches)
+        components = {"correct": 0.0, "f1": 0.0, "searches": spent}
+        cost = -self.config.search_cost * spent
+        return self.turns.go_on(turn, messages, truncated_reward=cost, truncated_components=components, **info)
 
 
 @functools.cache

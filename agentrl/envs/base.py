@@ -354,3 +354,20 @@ class TurnCounter:
     @property
     def exhausted(self) -> bool:
         return self.turn >= self.max_turns
+
+    def go_on(
+        self,
+        turn: int,
+        messages: list[Message],
+        *,
+        truncated_reward: float = 0.0,
+        truncated_components: dict[str, float] | None = None,
+        **info: Any,
+    ) -> StepResult:
+        """A step that answers with ``messages`` and does not end the episode by itself: it is
+        truncated when the turn budget is spent, with ``truncated_reward`` and
+        ``truncated_components``; otherwise it goes on with reward 0."""
+        truncated = self.done = self.exhausted
+        reward = truncated_reward if truncated else 0.0
+        components = (truncated_components or {}) if truncated else {}
+        return messages, reward, False, truncated, new_info(turn, reward_components=components, **info)
