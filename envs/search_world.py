@@ -33,16 +33,18 @@ from pathlib import Path
 
 from agentrl.types import Task
 
-_ONSETS = "b c d f g h k l m n p r s t v z br dr gr kr st th tr".split()  # noqa: SIM905
-_VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou"]
-_CODAS = ["", "", "", "n", "r", "l", "s", "th", "m", "nd", "rk"]
-_CITY_ENDS = ["port", "holm", "ford", "stead", "wick", "vale", "mouth", "gard"]
-_COUNTRY_ENDS = ["ia", "land", "mark", "ora"]
+# Names are made of consonant-vowel syllables from small sets, so that a tokenizer trained on
+# text about the world learns each syllable (and each ending) as one token: a name is a few
+# tokens, which a small model can learn to copy from a passage into its answer.
+_ONSETS = "b d f g k l m n p r s t v z".split()  # noqa: SIM905
+_VOWELS = ["a", "e", "i", "o", "u"]
+_CITY_ENDS = ["port", "ton", "vale", "burg"]
+_COUNTRY_ENDS = ["ia", "land"]
 _ORG_KINDS = ["Guild", "Institute", "Company", "Society", "Bank", "Press", "Foundry", "Trading House"]
 _OCCUPATIONS = "painter sailor weaver clockmaker chemist poet surveyor glassblower banker architect".split()  # noqa: SIM905
 _INDUSTRIES = ["shipping", "printing", "brewing", "mining", "weaving", "insurance", "research", "glassmaking"]
 SPLIT_SHARES = {"train": 0.8, "test": 0.2}
-VERSION = 1  # bump when the generator changes, so cached corpora are rewritten
+VERSION = 2  # bump when the generator changes, so cached corpora are rewritten
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,7 @@ class _Names:
 
     def make(self, syllables: int, endings: list[str] | None = None, *, unique: bool = True) -> str:
         while True:
-            word = "".join(
-                self.rng.choice(_ONSETS) + self.rng.choice(_VOWELS) + self.rng.choice(_CODAS) for _ in range(syllables)
-            )
+            word = "".join(self.rng.choice(_ONSETS) + self.rng.choice(_VOWELS) for _ in range(syllables))
             if endings:
                 word += self.rng.choice(endings)
             word = word.capitalize()

@@ -42,6 +42,7 @@ import torch
 
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.hf import TransformersEngine
+from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.envs import make
 from agentrl.evaluation import summarize
 from agentrl.models import sft
@@ -129,6 +130,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--eval-tasks", type=int, default=200)
+    parser.add_argument("--init", type=Path, default=None, help="continue from this model (and its tokenizer)")
+    parser.add_argument("--snapshot", type=Path, default=None, help="also save the model here at every evaluation")
     parser.add_argument("--low", type=float, default=0.10)
     parser.add_argument("--high", type=float, default=0.50)
     args = parser.parse_args()
@@ -137,9 +140,13 @@ def main() -> None:
     search = search_traces(args.search_traces, args.seed, args.search_rate)
     conversations = math + search
     print(f"{len(math)} math_tool and {len(search)} search_qa traces ({time.time() - start:.0f} s)", flush=True)
-    corpus = (tok_text(c) for c in conversations)
-    tokenizer = as_reloaded(build_tokenizer(corpus, vocab_size=args.vocab), args.out)
-    model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
+    if args.init is not None:
+        tokenizer, model = load_tokenizer(str(args.init)), load_model(str(args.init))
+        tokenizer.save_pretrained(args.out)
+    else:
+        corpus = (tok_text(c) for c in conversations)
+        tokenizer = as_reloaded(build_tokenizer(corpus, vocab_size=args.vocab), args.out)
+        model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
     history: list[dict[str, float]] = []
     saved: list[int] = []
 
@@ -151,6 +158,9 @@ def main() -> None:
         history.append({"step": step, "loss": round(loss, 4), "accuracy": accuracy, "seconds": round(seconds, 1)})
         shown = "  ".join(f"{env} {a:.3f}" for env, a in accuracy.items())
         print(f"step {step:5d}  loss {loss:.4f}  held-out accuracy {shown}  ({seconds:.0f} s)", flush=True)
+        if args.snapshot is not None:
+            model.save_pretrained(args.snapshot)
+            tokenizer.save_pretrained(args.snapshot)
         if all(args.low <= a <= args.high for a in accuracy.values()):
             saved.append(step)
             save(model, tokenizer, args, {"step": step, "accuracy": accuracy}, history, start)
