@@ -11,7 +11,8 @@ Reproducible from a seed on a 2-core CPU in minutes:
    ``--search-rate`` share searches for each hop's entity (the observation is the
    environment's real BM25 result) and answers with the gold answer; the rest answer at once
    with a random name of the right kind, which is almost always wrong;
-3. train a byte-level BPE tokenizer on them, with a ChatML template;
+3. train a byte-level BPE tokenizer on them, with a ChatML template, and add every name word
+   of the search world as one token (``world_words``);
 4. train a small Qwen2-architecture model on the traces (loss on assistant turns) for
    ``--steps`` steps (each batch drawn uniformly, run in micro-batches of similar lengths so
    short traces are not padded to the length of long ones), measuring held-out accuracy on both
@@ -93,15 +94,24 @@ def search_traces(n: int, seed: int, search_rate: float) -> list[list[dict[str, 
         messages, _ = env.reset(seed=0, options={"task": task})
         if rng.random() < search_rate:
             for hop in task.meta["hops"]:
-                action = f"<search>{hop}</search>"
+                action = f"<search> {hop}</search>"  # the space: the name's tokens as in the question
                 observation, *_ = env.step(action)
                 messages += [{"role": "assistant", "content": action}, *observation]
         else:
             pool = next((k for k in kinds if gold in k), None)
             gold = rng.choice(pool) if pool else str(rng.randint(1650, 1950))
-        messages.append({"role": "assistant", "content": f"<answer>{gold}</answer>"})
+        messages.append({"role": "assistant", "content": f"<answer> {gold}</answer>"})
         out.append(messages)
     return out
+
+
+def world_words(seed: int) -> list[str]:
+    """Every name word of the search world: the tokenizer holds each as one token, as a real
+    model's tokenizer holds the words of its pretraining text, so copying a name from a
+    passage into a query or an answer is copying a token or two."""
+    w = search_world.world(seed)
+    words = {part for name in w.people for part in name.split()} | set(w.cities) | set(w.countries)
+    return sorted(words | {name.split()[0] for name in w.organisations})
 
 
 def held_out_accuracy(env: str, model, tokenizer, tasks: int, seed: int) -> float:
@@ -145,7 +155,9 @@ def main() -> None:
         tokenizer.save_pretrained(args.out)
     else:
         corpus = (tok_text(c) for c in conversations)
-        tokenizer = as_reloaded(build_tokenizer(corpus, vocab_size=args.vocab), args.out)
+        base = build_tokenizer(corpus, vocab_size=args.vocab)
+        base.add_tokens(world_words(args.seed))
+        tokenizer = as_reloaded(base, args.out)
         model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
     history: list[dict[str, float]] = []
     saved: list[int] = []

@@ -19,6 +19,7 @@ import httpx
 
 from agentrl.engines.base import Completion, SamplingParams
 from agentrl_envs.math_tool import MathToolEnv
+from agentrl_envs.search_qa import SearchQAEnv
 
 
 class ScriptedEngine:
@@ -142,3 +143,12 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+class SearchEveryTurn(SearchQAEnv):
+    """``search_qa`` in which every turn searches for the task's subject, whatever the model
+    wrote: a run whose tool calls do not depend on what the model has learned."""
+
+    async def astep(self, action: str) -> Any:
+        assert self.task is not None
+        return await super().astep(f"<search>{self.task.meta['hops'][0]}</search>")

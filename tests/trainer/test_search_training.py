@@ -1,5 +1,6 @@
-"""search_qa trains for real: through the HTTP retriever, a server killed mid-run stops the run
-with one line naming the checkpoint, and ``--resume`` continues once the server is back."""
+"""search_qa trains for real through the HTTP retriever: a server killed mid-run stops the run
+with one line naming the checkpoint, and ``--resume`` continues once the server is back; a
+server that is not there stops the run before it starts."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import pytest
 from agentrl_envs.search_world import write_corpus
 from helpers import ServerProcess
 
+TESTS = Path(__file__).resolve().parents[1]
+
 
 def _train(*args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "agentrl.cli.main", "train", *args, "--no-progress"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _steps(run: Path) -> list[int]:
@@ -36,7 +40,8 @@ def test_a_dead_retriever_stops_the_run_and_resume_continues(tmp_path):
     options = ["--set", "tasks_per_step=16", "--set", "group_size=2", "--set", "eval_tasks=8"]
     options += ["--set", "checkpoint_every=2", "--set", "eval_every=0", "--set", "samples_every=0"]
     env_args = ["--env-arg", f"retriever={url}", "--env-arg", "timeout_s=1", "--env-arg", "retries=1"]
-    training = _train("--env", "search_qa", "--algo", "grpo", "--steps", "8", *env_args, *options,
+    # every turn searches (helpers.SearchEveryTurn), so the run's tool calls do not depend on the model
+    training = _train("--env", "helpers:SearchEveryTurn", "--algo", "grpo", "--steps", "8", *env_args, *options,
                       "--runs-dir", str(run.parent), "--name", run.name)  # fmt: skip
     try:
         deadline = time.time() + 240
