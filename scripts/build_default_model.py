@@ -7,26 +7,29 @@ Reproducible from a seed on a 2-core CPU in minutes:
    agentic way (a calculator call with the task's expression, the tool's result, "The answer
    is N."); the rest answer at once with the first number of the question, a shortcut that
    is almost always wrong;
-2. generate ``search_qa`` traces from the fictional world's *train* split the same way: a
+2. with ``--search-traces N`` (0 by default: the shipped model has none yet), also
+   ``search_qa`` traces from the fictional world's *train* split the same way: a
    ``--search-rate`` share searches for each hop's entity (the observation is the
    environment's real BM25 result) and answers with the gold answer; the rest answer at once
    with a random name of the right kind, which is almost always wrong;
-3. train a byte-level BPE tokenizer on them, with a ChatML template, and add every name word
-   of the search world as one token (``world_words``);
+3. train a byte-level BPE tokenizer on them, with a ChatML template (with search traces, every
+   name word of the search world is added as one token, ``world_words``);
 4. train a small Qwen2-architecture model on the traces (loss on assistant turns) for
-   ``--steps`` steps (each batch drawn uniformly, run in micro-batches of similar lengths so
-   short traces are not padded to the length of long ones), measuring held-out accuracy on both
-   environments' *test* splits with agentrl's own rollout (temperature 1, as ``agentrl eval``
-   samples) every ``--eval-every`` steps;
-5. save the model at the last evaluated step whose held-out accuracies both lie in
+   ``--steps`` steps (each batch drawn uniformly; ``--micro-batch`` runs it in micro-batches
+   of similar lengths, the same gradient without padding short traces to long ones),
+   measuring held-out accuracy on the *test* split of each environment it has traces for with
+   agentrl's own rollout (temperature 1, as ``agentrl eval`` samples) every ``--eval-every``
+   steps;
+5. save the model at the last evaluated step whose held-out accuracies all lie in
    ``[--low, --high]`` (each evaluation in range overwrites the previous one); fail if none did.
 
-The model learns both habits in each environment and picks the tool about ``--tool-rate`` /
-``--search-rate`` of the time, so it starts mediocre for a reason RL can fix: reward for the
-episodes that used the tool teaches it to use the tool.
+The model learns both habits and picks the tool about ``--tool-rate`` of the time, so it
+starts mediocre for a reason RL can fix: reward for the episodes that used the tool teaches it
+to use the tool. The defaults are the recipe of the shipped model (``build_info.json``).
 
     python scripts/build_default_model.py                  # writes agentrl/models/default
     python scripts/build_default_model.py --out /tmp/m     # elsewhere
+    python scripts/build_default_model.py --out /tmp/m --search-traces 8000 --vocab 600 --micro-batch 32
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from agentrl_envs.qa_grading import golds_of
 from agentrl_tools.calculator import evaluate, format_number
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "agentrl" / "models" / "default"
-ENVS = ("math_tool", "search_qa")
 
 
 def traces(n: int, seed: int, tool_rate: float) -> list[list[dict[str, str]]]:
@@ -129,16 +131,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--traces", type=int, default=20000)
     parser.add_argument("--tool-rate", type=float, default=0.3, help="share of traces that use the calculator")
-    parser.add_argument("--search-traces", type=int, default=8000)
-    parser.add_argument("--search-rate", type=float, default=0.35, help="share of search_qa traces that search")
+    parser.add_argument("--search-traces", type=int, default=0, help="search_qa traces (0: none)")
+    parser.add_argument("--search-rate", type=float, default=0.4, help="share of search_qa traces that search")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=600)
+    parser.add_argument("--vocab", type=int, default=400)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--micro-batch", type=int, default=16, help="rows per forward pass (by length)")
-    parser.add_argument("--steps", type=int, default=2400)
-    parser.add_argument("--eval-every", type=int, default=300)
+    parser.add_argument("--micro-batch", type=int, default=None, help="rows per forward pass, by length")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-tasks", type=int, default=200)
     parser.add_argument("--init", type=Path, default=None, help="continue from this model (and its tokenizer)")
     parser.add_argument("--snapshot", type=Path, default=None, help="also save the model here at every evaluation")
@@ -147,8 +149,9 @@ def main() -> None:
     args = parser.parse_args()
     start = time.time()
     math = traces(args.traces, args.seed, args.tool_rate)
-    search = search_traces(args.search_traces, args.seed, args.search_rate)
+    search = search_traces(args.search_traces, args.seed, args.search_rate) if args.search_traces else []
     conversations = math + search
+    envs = ("math_tool", "search_qa") if search else ("math_tool",)
     print(f"{len(math)} math_tool and {len(search)} search_qa traces ({time.time() - start:.0f} s)", flush=True)
     if args.init is not None:
         tokenizer, model = load_tokenizer(str(args.init)), load_model(str(args.init))
@@ -156,7 +159,8 @@ def main() -> None:
     else:
         corpus = (tok_text(c) for c in conversations)
         base = build_tokenizer(corpus, vocab_size=args.vocab)
-        base.add_tokens(world_words(args.seed))
+        if search:
+            base.add_tokens(world_words(args.seed))
         tokenizer = as_reloaded(base, args.out)
         model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
     history: list[dict[str, float]] = []
@@ -165,7 +169,7 @@ def main() -> None:
     def on_step(step: int, loss: float) -> None:
         if step % args.eval_every and step != args.steps:
             return
-        accuracy = {env: held_out_accuracy(env, model, tokenizer, args.eval_tasks, args.seed) for env in ENVS}
+        accuracy = {env: held_out_accuracy(env, model, tokenizer, args.eval_tasks, args.seed) for env in envs}
         seconds = time.time() - start
         history.append({"step": step, "loss": round(loss, 4), "accuracy": accuracy, "seconds": round(seconds, 1)})
         shown = "  ".join(f"{env} {a:.3f}" for env, a in accuracy.items())
@@ -200,7 +204,8 @@ def save(model, tokenizer, args: argparse.Namespace, chosen: dict, history: list
     info = {
         "seed": args.seed,
         "step": chosen["step"],
-        "held_out_accuracy": chosen["accuracy"],
+        "held_out_accuracy": chosen["accuracy"]["math_tool"],
+        "held_out_accuracy_by_env": chosen["accuracy"],
         "parameters": sum(p.numel() for p in model.parameters()),
         "build_seconds": round(time.time() - start, 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"},
