@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,27 @@ from agentrl.types import Message, Task
 from agentrl_envs.arith import ArithmeticTasks, Difficulty
 from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
 from agentrl_tools.base import ToolCall, ToolResult, worst_status
+
+
+def pick_task(
+    tasks: Callable[[str], Sequence[Task]], options: dict[str, Any] | None, draw: Callable[[int], int]
+) -> Task:
+    """The task a reset starts: ``options["task"]``, else ``options["task_index"]`` of the split
+    ``options["split"]`` ("test"), else the index ``draw(len(pool))``."""
+    options = options or {}
+    if options.get("task") is not None:
+        return options["task"]
+    pool = tasks(options.get("split", "test"))
+    return pool[options["task_index"] if "task_index" in options else draw(len(pool))]
+
+
+def opening(task: Task, system_prompt: str | None, default: str) -> tuple[list[Message], dict[str, Any]]:
+    """The opening messages of an episode on ``task`` (the system prompt, ``default`` when
+    ``system_prompt`` is None, then the question) and the reset ``info``."""
+    system = system_prompt if system_prompt is not None else default
+    messages: list[Message] = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": task.prompt})
+    return messages, new_info(0, task_id=task.id)
 
 
 def tool_turn(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> tuple[list[Message], dict[str, Any]]:
@@ -88,18 +109,9 @@ class MathTaskMixin:
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[list[Message], dict[str, Any]]:
-        options = options or {}
-        task = options.get("task")
-        if task is None:
-            pool = self.tasks(options.get("split", "test"))
-            index = options.get("task_index", random.Random(seed).randrange(len(pool)))
-            task = pool[index]
-        self.task = task
+        self.task = pick_task(self.tasks, options, random.Random(seed).randrange)
         self.turns.start()
-        system = self.config.system_prompt if self.config.system_prompt is not None else self.default_system_prompt
-        messages: list[Message] = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": task.prompt})
-        return messages, new_info(0, task_id=task.id)
+        return opening(self.task, self.config.system_prompt, self.default_system_prompt)
 
     def grade(self, text: str) -> tuple[str | None, dict[str, float], str]:
         """``(answer, reward_components, grader_status)`` for the final turn ``text``."""

@@ -40,7 +40,7 @@ from agentrl.errors import ConfigError
 from agentrl.tasks import resolve
 from agentrl.types import Message, Task
 from agentrl_envs import search_world
-from agentrl_envs.common import tool_turn
+from agentrl_envs.common import opening, pick_task, tool_turn
 from agentrl_envs.qa_grading import exact_match, extract_answer, f1, gold_list, golds_of
 from agentrl_tools.base import arun_tool, tool_spec
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
@@ -144,17 +144,10 @@ class SearchQAEnv(Env):
         return _file_tasks(c.source, split, c.question_key, c.answer_key)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:
-        options = options or {}
-        task = options.get("task")
-        if task is None:
-            pool = self.tasks(options.get("split", "test"))
-            task = pool[options.get("task_index", int(self.np_random.integers(len(pool))))]
-        self.task, self.searches = task, 0
+        self.task = pick_task(self.tasks, options, lambda n: int(self.np_random.integers(n)))
+        self.searches = 0
         self.turns.start()
-        system = self.config.system_prompt if self.config.system_prompt is not None else self.default_system_prompt
-        messages: list[Message] = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": task.prompt})
-        return messages, new_info(0, task_id=task.id)
+        return opening(self.task, self.config.system_prompt, self.default_system_prompt)
 
     def step(self, action: str) -> StepResult:
         return asyncio.run(self.astep(action))
