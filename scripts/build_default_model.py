@@ -12,9 +12,13 @@ Reproducible from a seed on a 2-core CPU in minutes:
    ``--search-rate`` share searches for each hop's entity (the observation is the
    environment's real BM25 result) and answers with the gold answer; the rest answer at once
    with a random name of the right kind, which is almost always wrong;
-3. train a byte-level BPE tokenizer on them, with a ChatML template (with search traces, every
-   name word of the search world is added as one token, ``world_words``);
-4. train a small Qwen2-architecture model on the traces (loss on assistant turns) for
+3. train a byte-level BPE tokenizer on them, with a ChatML template (the search world's names
+   are made of a few syllables, so a name is a few tokens, as a rare word is for a real
+   tokenizer);
+4. with ``--search-first N``, first train the model for N steps on search traces that always
+   search (and a fifth as many math traces): a small model learns to copy a name from the
+   question into its query, and an answer from a passage, only when most of its training is
+   searching; then, or at once without it, train on the traces above for
    ``--steps`` steps (each batch drawn uniformly; ``--micro-batch`` runs it in micro-batches
    of similar lengths, the same gradient without padding short traces to long ones),
    measuring held-out accuracy on the *test* split of each environment it has traces for with
@@ -107,15 +111,6 @@ def search_traces(n: int, seed: int, search_rate: float) -> list[list[dict[str, 
     return out
 
 
-def world_words(seed: int) -> list[str]:
-    """Every name word of the search world: the tokenizer holds each as one token, as a real
-    model's tokenizer holds the words of its pretraining text, so copying a name from a
-    passage into a query or an answer is copying a token or two."""
-    w = search_world.world(seed)
-    words = {part for name in w.people for part in name.split()} | set(w.cities) | set(w.countries)
-    return sorted(words | {name.split()[0] for name in w.organisations})
-
-
 def held_out_accuracy(env: str, model, tokenizer, tasks: int, seed: int) -> float:
     factory = functools.partial(make, env)
     test = list(factory().tasks("test")[:tasks])
@@ -133,6 +128,12 @@ def main() -> None:
     parser.add_argument("--tool-rate", type=float, default=0.3, help="share of traces that use the calculator")
     parser.add_argument("--search-traces", type=int, default=0, help="search_qa traces (0: none)")
     parser.add_argument("--search-rate", type=float, default=0.4, help="share of search_qa traces that search")
+    parser.add_argument(
+        "--search-first",
+        type=int,
+        default=0,
+        help="with search traces: first train this many steps on traces that always search",
+    )
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=400)
@@ -150,48 +151,53 @@ def main() -> None:
     start = time.time()
     math = traces(args.traces, args.seed, args.tool_rate)
     search = search_traces(args.search_traces, args.seed, args.search_rate) if args.search_traces else []
-    conversations = math + search
+    conversations = search + math
+    first = []  # --search-first: traces that always search, and a fifth as many math traces
+    if args.search_first and search:
+        first = search_traces(args.search_traces, args.seed, 1.0) + traces(args.traces // 5, args.seed, args.tool_rate)
     envs = ("math_tool", "search_qa") if search else ("math_tool",)
     print(f"{len(math)} math_tool and {len(search)} search_qa traces ({time.time() - start:.0f} s)", flush=True)
     if args.init is not None:
         tokenizer, model = load_tokenizer(str(args.init)), load_model(str(args.init))
         tokenizer.save_pretrained(args.out)
     else:
-        corpus = (tok_text(c) for c in conversations)
+        corpus = (tok_text(c) for c in first or conversations)
         base = build_tokenizer(corpus, vocab_size=args.vocab)
-        if search:
-            base.add_tokens(world_words(args.seed))
         tokenizer = as_reloaded(base, args.out)
         model = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=4, kv_heads=2, seed=args.seed)
-    history: list[dict[str, float]] = []
+    history: list[dict] = []
     saved: list[int] = []
+    offset = args.search_first if first else 0  # steps are counted over both stages
+
+    def evaluate(step: int, loss: float, stage: str) -> dict[str, float]:
+        accuracy = {env: held_out_accuracy(env, model, tokenizer, args.eval_tasks, args.seed) for env in envs}
+        seconds = time.time() - start
+        row = {"step": step, "stage": stage, "loss": round(loss, 4), "accuracy": accuracy, "seconds": round(seconds, 1)}
+        history.append(row)
+        shown = "  ".join(f"{env} {a:.3f}" for env, a in accuracy.items())
+        print(f"{stage} step {step:5d}  loss {loss:.4f}  held-out accuracy {shown}  ({seconds:.0f} s)", flush=True)
+        if args.snapshot is not None:
+            model.save_pretrained(args.snapshot)
+            tokenizer.save_pretrained(args.snapshot)
+        return accuracy
+
+    def on_first_step(step: int, loss: float) -> None:
+        if step % args.eval_every == 0 or step == args.search_first:
+            evaluate(step, loss, "search_first")
 
     def on_step(step: int, loss: float) -> None:
         if step % args.eval_every and step != args.steps:
             return
-        accuracy = {env: held_out_accuracy(env, model, tokenizer, args.eval_tasks, args.seed) for env in envs}
-        seconds = time.time() - start
-        history.append({"step": step, "loss": round(loss, 4), "accuracy": accuracy, "seconds": round(seconds, 1)})
-        shown = "  ".join(f"{env} {a:.3f}" for env, a in accuracy.items())
-        print(f"step {step:5d}  loss {loss:.4f}  held-out accuracy {shown}  ({seconds:.0f} s)", flush=True)
-        if args.snapshot is not None:
-            model.save_pretrained(args.snapshot)
-            tokenizer.save_pretrained(args.snapshot)
+        accuracy = evaluate(offset + step, loss, "mix")
         if all(args.low <= a <= args.high for a in accuracy.values()):
             saved.append(step)
-            save(model, tokenizer, args, {"step": step, "accuracy": accuracy}, history, start)
+            save(model, tokenizer, args, {"step": offset + step, "accuracy": accuracy}, history, start)
 
-    sft.train(
-        model,
-        tokenizer,
-        conversations,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch,
-        seed=args.seed,
-        on_step=on_step,
-        micro_batch_size=args.micro_batch,
-    )
+    options = {"lr": args.lr, "batch_size": args.batch, "seed": args.seed, "micro_batch_size": args.micro_batch}
+    train = functools.partial(sft.train, model, tokenizer, **options)
+    if first:
+        train(first, steps=args.search_first, on_step=on_first_step)
+    train(conversations, steps=args.steps, on_step=on_step)
     if not saved:
         raise SystemExit(f"no evaluation had every held-out accuracy in [{args.low}, {args.high}]: {history}")
 
@@ -212,6 +218,8 @@ def save(model, tokenizer, args: argparse.Namespace, chosen: dict, history: list
         "history": history,
         "torch": torch.__version__,
     }
+    if args.init is not None and (args.init / "build_info.json").exists():  # the earlier stage's recipe
+        info["init"] = json.loads((args.init / "build_info.json").read_text())
     (args.out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
     seconds = time.time() - start
     print(f"wrote {args.out}: step {chosen['step']}, held-out accuracy {chosen['accuracy']}, {seconds:.0f} s")
