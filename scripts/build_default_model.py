@@ -193,11 +193,22 @@ def main() -> None:
             saved.append(step)
             save(model, tokenizer, args, {"step": offset + step, "accuracy": accuracy}, history, start)
 
-    options = {"lr": args.lr, "batch_size": args.batch, "seed": args.seed, "micro_batch_size": args.micro_batch}
-    train = functools.partial(sft.train, model, tokenizer, **options)
+    def train(data: list[list[dict[str, str]]], steps: int, on_step_done) -> None:
+        sft.train(
+            model,
+            tokenizer,
+            data,
+            steps=steps,
+            lr=args.lr,
+            batch_size=args.batch,
+            seed=args.seed,
+            on_step=on_step_done,
+            micro_batch_size=args.micro_batch,
+        )
+
     if first:
-        train(first, steps=args.search_first, on_step=on_first_step)
-    train(conversations, steps=args.steps, on_step=on_step)
+        train(first, args.search_first, on_first_step)
+    train(conversations, args.steps, on_step)
     if not saved:
         raise SystemExit(f"no evaluation had every held-out accuracy in [{args.low}, {args.high}]: {history}")
 
