@@ -1,4 +1,4 @@
-"""Build the default model that ships with agentrl (``agentrl/models/default/``).
+r"""Build the default model that ships with agentrl (``agentrl/models/default/``).
 
 Reproducible from a seed on a 2-core CPU in minutes:
 
@@ -7,7 +7,7 @@ Reproducible from a seed on a 2-core CPU in minutes:
    agentic way (a calculator call with the task's expression, the tool's result, "The answer
    is N."); the rest answer at once with the first number of the question, a shortcut that
    is almost always wrong;
-2. with ``--search-traces N`` (0 by default: the shipped model has none yet), also
+2. with ``--search-traces N`` (0 by default), also
    ``search_qa`` traces from the fictional world's *train* split the same way: a
    ``--search-rate`` share searches for each hop's entity (the observation is the
    environment's real BM25 result) and answers with the gold answer; the rest answer at once
@@ -29,11 +29,16 @@ Reproducible from a seed on a 2-core CPU in minutes:
 
 The model learns both habits and picks the tool about ``--tool-rate`` of the time, so it
 starts mediocre for a reason RL can fix: reward for the episodes that used the tool teaches it
-to use the tool. The defaults are the recipe of the shipped model (``build_info.json``).
+to use the tool. The shipped model's recipe is two commands (``recipe`` in its
+``build_info.json``); the defaults alone build a model of ``math_tool`` only:
 
-    python scripts/build_default_model.py                  # writes agentrl/models/default
-    python scripts/build_default_model.py --out /tmp/m     # elsewhere
-    python scripts/build_default_model.py --out /tmp/m --search-traces 8000 --vocab 600 --micro-batch 32
+    python scripts/build_default_model.py --out /tmp/m     # math_tool only, about 12 minutes
+    # the shipped model (about 70 minutes on 2 cores), written to agentrl/models/default:
+    python scripts/build_default_model.py --out /tmp/stage2 --traces 20000 --search-traces 8000 \
+        --search-rate 0.5 --micro-batch 16 --search-first 1200 --steps 600 --vocab 600 \
+        --eval-every 150 --eval-tasks 100 --low 0 --high 1
+    python scripts/build_default_model.py --init /tmp/stage2 --traces 12000 --search-traces 8000 \
+        --search-rate 0.5 --micro-batch 16 --steps 100 --eval-every 100 --eval-tasks 200
 """
 
 from __future__ import annotations

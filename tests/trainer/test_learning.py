@@ -1,8 +1,9 @@
-"""Reward rises for real: the default model, trained briefly with the default recipe, gets
-better at held-out math_tool tasks (about a minute on 2 cores; the full-scale figures come
-from scripts/bench_algos.py)."""
+"""Reward rises for real: the default model, trained briefly with the default recipes, gets
+better at held-out math_tool and search_qa tasks (a few minutes on 2 cores; the full-scale
+figures come from scripts/bench_algos.py)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,17 @@ def test_vcpo_raises_held_out_accuracy(tmp_path):
     assert sorted(evals) == [0, 5, 10, 15, 20]
     assert evals[20] >= evals[0] + 0.25, evals  # the acceptance gain, at a fifth of the steps
     assert sum(r["rollout/reward_mean"] for r in rows[-5:]) > sum(r["rollout/reward_mean"] for r in rows[1:6]), evals
+
+
+@pytest.mark.slow
+def test_grpo_teaches_the_default_model_to_search(tmp_path):
+    config = Path(__file__).resolve().parents[2] / "configs" / "search_qa_grpo.yaml"
+    args = ["train", "--config", str(config), "--steps", "15", "--runs-dir", str(tmp_path), "--name", "learn"]
+    args += ["--set", "checkpoint_every=15", "--set", "eval_every=5", "--set", "eval_tasks=100"]
+    assert main([*args, "--set", "samples_every=0", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}
+    assert sorted(evals) == [0, 5, 10, 15]
+    assert evals[15] >= evals[0] + 0.1, evals  # half the acceptance gain, at a fifth of the steps
+    searches = [r["rollout/mean_searches"] for r in rows if "rollout/mean_searches" in r]
+    assert sum(searches[-3:]) > sum(searches[:3]), searches  # it learned to search
