@@ -1,0 +1,82 @@
+"""A persistent Python session in each real sandbox: state, output, timeouts, restarts."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+
+from agentrl_tools.python_tool import NO_OUTPUT, PythonTool
+from agentrl_tools.sandbox.session import Limits, PythonSession
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_state_carries_across_calls(pool):
+    session = PythonSession(pool)
+    assert session.run("x = 40").status == "ok"
+    session.run("def twice(v):\n    return 2 * v")
+    result = session.run("print(twice(x) + 4)")
+    assert (result.status, result.stdout, result.stderr, result.lost_state) == ("ok", "84\n", "", False)
+    assert 0 < result.seconds < 3
+    assert session.run("x + 1").stdout == "41\n"  # a last expression is shown, as in a notebook
+    session.close()
+
+
+def test_a_traceback_is_the_last_lines_and_the_session_goes_on(pool):
+    session = PythonSession(pool)
+    session.run("y = 7")
+    result = session.run("def f():\n    return 1 / 0\nf()")
+    assert result.status == "error" and not result.lost_state
+    assert result.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert 'File "<cell>", line 2, in f' in result.stderr and "repl" not in result.stderr
+    assert session.run("import sys; sys.exit(3)").stderr.rstrip().endswith("SystemExit: 3")
+    assert session.run("y").stdout == "7\n"
+    session.close()
+
+
+def test_a_call_past_its_timeout_is_killed_and_the_state_is_lost(pool):
+    tool = PythonTool(pool)
+    tool("z = 1")
+    result = tool("import time\ntime.sleep(30)")
+    assert result.status == "timeout" and 2.9 < result.latency_s < 6
+    assert result.output.startswith("Error: the call ran past its 3 s timeout") and "lost" in result.output
+    assert tool.last is not None and tool.last.lost_state
+    after = tool("z")
+    assert after.status == "error" and "NameError" in after.output  # a fresh interpreter
+    assert tool("1 + 1").output == "2"
+    tool.close()
+
+
+def test_output_is_capped_with_head_tail_and_a_marker(pool):
+    result = PythonSession(pool).run("print('A' * 600 + 'B' * 5000 + 'C' * 600)")
+    assert result.stdout.startswith("A" * 500) and result.stdout.endswith("C" * 499 + "\n")
+    assert "...[5201 bytes cut]..." in result.stdout
+    assert len(result.stdout) < 1100
+
+
+def test_child_process_output_is_captured_and_no_output_is_said(pool):
+    tool = PythonTool(pool)
+    assert tool("import os; os.system('echo from-a-child')").output == "from-a-child\n0"
+    assert tool("pass").output == NO_OUTPUT
+    tool.close()
+
+
+def test_sixty_four_sessions_at_once(pool):
+    sessions = [PythonSession(pool) for _ in range(64)]
+
+    def work(i: int) -> str:
+        first = sessions[i].run(f"n = {i}")
+        assert first.status == "ok", first
+        return sessions[i].run("print(n * n)").stdout
+
+    with concurrent.futures.ThreadPoolExecutor(64) as executor:
+        outputs = list(executor.map(work, range(64)))
+    assert outputs == [f"{i * i}\n" for i in range(64)]
+    for session in sessions:
+        session.close()
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+        Limits(timeout_s=0)

@@ -1,0 +1,50 @@
+"""Choosing a sandbox backend by name: ``docker``, ``bwrap`` or ``auto``.
+
+Owns ``BACKENDS``, ``make_backend`` (a backend, or a one-line ``SandboxUnavailable`` saying
+what to install or start) and ``open_pool`` (a backend's warm pool, which sessions draw from).
+``auto`` takes Docker when a daemon answers and the image is built, else bubblewrap, and says
+which and why in the log. There is no unsandboxed backend: model-written code never runs on
+the host directly. Must not know about tools or environments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from agentrl_tools.sandbox import bwrap, docker_backend
+from agentrl_tools.sandbox.image import IMAGE
+from agentrl_tools.sandbox.session import Backend, Limits, Pool, SandboxUnavailable
+
+BACKENDS = ("auto", "docker", "bwrap")
+log = logging.getLogger("agentrl.sandbox")
+
+
+def make_backend(name: str, limits: Limits, image: str = IMAGE) -> Backend:
+    """The backend called ``name``; ``SandboxUnavailable`` (one line) when it cannot run here."""
+    makers: dict[str, Callable[[], Backend]] = {
+        "docker": lambda: docker_backend.DockerBackend(limits, image),
+        "bwrap": lambda: _checked_bwrap(limits),
+    }
+    if name == "auto":
+        try:
+            backend = makers["docker"]()
+        except SandboxUnavailable as exc:
+            log.info("sandbox: bwrap (docker: %s)", exc)
+            return makers["bwrap"]()
+        log.info("sandbox: docker (image %s)", image)
+        return backend
+    if name not in makers:
+        raise ValueError(f"unknown sandbox backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return makers[name]()
+
+
+def open_pool(name: str, limits: Limits, warm: int = 0, image: str = IMAGE) -> Pool:
+    """A warm pool of ``warm`` started sandboxes of backend ``name`` (0: start on demand)."""
+    return Pool(make_backend(name, limits, image), limits, size=warm)
+
+
+def _checked_bwrap(limits: Limits) -> Backend:
+    backend = bwrap.BwrapBackend(limits)
+    backend.check()
+    return backend
