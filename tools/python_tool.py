@@ -14,7 +14,8 @@ import asyncio
 from typing import Any, ClassVar
 
 from agentrl_tools.base import ToolInputError, ToolResult
-from agentrl_tools.sandbox.session import CallResult, Pool, PythonSession
+from agentrl_tools.sandbox.backends import shared_pool
+from agentrl_tools.sandbox.session import CallResult, Limits, Pool, PythonSession
 
 NO_OUTPUT = "(no output)"
 
@@ -31,8 +32,11 @@ class PythonTool:
     }
     primary_argument = "code"
 
-    def __init__(self, pool: Pool):
-        self.session = PythonSession(pool)
+    def __init__(self, pool: Pool | None = None, *, backend: str = "auto", warm: int = 0, **limits: Any):
+        """``pool``: where sandboxes come from; without one, the process's shared pool of
+        ``backend`` (``auto``, ``docker``, ``bwrap``) with ``warm`` started sandboxes and
+        ``limits`` (``agentrl_tools.sandbox.session.Limits`` fields), as the registry passes it."""
+        self.session = PythonSession(pool if pool is not None else shared_pool(backend, Limits(**limits), warm))
         self.last: CallResult | None = None
 
     def __call__(self, code: str) -> ToolResult:

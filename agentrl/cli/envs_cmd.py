@@ -6,6 +6,7 @@ import argparse
 import functools
 from typing import Any
 
+from agentrl.cli.listing import print_registry
 from agentrl.envs import check_env, describe, entries, load, make
 from agentrl.errors import AgentRLError
 
@@ -28,19 +29,7 @@ def register(commands: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = []
-    for name, entry in entries().items():
-        try:
-            description = describe(load(name))
-        except AgentRLError as exc:
-            description = f"(failed to load: {exc})"
-        rows.append((name, description, entry.package))
-    width = max((len(r[0]) for r in rows), default=4)
-    pkg_width = max((len(r[2]) for r in rows), default=7)
-    print(f"{'NAME':<{width}}  {'PACKAGE':<{pkg_width}}  DESCRIPTION")
-    for name, description, package in rows:
-        print(f"{name:<{width}}  {package:<{pkg_width}}  {description}")
-    return 0
+    return print_registry(entries(), lambda name: describe(load(name)))
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from agentrl import __version__
-from agentrl.cli import algos_cmd, envs_cmd, eval_cmd, plot_cmd, serve_cmd, train_cmd
+from agentrl.cli import algos_cmd, envs_cmd, eval_cmd, plot_cmd, serve_cmd, tools_cmd, train_cmd
 from agentrl.errors import AgentRLError, AgentRLWarning
 
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(commands)
     plot_cmd.register(commands)
     serve_cmd.register(commands)
+    tools_cmd.register(commands)
     return parser
 
 

@@ -6,6 +6,7 @@ from importlib.metadata import entry_points as registry_entry_points
 
 import pytest
 
+import agentrl.entry_points
 from agentrl.envs import DuplicateEnvError, Env, EnvSpec, check_env, describe, entries, load, make, names, registry
 from agentrl.envs.registry import DuplicateEnvWarning
 from agentrl.errors import AgentRLError, UnknownNameError
@@ -73,7 +74,7 @@ def _two_packages_claim_math(monkeypatch):
         object.__setattr__(clash, "dist", Dist("other-pkg"))
         return [*real, clash]
 
-    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
+    monkeypatch.setattr(agentrl.entry_points, "entry_points", fake_entry_points)
     registry.refresh()
 
 

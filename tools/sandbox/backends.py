@@ -1,7 +1,8 @@
 """Choosing a sandbox backend by name: ``docker``, ``bwrap`` or ``auto``.
 
 Owns ``BACKENDS``, ``make_backend`` (a backend, or a one-line ``SandboxUnavailable`` saying
-what to install or start) and ``open_pool`` (a backend's warm pool, which sessions draw from).
+what to install or start), ``open_pool`` (a backend's warm pool, which sessions draw from)
+and ``shared_pool`` (one pool per process and settings).
 ``auto`` takes Docker when a daemon answers and the image is built, else bubblewrap, and says
 which and why in the log. There is no unsandboxed backend: model-written code never runs on
 the host directly. Must not know about tools or environments.
@@ -9,6 +10,8 @@ the host directly. Must not know about tools or environments.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 from collections.abc import Callable
 
@@ -42,6 +45,14 @@ def make_backend(name: str, limits: Limits, image: str = IMAGE) -> Backend:
 def open_pool(name: str, limits: Limits, warm: int = 0, image: str = IMAGE) -> Pool:
     """A warm pool of ``warm`` started sandboxes of backend ``name`` (0: start on demand)."""
     return Pool(make_backend(name, limits, image), limits, size=warm)
+
+
+@functools.cache
+def shared_pool(name: str, limits: Limits, warm: int = 0) -> Pool:
+    """The process's one pool per (backend, limits, warm), closed when the process exits."""
+    pool = open_pool(name, limits, warm)
+    atexit.register(pool.close)
+    return pool
 
 
 def _checked_bwrap(limits: Limits) -> Backend:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from agentrl.errors import AgentRLError
 from agentrl_tools.base import ToolStatus
 from agentrl_tools.sandbox.channel import Channel, ChannelClosed
 
@@ -90,7 +91,7 @@ class Backend(Protocol):
     def start(self, args: list[str]) -> Channel: ...
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(AgentRLError):
     """No sandbox could be started (no daemon, no image, no bubblewrap); one line, what to do."""
 
 

@@ -35,8 +35,20 @@ class SearchTool:
     primary_argument = "query"
 
     def __init__(
-        self, retriever: Retriever, *, topk: int = 3, max_passage_chars: int = 400, max_observation_chars: int = 2000
+        self,
+        retriever: Retriever | str = "local",
+        *,
+        corpus: str | None = None,
+        topk: int = 3,
+        max_passage_chars: int = 400,
+        max_observation_chars: int = 2000,
     ):
+        """``retriever``: a ``Retriever``, or a target for ``open_retriever`` (``local`` with a
+        ``corpus`` JSONL, or the URL of ``agentrl serve retriever``), as the registry passes it."""
+        if isinstance(retriever, str):
+            from agentrl_tools.search.factory import open_retriever
+
+            retriever = open_retriever(retriever, corpus=corpus)
         self.retriever, self.topk = retriever, topk
         self.max_passage_chars, self.max_observation_chars = max_passage_chars, max_observation_chars
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 
 import pytest
+from conftest import open_or_skip
 
+from agentrl.cli.main import main
 from agentrl_tools.python_tool import NO_OUTPUT, PythonTool
+from agentrl_tools.registry import make_tool
 from agentrl_tools.sandbox.session import Limits, PythonSession
 
 pytestmark = pytest.mark.sandbox
@@ -75,6 +78,28 @@ def test_sixty_four_sessions_at_once(pool):
     assert outputs == [f"{i * i}\n" for i in range(64)]
     for session in sessions:
         session.close()
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+def test_the_registry_makes_a_python_tool_on_the_shared_pool(backend):
+    open_or_skip(backend).close()
+    tool = make_tool("python", backend=backend, timeout_s=3.0)
+    again = make_tool("python", backend=backend, timeout_s=3.0)
+    assert tool.session.pool is again.session.pool  # one pool per process and settings
+    tool("a = 6")
+    assert tool("a * 7").output == "42"
+    assert again("a").status == "error"  # each tool its own session
+    tool.close()
+    again.close()
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+def test_sandbox_check_command(backend, capsys):
+    open_or_skip(backend).close()
+    assert main(["sandbox", "check", "--backend", backend]) == 0
+    assert capsys.readouterr().out.startswith(f"{backend} sandbox: Python 3.")
+    assert main(["sandbox", "check", "--backend", "none"]) == 2
+    assert "--backend must be one of auto, docker, bwrap" in capsys.readouterr().err
 
 
 def test_bad_limits_are_refused():
