@@ -1,5 +1,5 @@
 """What the built-in environments share: the math task-source config, task loading and
-reset, and how a turn's tool results become an observation.
+reset (a turn's tool calls are ``agentrl_envs.tool_turn``'s).
 
 Owns choosing a task on reset (an explicit ``options["task"]``, an index, or the seed) and
 the opening messages. Tasks from a file or dataset are loaded once per process and source.
@@ -20,7 +20,6 @@ from agentrl.tasks import resolve
 from agentrl.types import Message, Task
 from agentrl_envs.arith import ArithmeticTasks, Difficulty
 from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
-from agentrl_tools.base import ToolCall, ToolResult, worst_status
 
 
 def pick_task(
@@ -42,18 +41,6 @@ def opening(task: Task, system_prompt: str | None, default: str) -> tuple[list[M
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": task.prompt})
     return messages, new_info(0, task_id=task.id)
-
-
-def tool_turn(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> tuple[list[Message], dict[str, Any]]:
-    """A turn's tool results as ``tool`` messages, and the ``info`` fields they set: the calls,
-    the worst status and the time spent."""
-    messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
-    info = {
-        "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
-        "tool_status": worst_status(r.status for r in results),
-        "tool_latency_s": sum(r.latency_s for r in results),
-    }
-    return messages, info
 
 
 @dataclass

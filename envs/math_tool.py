@@ -30,10 +30,11 @@ from typing import Any, ClassVar
 from agentrl.config import build, check_choice, check_range, option
 from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.types import Message
-from agentrl_envs.common import MathTaskConfig, MathTaskMixin, tool_turn
-from agentrl_tools.base import run_tool, tool_spec
+from agentrl_envs.common import MathTaskConfig, MathTaskMixin
+from agentrl_envs.tool_turn import take_turn
+from agentrl_tools.base import tool_spec
 from agentrl_tools.calculator import Calculator, Limits
-from agentrl_tools.parsers import FORMATS, parse_tool_calls
+from agentrl_tools.parsers import FORMATS
 
 _PROMPTS = {
     "xml": "Use the calculator by writing <calculator>EXPRESSION</calculator>; its result comes back to you. "
@@ -82,12 +83,12 @@ class MathToolEnv(MathTaskMixin, Env):
         self.turns = TurnCounter(max_turns=c.max_turns)
 
     def step(self, action: str) -> StepResult:
-        result = self._step(action)
+        result = asyncio.run(self._step(action))
         time.sleep(self._delay(result))
         return result
 
     async def astep(self, action: str) -> StepResult:
-        result = self._step(action)
+        result = await self._step(action)
         await asyncio.sleep(self._delay(result))
         return result
 
@@ -95,25 +96,19 @@ class MathToolEnv(MathTaskMixin, Env):
         """The tool latency this step owes: ``tool_delay_s`` if it ran the calculator."""
         return self.config.tool_delay_s if result[4]["tool_calls"] else 0.0
 
-    def _step(self, action: str) -> StepResult:
+    async def _step(self, action: str) -> StepResult:
         turn = self.turns.advance(action)
-        if not action.strip():
-            return self._continue(
-                turn,
-                "user",
-                "Your reply was empty. Call the calculator or give the answer.",
-                parse_error="empty_output",
-            )
-        parsed = parse_tool_calls(action, self.tools, self.config.tool_format)
-        if parsed.error:
-            return self._continue(turn, "tool", f"Error: {parsed.message}", parse_error=parsed.error)
-        if len(parsed.calls) > self.config.max_calls_per_turn:
-            message = f"Error: at most {self.config.max_calls_per_turn} calls per turn"
-            return self._continue(turn, "tool", message, parse_error="too_many_calls")
-        if parsed.calls:
-            results = [run_tool(self.tools[call.name], call) for call in parsed.calls]
-            messages, info = tool_turn(parsed.calls, results)
-            return self.turns.go_on(turn, messages, truncated_components={"correct": 0.0}, **info)
+        c = self.config
+        taken = await take_turn(
+            action,
+            self.tools,
+            c.tool_format,
+            max_calls=c.max_calls_per_turn,
+            too_many=f"at most {c.max_calls_per_turn} calls per turn",
+            empty_hint="Your reply was empty. Call the calculator or give the answer.",
+        )
+        if taken.final is None:
+            return self.turns.go_on(turn, taken.messages, truncated_components={"correct": 0.0}, **taken.info)
         answer, components, status = self.grade(action)
         if answer is None:
             return self._continue(

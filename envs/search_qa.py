@@ -40,10 +40,11 @@ from agentrl.errors import ConfigError
 from agentrl.tasks import resolve
 from agentrl.types import Message, Task
 from agentrl_envs import search_world
-from agentrl_envs.common import opening, pick_task, tool_turn
+from agentrl_envs.common import opening, pick_task
 from agentrl_envs.qa_grading import exact_match, extract_answer, f1, gold_list, golds_of
-from agentrl_tools.base import arun_tool, tool_spec
-from agentrl_tools.parsers import FORMATS, parse_tool_calls
+from agentrl_envs.tool_turn import take_turn
+from agentrl_tools.base import tool_spec
+from agentrl_tools.parsers import FORMATS
 from agentrl_tools.search.base import default_cache_dir
 from agentrl_tools.search.factory import open_retriever
 from agentrl_tools.search.tool import SearchTool
@@ -154,21 +155,18 @@ class SearchQAEnv(Env):
 
     async def astep(self, action: str) -> StepResult:
         turn = self.turns.advance(action)
-        if not action.strip():
-            return self._tell(
-                turn, "user", "Your reply was empty. Search or give the answer.", parse_error="empty_output"
-            )
-        parsed = parse_tool_calls(action, self.tools, self.config.tool_format)
-        if parsed.error:
-            return self._tell(turn, "tool", f"Error: {parsed.message}", parse_error=parsed.error)
-        if parsed.calls:
-            if self.searches + len(parsed.calls) > self.config.max_searches:
-                message = f"Error: the search budget ({self.config.max_searches}) is spent; give the answer"
-                return self._tell(turn, "tool", message, parse_error="too_many_calls")
-            self.searches += len(parsed.calls)
-            results = await asyncio.gather(*(arun_tool(self.search, call) for call in parsed.calls))
-            messages, info = tool_turn(parsed.calls, results)
-            return self._go_on(turn, messages, **info)
+        budget = self.config.max_searches
+        taken = await take_turn(
+            action,
+            self.tools,
+            self.config.tool_format,
+            max_calls=budget - self.searches,
+            too_many=f"the search budget ({budget}) is spent; give the answer",
+            empty_hint="Your reply was empty. Search or give the answer.",
+        )
+        self.searches += len(taken.info.get("tool_calls", ()))
+        if taken.final is None:
+            return self._go_on(turn, taken.messages, **taken.info)
         answer = extract_answer(action)
         if answer is None:
             return self._tell(

@@ -1,0 +1,74 @@
+"""One model turn of a tool-using environment, the same for every built-in one.
+
+Owns the order a turn is read in and the observation of each outcome: empty text
+(``empty_output``, a ``user`` hint); a call that cannot be parsed (``malformed_call``,
+``invalid_json``, ``unknown_tool``, ``bad_args``: a ``tool`` message ``Error: ...``, and no
+call runs); more calls than allowed (``too_many_calls``); calls, run and turned into ``tool``
+messages with ``tool_calls``, ``tool_status`` and ``tool_latency_s`` in the info; or no call
+at all, which is the environment's to grade (``Turn.final``). Calls run concurrently (a
+retriever merges them into one request) unless ``in_order``, which a stateful tool (a Python
+session) needs. Must not know about answers, grading or rewards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrl.types import Message
+from agentrl_tools.base import Tool, ToolCall, ToolResult, arun_tool, worst_status
+from agentrl_tools.parsers import parse_tool_calls
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What one action came to. ``final`` is the action's text when it made no call and no
+    parse error (the environment grades it); otherwise ``messages`` and ``info`` are the
+    observation and its info fields, and the episode goes on."""
+
+    messages: list[Message] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    final: str | None = None
+
+
+async def take_turn(
+    action: str,
+    tools: Mapping[str, Tool],
+    fmt: str,
+    *,
+    max_calls: int,
+    too_many: str,
+    empty_hint: str,
+    in_order: bool = False,
+) -> Turn:
+    """Read ``action`` (tool-call format ``fmt``) against ``tools``; run at most ``max_calls``
+    calls (more is ``too_many_calls`` with the message ``too_many``)."""
+    if not action.strip():
+        return Turn([{"role": "user", "content": empty_hint}], {"parse_error": "empty_output"})
+    parsed = parse_tool_calls(action, tools, fmt)
+    if parsed.error:
+        return Turn([{"role": "tool", "content": f"Error: {parsed.message}"}], {"parse_error": parsed.error})
+    if len(parsed.calls) > max_calls:
+        return Turn([{"role": "tool", "content": f"Error: {too_many}"}], {"parse_error": "too_many_calls"})
+    if not parsed.calls:
+        return Turn(final=action)
+    if in_order:
+        results = [await arun_tool(tools[call.name], call) for call in parsed.calls]
+    else:
+        results = list(await asyncio.gather(*(arun_tool(tools[call.name], call) for call in parsed.calls)))
+    messages, info = tool_turn(parsed.calls, results)
+    return Turn(messages, info)
+
+
+def tool_turn(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> tuple[list[Message], dict[str, Any]]:
+    """A turn's tool results as ``tool`` messages, and the ``info`` fields they set: the calls,
+    the worst status and the time spent."""
+    messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
+    info = {
+        "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
+        "tool_status": worst_status(r.status for r in results),
+        "tool_latency_s": sum(r.latency_s for r in results),
+    }
+    return messages, info
