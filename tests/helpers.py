@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from agentrl.engines.base import Completion, SamplingParams
 from agentrl_envs.math_tool import MathToolEnv
 from agentrl_envs.search_qa import SearchQAEnv
+from agentrl_tools.sandbox.backends import open_pool
+from agentrl_tools.sandbox.image import build_image
+from agentrl_tools.sandbox.session import Limits, Pool, SandboxUnavailable
 
 
 class ScriptedEngine:
@@ -152,3 +156,19 @@ class SearchEveryTurn(SearchQAEnv):
     async def astep(self, action: str) -> Any:
         assert self.task is not None
         return await super().astep(f"<search>{self.task.meta['hops'][0]}</search>")
+
+
+SANDBOX_LIMITS = Limits(timeout_s=3.0, memory_mb=256, processes=32, disk_mb=8, max_output_bytes=1000)
+
+
+def open_or_skip(backend: str, limits: Limits = SANDBOX_LIMITS, warm: int = 2) -> Pool:
+    """A pool of the real ``backend``; skipped with the reason where it cannot run, failed
+    instead when ``AGENTRL_REQUIRE_SANDBOX=1`` (CI), so sandbox tests never pass by skipping."""
+    try:
+        if backend == "docker":
+            build_image(log=lambda _: None)
+        return open_pool(backend, limits, warm=warm)
+    except (SandboxUnavailable, RuntimeError) as exc:
+        if os.environ.get("AGENTRL_REQUIRE_SANDBOX") == "1":
+            pytest.fail(f"{backend} sandbox required but unavailable: {exc}")
+        pytest.skip(f"{backend} sandbox unavailable: {exc}")

@@ -12,6 +12,7 @@ sandbox is used is the backend's business.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -105,6 +106,10 @@ class Pool:
     def __init__(self, backend: Backend, limits: Limits, size: int = 0):
         self.backend, self.limits, self.size = backend, limits, size
         self.args = limits.interpreter_args(backend.workdir, backend.rlimit_processes)
+        # Sandboxes are started from these long-lived threads only: a parent-death signal
+        # (bwrap's --die-with-parent) fires when the *thread* that started the sandbox ends,
+        # so one started from a short-lived thread (asyncio.to_thread's) would die with it.
+        self._starter = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="sandbox-start")
         self._ready: list[Channel] = []
         self._lock = threading.Condition()
         self._closed = False
@@ -119,6 +124,12 @@ class Pool:
 
     def start(self) -> Channel:
         """A fresh sandbox whose interpreter has said it is ready."""
+        try:
+            return self._starter.submit(self._start).result()
+        except RuntimeError:  # the pool was closed
+            raise SandboxUnavailable(f"the {self.backend.name} sandbox pool is closed") from None
+
+    def _start(self) -> Channel:
         channel = self.backend.start(self.args)
         try:
             ready = json.loads(channel.readline(self.limits.start_timeout_s))
@@ -137,6 +148,7 @@ class Pool:
             self._lock.notify_all()
         for channel in ready:
             channel.kill()
+        self._starter.shutdown(wait=False)
 
     def _refill(self) -> None:
         while True:

@@ -118,8 +118,8 @@ def test_killing_the_own_interpreter(run, code):
 
 VICTIM = """
 import sys
-sys.path.insert(0, {here!r})
-from conftest import open_or_skip
+sys.path.insert(0, {tests!r})
+from helpers import open_or_skip
 from agentrl_tools.sandbox.session import Limits, PythonSession
 session = PythonSession(open_or_skip(sys.argv[1], Limits(timeout_s=600), warm=0))
 session.run("pass")
@@ -131,7 +131,7 @@ session.run("while True:\\n    pass")
 def kill_mid_call(backend: str, tmp_path: Path) -> str:
     """Start a run whose call never returns, SIGKILL it, and return what it printed."""
     script = tmp_path / "victim.py"
-    script.write_text(VICTIM.format(here=str(Path(__file__).parent)))
+    script.write_text(VICTIM.format(tests=str(Path(__file__).parents[2])))
     victim = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE, text=True)
     assert victim.stdout is not None
     printed = victim.stdout.readline().strip()

@@ -1,0 +1,175 @@
+"""``tool_use``: solve a task with tools, code in a sandboxed Python session above all.
+
+Each turn the model either calls tools (``<python>code</python>``, ``<calculator>...``, or
+Hermes ``<tool_call>`` JSON; several per turn, run in order), whose results come back as
+``tool`` messages, or answers (``The answer is N.``), which ends the episode and is checked
+against the gold answer (math-verify). A task names its tools (``meta["tools"]``, else the
+``tools`` option). Turn outcomes follow ``agentrl_envs.tool_turn``; a call that times out or
+kills its interpreter is an ``Error: ...`` observation with ``info["tool_status"]`` and the
+session restarts. ``step`` never raises because of the model or the sandbox.
+
+Tasks: ``source="code"`` (default), a seeded generator of problems that are easy with code
+and hard in the head (``agentrl_envs.code_tasks``); or a question file / ``hf:`` dataset
+(``question``/``answer`` columns, as ``math``'s). Tools come from the ``agentrl.tools``
+registry; the ``python`` tool's sandbox is the ``sandbox`` backend with the limits below, one
+session per episode (closed by ``close`` and at the next ``reset``). A sandbox that cannot
+start is a one-line error when the environment is made, before any episode runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agentrl.config import build, check_choice, check_range, option
+from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
+from agentrl.errors import ConfigError
+from agentrl.tasks import resolve
+from agentrl.types import Message, Task
+from agentrl_envs.code_tasks import FAMILIES, CodeTasks
+from agentrl_envs.common import opening, pick_task
+from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
+from agentrl_envs.tool_turn import take_turn
+from agentrl_tools.base import Tool, tool_spec
+from agentrl_tools.parsers import FORMATS
+from agentrl_tools.registry import make_tool
+from agentrl_tools.sandbox.backends import BACKENDS
+
+_PROMPTS = {
+    "xml": "Solve the problem. To run Python, write <python>CODE</python>; what it prints comes back to you, "
+    "and variables persist between runs. When you know the result, end with: The answer is N.",
+    "hermes": 'Solve the problem. To run Python, call <tool_call>{"name": "python", "arguments": {"code": "..."}}'
+    "</tool_call>; what it prints comes back to you. When you know the result, end with: The answer is N.",
+}
+
+
+@dataclass
+class ToolUseConfig:
+    source: str = option("code", "'code' (generated problems), a .jsonl/.parquet question file ({split}), or hf:NAME")
+    num_tasks: int = option(500, "code: tasks per split")
+    seed: int = option(0, "code: generator seed")
+    families: str = option(",".join(FAMILIES), "code: comma-separated problem families")
+    tools: str = option("python", "comma-separated tools (agentrl.tools names) for tasks that do not name theirs")
+    question_key: str | None = option(None, "file/dataset: the question column")
+    answer_key: str | None = option(None, "file/dataset: the answer column")
+    max_turns: int = option(4, "turn budget; the episode is truncated when it runs out")
+    max_calls_per_turn: int = option(4, "more calls than this in one turn are refused (too_many_calls)")
+    tool_format: str = option("xml", "tool-call format: xml (<python>code</python>) or hermes (<tool_call>)")
+    sandbox: str = option("auto", "python tool's sandbox: auto (docker if it runs here, else bwrap), docker or bwrap")
+    timeout_s: float = option(5.0, "python: seconds per call; past it the session is killed and restarted")
+    memory_mb: int = option(512, "python: memory of a session")
+    max_output_bytes: int = option(2048, "python: stdout and stderr each keep this many bytes per call")
+    warm: int = option(0, "python: sandboxes kept started ahead of need")
+    grader_timeout_s: float = option(5.0, "seconds before a math-verify check counts as wrong")
+    system_prompt: str | None = option(None, "system message; None uses the environment's default")
+
+    def __post_init__(self) -> None:
+        check_range("tool_use", "num_tasks", self.num_tasks, 1)
+        check_range("tool_use", "max_turns", self.max_turns, 1, 64)
+        check_range("tool_use", "max_calls_per_turn", self.max_calls_per_turn, 1)
+        check_choice("tool_use", "tool_format", self.tool_format, FORMATS)
+        check_choice("tool_use", "sandbox", self.sandbox, BACKENDS)
+        check_range("tool_use", "timeout_s", self.timeout_s, 0.01, 600)
+        check_range("tool_use", "memory_mb", self.memory_mb, 64)
+        check_range("tool_use", "max_output_bytes", self.max_output_bytes, 64)
+        check_range("tool_use", "warm", self.warm, 0, 256)
+        if not self.tool_names:
+            raise ConfigError("tool_use: tools must name at least one tool")
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.tools.split(",") if name.strip())
+
+
+class ToolUseEnv(Env):
+    """Problems that are easy with code: run Python in a sandbox, then answer."""
+
+    name: ClassVar[str] = "tool_use"
+    check_actions: ClassVar[tuple[str, ...]] = (
+        "<python>print(6 * 7)</python>",
+        "<python></python>",
+        "The answer is 42.",
+    )
+
+    def __init__(self, **config: Any):
+        self.config = build(ToolUseConfig, config, owner="tool_use")
+        c = self.config
+        self.tools: dict[str, Tool] = {}
+        self._open_tools(c.tool_names)  # a sandbox that cannot start fails here, before any episode
+        stops: tuple[str, ...] = ("</python>",) if c.tool_format == "xml" else ("</tool_call>",)
+        if c.tool_format == "xml":
+            stops += tuple(f"</{name}>" for name in self.tools if name != "python")
+        specs = tuple(tool_spec(tool) for tool in self.tools.values())
+        self.rollout_spec = EnvSpec(max_turns=c.max_turns, stop_strings=stops, tools=specs)
+        self.default_system_prompt = _PROMPTS[c.tool_format]
+        self.turns = TurnCounter(max_turns=c.max_turns)
+        self.task: Task | None = None
+
+    def tasks(self, split: str = "test") -> Sequence[Task]:
+        c = self.config
+        if c.source == "code":
+            families = tuple(f.strip() for f in c.families.split(",") if f.strip())
+            return CodeTasks(split, c.num_tasks, c.seed, families)
+        return _file_tasks(c.source, split, c.question_key, c.answer_key)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:
+        self.task = pick_task(self.tasks, options, random.Random(seed).randrange)
+        self.close()  # a fresh session: nothing of the last episode carries over
+        self._open_tools(tuple(self.task.meta.get("tools") or self.config.tool_names))
+        self.turns.start()
+        return opening(self.task, self.config.system_prompt, self.default_system_prompt)
+
+    def step(self, action: str) -> StepResult:
+        return asyncio.run(self.astep(action))
+
+    async def astep(self, action: str) -> StepResult:
+        turn = self.turns.advance(action)
+        c = self.config
+        taken = await take_turn(
+            action,
+            self.tools,
+            c.tool_format,
+            max_calls=c.max_calls_per_turn,
+            too_many=f"at most {c.max_calls_per_turn} calls per turn",
+            empty_hint="Your reply was empty. Run Python or give the answer.",
+            in_order=True,
+        )
+        if taken.final is None:
+            return self.turns.go_on(turn, taken.messages, truncated_components={"correct": 0.0}, **taken.info)
+        assert self.task is not None, "reset() first"
+        answer = extract_answer(action)
+        if answer is None:
+            hint: Message = {"role": "user", "content": "Run Python or end with: The answer is N."}
+            return self.turns.go_on(turn, [hint], truncated_components={"correct": 0.0}, parse_error="no_action")
+        correct, status = shared_grader(c.grader_timeout_s).check(self.task.answer, answer)
+        self.turns.done = True
+        info = new_info(turn, answer=answer, reward_components={"correct": float(correct)}, grader_status=status)
+        return [], float(correct), True, False, info
+
+    def close(self) -> None:
+        for tool in self.tools.values():
+            closer = getattr(tool, "close", None)
+            if closer is not None:
+                closer()
+
+    def _open_tools(self, names: Sequence[str]) -> None:
+        c = self.config
+        options: dict[str, dict[str, Any]] = {
+            "python": {
+                "backend": c.sandbox,
+                "warm": c.warm,
+                "timeout_s": c.timeout_s,
+                "memory_mb": c.memory_mb,
+                "max_output_bytes": c.max_output_bytes,
+            }
+        }
+        self.tools = {name: make_tool(name, **options.get(name, {})) for name in names}
+
+
+@functools.cache
+def _file_tasks(source: str, split: str, question_key: str | None, answer_key: str | None) -> tuple[Task, ...]:
+    return tuple(resolve(source, split, question_key=question_key, answer_key=answer_key, answer=gold_answer))
