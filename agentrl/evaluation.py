@@ -11,6 +11,9 @@ each), so a template fallback that splits an episode never counts it twice:
 - ``tool_error_rate``: failed tool-call attempts over all attempts (a malformed call, an
   unknown tool, bad arguments, or a tool that returned an error, timed out or was unavailable);
 - ``tool_unavailable_rate``: attempts whose tool could not be reached, over all attempts;
+- ``tool_error_rate_by_kind``: the same failures split by kind (a parse error such as
+  ``bad_args``, or the tool's status: ``error``, ``timeout``, ``unavailable``), over all attempts;
+- ``mean_tool_seconds``: seconds spent in tools per episode (for ``python``: sandbox time);
 - ``components``: the mean of every reward component an environment reports besides
   ``correct`` (``search_qa``: ``f1``, ``searches``), over all episodes (0 where one is missing);
 - ``truncated_rate`` and ``error_rate`` (episodes ended by an environment exception).
@@ -62,6 +65,12 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         "error_rate": sum(t.error is not None for t in episodes) / n,
         "mean_sampled_tokens": sum(t.num_sampled_tokens for t in episodes) / n,
     }
+    kinds: dict[str, int] = defaultdict(int)
+    for t in episodes:
+        for kind, count in (t.info.get("tool_errors_by_kind") or {}).items():
+            kinds[kind] += count
+    metrics["tool_error_rate_by_kind"] = {k: kinds[k] / attempts for k in sorted(kinds)} if attempts else {}
+    metrics["mean_tool_seconds"] = sum(t.info.get("tool_seconds", 0.0) for t in episodes) / n
     if k_max > 1:
         metrics[f"pass@{k_max}"] = _mean_pass(groups, k_max)
     keys = sorted({key for t in episodes for key in t.reward_components} - {"correct"})

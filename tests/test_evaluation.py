@@ -66,3 +66,14 @@ def test_unavailable_tools_and_component_means():
     m = summarize(trajectories)
     assert m["tool_unavailable_rate"] == pytest.approx(2 / 4) and m["tool_error_rate"] == pytest.approx(2 / 4)
     assert m["components"] == {"f1": pytest.approx(1.5 / 3), "searches": pytest.approx(4 / 3)}
+
+
+def test_tool_errors_by_kind_and_tool_time():
+    a = traj("a", True, calls=2, attempts=3, errors=2)
+    a.info.update(tool_errors_by_kind={"timeout": 1, "bad_args": 1}, tool_seconds=4.0)
+    b = traj("b", False, calls=1, attempts=1, errors=1)
+    b.info.update(tool_errors_by_kind={"timeout": 1}, tool_seconds=1.0)
+    m = summarize([a, b])
+    assert m["tool_error_rate_by_kind"] == {"bad_args": pytest.approx(1 / 4), "timeout": pytest.approx(2 / 4)}
+    assert m["mean_tool_seconds"] == pytest.approx(2.5)
+    assert summarize([traj("c", False)])["tool_error_rate_by_kind"] == {}

@@ -173,7 +173,9 @@ def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 def _print(metrics: dict[str, Any], out: Path) -> None:
     components = {f"mean_{k}": v for k, v in metrics.get("components", {}).items()}
-    shown = {k: v for k, v in metrics.items() if k != "components"} | components
+    kinds = {f"tool_error_rate[{k}]": v for k, v in metrics.get("tool_error_rate_by_kind", {}).items()}
+    shown = {k: v for k, v in metrics.items() if k not in ("components", "tool_error_rate_by_kind")}
+    shown = shown | kinds | components
     for key, value in shown.items():
         print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}")
     print(f"{'trajectories':>20}  {out / 'trajectories.jsonl'}")

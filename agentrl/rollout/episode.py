@@ -81,6 +81,8 @@ class Episode:
         self.reward = 0.0
         self.components: dict[str, float] = {}
         self.stats = {"tool_calls": 0, "tool_errors": 0, "tool_unavailable": 0, "parse_errors": 0, "call_attempts": 0}
+        self.errors_by_kind: dict[str, int] = {}  # failed call attempts by parse error or tool status
+        self.tool_seconds = 0.0
         self.done = False
         self.terminated = self.truncated = False
         self.stop_reason = ""
@@ -171,6 +173,16 @@ class Episode:
             parse_error in CALL_ERRORS or status in ("error", "timeout", "unavailable")
         )
         self.stats["tool_unavailable"] += attempted and status == "unavailable"
+        kind = (
+            parse_error
+            if parse_error in CALL_ERRORS
+            else status
+            if status in ("error", "timeout", "unavailable")
+            else None
+        )
+        if attempted and kind is not None:
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+        self.tool_seconds += float(info.get("tool_latency_s") or 0.0)
         self.answer = info.get("answer", self.answer) or self.answer
         self.last_info = info
 
@@ -211,7 +223,12 @@ class Episode:
             "answer": self.answer,
             "correct": None if correct is None else correct > 0,
             "error": self.error,
-            "info": {"call_attempts": self.stats["call_attempts"], "gold": self.task.answer},
+            "info": {
+                "call_attempts": self.stats["call_attempts"],
+                "gold": self.task.answer,
+                "tool_errors_by_kind": dict(self.errors_by_kind),
+                "tool_seconds": self.tool_seconds,
+            },
         }
         return [
             Trajectory(

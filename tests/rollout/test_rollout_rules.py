@@ -189,3 +189,16 @@ def test_jsonl_round_trip_with_design_field_names(tokenizer, tmp_path):
     assert row["temperature"] == PARAMS.temperature and row["env_id"] == "x"
     back = list(read_trajectories(tmp_path / "t.jsonl"))
     assert [dataclasses.asdict(t) for t in back] == [dataclasses.asdict(t) for t in trajectories]
+
+
+def test_failed_calls_are_counted_by_kind_with_tool_time(tokenizer):
+    replies = iter(["<calculator>9**9**9</calculator>", "<calculator>1+1", "<calculator>2+2</calculator>"] * 4)
+
+    def respond(prompt_text: str) -> str:
+        return next(replies)
+
+    trajectories, _ = run(tokenizer, respond, tasks=TASKS[:1])
+    info = trajectories[0].info
+    # four turns (the budget): refused, unclosed, fine, refused again
+    assert info["tool_errors_by_kind"] == {"error": 2, "malformed_call": 1}
+    assert info["call_attempts"] == 4 and info["tool_seconds"] > 0
