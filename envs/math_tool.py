@@ -1,4 +1,5 @@
-"""``math_tool``: multi-turn math with a calculator.
+"""``math_tool``: multi-turn math with a calculator (or, with ``tool=python``, a sandboxed
+Python session per episode, as ``tool_use``'s).
 
 Each turn the model either calls the calculator (its result comes back as a ``tool``
 message and the episode goes on) or answers (the episode ends and the answer is checked
@@ -32,10 +33,19 @@ from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.types import Message
 from agentrl_envs.common import MathTaskConfig, MathTaskMixin
 from agentrl_envs.tool_turn import take_turn
-from agentrl_tools.base import tool_spec
+from agentrl_tools.base import Tool, tool_spec
 from agentrl_tools.calculator import Calculator, Limits
 from agentrl_tools.parsers import FORMATS
+from agentrl_tools.registry import make_tool
+from agentrl_tools.sandbox.backends import BACKENDS
 
+_VERBS = {"calculator": "Call the calculator", "python": "Run Python"}
+_PYTHON_PROMPTS = {
+    "xml": "Run Python by writing <python>CODE</python>; what it prints comes back to you. "
+    "When you know the result, end with: The answer is N.",
+    "hermes": 'Run Python with <tool_call>{"name": "python", "arguments": {"code": "..."}}</tool_call>; '
+    "what it prints comes back to you. When you know the result, end with: The answer is N.",
+}
 _PROMPTS = {
     "xml": "Use the calculator by writing <calculator>EXPRESSION</calculator>; its result comes back to you. "
     "When you know the result, end with: The answer is N.",
@@ -53,6 +63,10 @@ class MathToolConfig(MathTaskConfig):
     max_expression_length: int = option(512, "calculator: longest expression accepted, in characters")
     max_digits_result: int = option(100, "calculator: largest number accepted, in digits")
     tool_delay_s: float = option(0.0, "seconds each turn that calls the calculator waits (a remote tool's latency)")
+    tool: str = option("calculator", "the tool: calculator, or python (a sandboxed session per episode, as tool_use's)")
+    sandbox: str = option(
+        "auto", "tool=python: the sandbox, auto (docker if it runs here, else bwrap), docker or bwrap"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,6 +74,8 @@ class MathToolConfig(MathTaskConfig):
         check_choice("math_tool", "tool_format", self.tool_format, FORMATS)
         check_range("math_tool", "max_calls_per_turn", self.max_calls_per_turn, 1)
         check_range("math_tool", "tool_delay_s", self.tool_delay_s, 0.0, 600.0)
+        check_choice("math_tool", "tool", self.tool, ("calculator", "python"))
+        check_choice("math_tool", "sandbox", self.sandbox, BACKENDS)
 
 
 class MathToolEnv(MathTaskMixin, Env):
@@ -75,12 +91,33 @@ class MathToolEnv(MathTaskMixin, Env):
     def __init__(self, **config: Any):
         self.config = build(MathToolConfig, config, owner="math_tool")
         c = self.config
-        self.calculator = Calculator(Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result))
-        self.tools = {self.calculator.name: self.calculator}
-        stop = "</calculator>" if c.tool_format == "xml" else "</tool_call>"
-        self.rollout_spec = EnvSpec(max_turns=c.max_turns, stop_strings=(stop,), tools=(tool_spec(self.calculator),))
-        self.default_system_prompt = _PROMPTS[c.tool_format]
+        self.tools: dict[str, Tool] = {}
+        self._open_tool()  # tool=python: a sandbox that cannot start fails here, before any episode
+        tool = self.tools[c.tool]
+        stop = f"</{c.tool}>" if c.tool_format == "xml" else "</tool_call>"
+        self.rollout_spec = EnvSpec(max_turns=c.max_turns, stop_strings=(stop,), tools=(tool_spec(tool),))
+        self.default_system_prompt = (_PROMPTS if c.tool == "calculator" else _PYTHON_PROMPTS)[c.tool_format]
         self.turns = TurnCounter(max_turns=c.max_turns)
+
+    def _open_tool(self) -> None:
+        c = self.config
+        if c.tool == "python":
+            self.close()
+            self.tools = {"python": make_tool("python", backend=c.sandbox)}
+        elif not self.tools:
+            limits = Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result)
+            self.tools = {"calculator": Calculator(limits)}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:
+        if self.config.tool == "python":
+            self._open_tool()  # a fresh session: nothing of the last episode carries over
+        return MathTaskMixin.reset(self, seed=seed, options=options)
+
+    def close(self) -> None:
+        for tool in self.tools.values():
+            closer = getattr(tool, "close", None)
+            if closer is not None:
+                closer()
 
     def step(self, action: str) -> StepResult:
         result = asyncio.run(self._step(action))
@@ -93,7 +130,7 @@ class MathToolEnv(MathTaskMixin, Env):
         return result
 
     def _delay(self, result: StepResult) -> float:
-        """The tool latency this step owes: ``tool_delay_s`` if it ran the calculator."""
+        """The tool latency this step owes: ``tool_delay_s`` if it ran the tool."""
         return self.config.tool_delay_s if result[4]["tool_calls"] else 0.0
 
     async def _step(self, action: str) -> StepResult:
@@ -105,7 +142,8 @@ class MathToolEnv(MathTaskMixin, Env):
             c.tool_format,
             max_calls=c.max_calls_per_turn,
             too_many=f"at most {c.max_calls_per_turn} calls per turn",
-            empty_hint="Your reply was empty. Call the calculator or give the answer.",
+            empty_hint=f"Your reply was empty. {_VERBS[c.tool]} or give the answer.",
+            in_order=c.tool == "python",
         )
         if taken.final is None:
             return self.turns.go_on(turn, taken.messages, truncated_components={"correct": 0.0}, **taken.info)
@@ -114,7 +152,7 @@ class MathToolEnv(MathTaskMixin, Env):
             return self._continue(
                 turn,
                 "user",
-                "Call the calculator or end with: The answer is N.",
+                f"{_VERBS[self.config.tool]} or end with: The answer is N.",
                 parse_error="no_action",
             )
         self.turns.done = True

@@ -90,3 +90,20 @@ def test_bad_actions_have_defined_outcomes(env):
     env.reset(seed=4)
     _obs, reward, terminated, _, _ = env.step("The answer is -1.")
     assert (reward, terminated) == (0.0, True)
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+def test_math_tool_with_python_instead_of_the_calculator(backend):
+    open_or_skip(backend).close()
+    env = make("math_tool", tool="python", sandbox=backend)
+    assert [t["function"]["name"] for t in env.rollout_spec.tools] == ["python"]
+    assert env.rollout_spec.stop_strings == ("</python>",)
+    env.reset(seed=0)
+    obs, *_ = env.step(f"<python>print({env.task.meta['expression']})</python>")
+    assert obs == [{"role": "tool", "content": env.task.answer}]
+    assert env.step("<calculator>1+1</calculator>")[4]["parse_error"] == "unknown_tool"
+    assert env.step(f"The answer is {env.task.answer}.")[1] == 1.0
+    env.close()
+    with pytest.raises(ConfigError, match="tool"):
+        make("math_tool", tool="shell")
