@@ -1,0 +1,120 @@
+"""Python-tool throughput and latency per sandbox backend, warm pool against cold start.
+
+Each of ``--concurrency`` episodes (threads, as the rollout's tool calls run) opens a session
+and makes ``--calls`` trivial calls (``x = i``, then ``print(x)``...); a session's first call
+waits for its sandbox unless the pool had one ready. Printed per backend, pool and concurrency:
+calls per second, p50 and p99 latency of every call, and p50 of first calls. The baseline is
+the naive way: one ``docker run --rm`` per call (a fresh container each time, no state).
+
+    python scripts/bench_sandbox.py
+    python scripts/bench_sandbox.py --backends bwrap --concurrency 1 8 --calls 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import statistics
+import subprocess
+import time
+
+from agentrl_tools.sandbox.backends import open_pool
+from agentrl_tools.sandbox.image import IMAGE
+from agentrl_tools.sandbox.session import Limits, PythonSession, SandboxUnavailable
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def episode(pool, calls: int) -> tuple[list[float], float]:
+    session = PythonSession(pool)
+    latencies = []
+    try:
+        for i in range(calls):
+            start = time.perf_counter()
+            result = session.run(f"x = {i}" if i % 2 == 0 else "print(x)")
+            if result.status != "ok":
+                raise RuntimeError(f"call failed: {result}")
+            latencies.append(time.perf_counter() - start)
+    finally:
+        session.close()
+    return latencies, latencies[0]
+
+
+def measure(backend: str, warm: int, concurrency: int, calls: int) -> dict[str, float]:
+    pool = open_pool(backend, Limits(), warm=warm)
+    if warm:
+        deadline = time.time() + 120
+        while len(pool._ready) < warm and time.time() < deadline:  # let the pool fill first
+            time.sleep(0.05)
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as executor:
+        results = list(executor.map(lambda _: episode(pool, calls), range(concurrency)))
+    wall = time.perf_counter() - start
+    pool.close()
+    every = [t for latencies, _ in results for t in latencies]
+    firsts = [first for _, first in results]
+    return {
+        "calls_per_s": len(every) / wall,
+        "p50_ms": 1000 * statistics.median(every),
+        "p99_ms": 1000 * percentile(every, 0.99),
+        "first_p50_ms": 1000 * statistics.median(firsts),
+    }
+
+
+def docker_run_baseline(concurrency: int, calls: int) -> dict[str, float]:
+    command = ["docker", "run", "--rm", "--network", "none", "--read-only", "--user", "65534:65534", IMAGE]
+
+    def one(_: int) -> float:
+        start = time.perf_counter()
+        subprocess.run([*command, "python3", "-c", "print(1)"], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as executor:
+        every = list(executor.map(one, range(concurrency * calls)))
+    wall = time.perf_counter() - start
+    return {
+        "calls_per_s": len(every) / wall,
+        "p50_ms": 1000 * statistics.median(every),
+        "p99_ms": 1000 * percentile(every, 0.99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["bwrap", "docker"])
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64])
+    parser.add_argument("--calls", type=int, default=10, help="calls per episode")
+    parser.add_argument("--baseline-calls", type=int, default=3, help="docker run calls per thread")
+    args = parser.parse_args()
+    print("| backend | pool | episodes at once | calls/s | p50 ms | p99 ms | first call p50 ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for backend in args.backends:
+        for concurrency in args.concurrency:
+            for warm in (concurrency, 0):
+                try:
+                    row = measure(backend, warm, concurrency, args.calls)
+                except SandboxUnavailable as exc:
+                    print(f"| {backend} | - | {concurrency} | unavailable: {exc} | | | |")
+                    break
+                pool = f"warm {warm}" if warm else "cold"
+                print(
+                    f"| {backend} | {pool} | {concurrency} | {row['calls_per_s']:.0f} | {row['p50_ms']:.1f} | "
+                    f"{row['p99_ms']:.1f} | {row['first_p50_ms']:.1f} |",
+                    flush=True,
+                )
+    if "docker" in args.backends:
+        for concurrency in args.concurrency[:2]:
+            row = docker_run_baseline(concurrency, args.baseline_calls)
+            print(
+                f"| docker run --rm per call | - | {concurrency} | {row['calls_per_s']:.1f} | {row['p50_ms']:.0f} | "
+                f"{row['p99_ms']:.0f} | - |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
