@@ -9,7 +9,10 @@ kills its interpreter is an ``Error: ...`` observation with ``info["tool_status"
 session restarts. ``step`` never raises because of the model or the sandbox.
 
 Tasks: ``source="code"`` (default), a seeded generator of problems that are easy with code
-and hard in the head (``agentrl_envs.code_tasks``); or a question file / ``hf:`` dataset
+and hard in the head (``agentrl_envs.code_tasks``); ``source="bfcl:CATEGORY"``, function-calling
+tasks from the installed ``bfcl-eval`` package (``agentrl_envs.bfcl``: the task's functions are
+the tools, written in Hermes JSON; the first turn with calls ends the episode and is graded
+against BFCL's possible answers, nothing runs); or a question file / ``hf:`` dataset
 (``question``/``answer`` columns, as ``math``'s). Tools come from the ``agentrl.tools``
 registry; the ``python`` tool's sandbox is the ``sandbox`` backend with the limits below, one
 session per episode (closed by ``close`` and at the next ``reset``). A sandbox that cannot
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,15 +34,21 @@ from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.errors import ConfigError
 from agentrl.tasks import resolve
 from agentrl.types import Message, Task
+from agentrl_envs import bfcl
 from agentrl_envs.code_tasks import FAMILIES, CodeTasks
 from agentrl_envs.common import opening, pick_task
 from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
 from agentrl_envs.tool_turn import take_turn
 from agentrl_tools.base import Tool, tool_spec
-from agentrl_tools.parsers import FORMATS
+from agentrl_tools.parsers import FORMATS, parse_tool_calls
 from agentrl_tools.registry import make_tool
 from agentrl_tools.sandbox.backends import BACKENDS
 
+_BFCL_PROMPT = (
+    "Answer the user by calling functions, each as "
+    '<tool_call>{"name": "...", "arguments": {...}}</tool_call>; several calls are allowed. The functions: '
+)
+_BFCL_AGAIN = "Call the functions with <tool_call>...</tool_call>."
 _PROMPTS = {
     "xml": "Solve the problem. To run Python, write <python>CODE</python>; what it prints comes back to you, "
     "and variables persist between runs. When you know the result, end with: The answer is N.",
@@ -111,6 +121,8 @@ class ToolUseEnv(Env):
 
     def tasks(self, split: str = "test") -> Sequence[Task]:
         c = self.config
+        if c.source.startswith("bfcl:"):
+            return bfcl.bfcl_tasks(c.source.removeprefix("bfcl:"), split)
         if c.source == "code":
             families = tuple(f.strip() for f in c.families.split(",") if f.strip())
             return CodeTasks(split, c.num_tasks, c.seed, families)
@@ -119,14 +131,21 @@ class ToolUseEnv(Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:
         self.task = pick_task(self.tasks, options, random.Random(seed).randrange)
         self.close()  # a fresh session: nothing of the last episode carries over
-        self._open_tools(tuple(self.task.meta.get("tools") or self.config.tool_names))
         self.turns.start()
+        if "functions" in self.task.meta:  # BFCL: the task's functions, graded, not run
+            functions = self.task.meta["functions"]
+            self.tools = {f["name"]: bfcl.FunctionSpec.of(f) for f in functions}
+            return opening(self.task, self.config.system_prompt, _BFCL_PROMPT + json.dumps(functions))
+        self._open_tools(tuple(self.task.meta.get("tools") or self.config.tool_names))
         return opening(self.task, self.config.system_prompt, self.default_system_prompt)
 
     def step(self, action: str) -> StepResult:
         return asyncio.run(self.astep(action))
 
     async def astep(self, action: str) -> StepResult:
+        assert self.task is not None, "reset() first"
+        if "functions" in self.task.meta:
+            return self._graded_calls(action)
         turn = self.turns.advance(action)
         c = self.config
         taken = await take_turn(
@@ -149,6 +168,21 @@ class ToolUseEnv(Env):
         self.turns.done = True
         info = new_info(turn, answer=answer, reward_components={"correct": float(correct)}, grader_status=status)
         return [], float(correct), True, False, info
+
+    def _graded_calls(self, action: str) -> StepResult:
+        """BFCL: the turn's calls end the episode and are graded against the possible answers."""
+        assert self.task is not None
+        turn = self.turns.advance(action)
+        parsed = parse_tool_calls(action, self.tools, "hermes")
+        if parsed.error or not parsed.calls:
+            error, text = (parsed.error, f"Error: {parsed.message}") if parsed.error else ("no_action", _BFCL_AGAIN)
+            message: Message = {"role": "tool" if parsed.error else "user", "content": text}
+            return self.turns.go_on(turn, [message], truncated_components={"correct": 0.0}, parse_error=error)
+        correct = float(bfcl.check_calls(parsed.calls, self.task.meta["ground_truth"]))
+        self.turns.done = True
+        calls = [{"name": call.name, "arguments": call.arguments} for call in parsed.calls]
+        info = new_info(turn, tool_calls=calls, reward_components={"correct": correct})
+        return [], correct, True, False, info
 
     def close(self) -> None:
         for tool in self.tools.values():
