@@ -11,18 +11,15 @@ never evaluates silently on tasks of its own.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import overload
 
-from agentrl.tasks import TaskSourceError
 from agentrl.types import Task
+from agentrl_envs.generated import GeneratedTasks
 from agentrl_tools.calculator import evaluate
 
 _NAMES = ("Ada", "Bo", "Cam", "Dee", "Eli", "Fay", "Gus", "Ivy", "Jo", "Kai")
 _ITEMS = ("apples", "books", "coins", "stamps", "shells", "pens", "cards", "marbles")
-_SPLIT_SALT = {"train": 0, "test": 1, "validation": 2}
-SPLITS = tuple(_SPLIT_SALT)
+SPLITS = tuple(GeneratedTasks.salts)
 
 
 @dataclass(frozen=True)
@@ -33,29 +30,14 @@ class Difficulty:
     word_problems: float = 0.3
 
 
-class ArithmeticTasks(Sequence[Task]):
-    """``size`` tasks of ``split``, generated on access."""
+class ArithmeticTasks(GeneratedTasks):
+    """``size`` arithmetic and word problems of ``split``, generated on access."""
 
     def __init__(self, split: str, size: int, seed: int = 0, difficulty: Difficulty = Difficulty()):
-        if split not in _SPLIT_SALT:
-            raise TaskSourceError(f"unknown split {split!r} of the task generator; valid splits: {', '.join(SPLITS)}")
-        self.split, self.size, self.seed, self.difficulty = split, size, seed, difficulty
-        self._salt = _SPLIT_SALT[split]
+        super().__init__(split, size, seed)
+        self.difficulty = difficulty
 
-    def __len__(self) -> int:
-        return self.size
-
-    @overload
-    def __getitem__(self, index: int) -> Task: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Task]: ...
-    def __getitem__(self, index: int | slice) -> Task | Sequence[Task]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.size))]
-        if not -self.size <= index < self.size:
-            raise IndexError(index)
-        index %= self.size
-        rng = random.Random(f"{self.seed}/{self._salt}/{index}")
+    def make(self, index: int, rng: random.Random) -> Task:
         d = self.difficulty
         prompt, expression = _word_problem(rng, d) if rng.random() < d.word_problems else _expression(rng, d)
         answer = int(evaluate(expression))

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import overload
+from typing import ClassVar
 
 from agentrl.tasks import TaskSourceError
 from agentrl.types import Task
-
-_SPLIT_SALT = {"train": 10, "test": 11, "validation": 12}
-SPLITS = tuple(_SPLIT_SALT)
+from agentrl_envs.generated import GeneratedTasks
 
 
 def _divisible_sum(rng: random.Random) -> tuple[str, str, int]:
@@ -86,32 +84,21 @@ FAMILIES: dict[str, Callable[[random.Random], tuple[str, str, int]]] = {
 }
 
 
-class CodeTasks(Sequence[Task]):
-    """``size`` tasks of ``split``, generated on access, cycling through ``families``."""
+class CodeTasks(GeneratedTasks):
+    """``size`` tasks of ``split``, generated on access, each of one of ``families``."""
+
+    what = "the code-task generator"
+    rng_prefix = "code/"
+    salts: ClassVar[dict[str, int]] = {"train": 10, "test": 11, "validation": 12}
 
     def __init__(self, split: str, size: int, seed: int = 0, families: Sequence[str] = tuple(FAMILIES)):
-        if split not in _SPLIT_SALT:
-            raise TaskSourceError(f"unknown split {split!r} of the code-task generator; valid: {', '.join(SPLITS)}")
+        super().__init__(split, size, seed)
         unknown = [f for f in families if f not in FAMILIES]
         if unknown or not families:
             raise TaskSourceError(f"unknown code-task families {unknown}; known: {', '.join(FAMILIES)}")
-        self.split, self.size, self.seed, self.families = split, size, seed, tuple(families)
-        self._salt = _SPLIT_SALT[split]
+        self.families = tuple(families)
 
-    def __len__(self) -> int:
-        return self.size
-
-    @overload
-    def __getitem__(self, index: int) -> Task: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Task]: ...
-    def __getitem__(self, index: int | slice) -> Task | Sequence[Task]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.size))]
-        if not -self.size <= index < self.size:
-            raise IndexError(index)
-        index %= self.size
-        rng = random.Random(f"code/{self.seed}/{self._salt}/{index}")
+    def make(self, index: int, rng: random.Random) -> Task:
         family = self.families[rng.randrange(len(self.families))]
         prompt, code, answer = FAMILIES[family](rng)
         meta = {"family": family, "solution": code, "tools": ["python"]}

@@ -32,7 +32,7 @@ from agentrl.config import build, check_choice, check_range, option
 from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.types import Message
 from agentrl_envs.common import MathTaskConfig, MathTaskMixin
-from agentrl_envs.tool_turn import take_turn
+from agentrl_envs.tool_turn import close_tools, take_turn
 from agentrl_tools.base import Tool, tool_spec
 from agentrl_tools.calculator import Calculator, Limits
 from agentrl_tools.parsers import FORMATS
@@ -114,10 +114,7 @@ class MathToolEnv(MathTaskMixin, Env):
         return MathTaskMixin.reset(self, seed=seed, options=options)
 
     def close(self) -> None:
-        for tool in self.tools.values():
-            closer = getattr(tool, "close", None)
-            if closer is not None:
-                closer()
+        close_tools(self.tools)
 
     def step(self, action: str) -> StepResult:
         result = asyncio.run(self._step(action))

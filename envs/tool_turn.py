@@ -72,3 +72,11 @@ def tool_turn(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> tuple
         "tool_latency_s": sum(r.latency_s for r in results),
     }
     return messages, info
+
+
+def close_tools(tools: Mapping[str, Tool]) -> None:
+    """Close every tool that holds something (a sandbox session); the others have no ``close``."""
+    for tool in tools.values():
+        closer = getattr(tool, "close", None)
+        if closer is not None:
+            closer()

@@ -38,7 +38,7 @@ from agentrl_envs import bfcl
 from agentrl_envs.code_tasks import FAMILIES, CodeTasks
 from agentrl_envs.common import opening, pick_task
 from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
-from agentrl_envs.tool_turn import take_turn
+from agentrl_envs.tool_turn import close_tools, take_turn
 from agentrl_tools.base import Tool, tool_spec
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
 from agentrl_tools.registry import make_tool
@@ -185,10 +185,7 @@ class ToolUseEnv(Env):
         return [], correct, True, False, info
 
     def close(self) -> None:
-        for tool in self.tools.values():
-            closer = getattr(tool, "close", None)
-            if closer is not None:
-                closer()
+        close_tools(self.tools)
 
     def _open_tools(self, names: Sequence[str]) -> None:
         c = self.config
