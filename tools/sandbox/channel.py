@@ -92,8 +92,12 @@ class ProcessChannel(Channel):
             raise ChannelClosed(str(exc)) from None
 
     def _pump(self, stream, sink: Callable[[bytes], None], main: bool) -> None:
-        while chunk := os.read(stream.fileno(), 65536):
-            sink(chunk)
+        try:
+            fd = stream.fileno()
+            while chunk := os.read(fd, 65536):
+                sink(chunk)
+        except (OSError, ValueError):  # closed by kill() while reading: the end, as EOF is
+            pass
         if main:
             self._ended()
 
