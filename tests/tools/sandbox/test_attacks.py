@@ -123,7 +123,8 @@ from helpers import open_or_skip
 from agentrl_tools.sandbox.session import Limits, PythonSession
 session = PythonSession(open_or_skip(sys.argv[1], Limits(timeout_s=600), warm=0))
 session.run("pass")
-print(getattr(session._channel, "process", None) and session._channel.process.pid, flush=True)
+import os
+print(os.getpid(), getattr(session._channel, "process", None) and session._channel.process.pid, flush=True)
 session.run("while True:\\n    pass")
 """
 
@@ -144,7 +145,7 @@ def kill_mid_call(backend: str, tmp_path: Path) -> str:
 
 def test_bwrap_run_killed_mid_call_leaves_no_process(tmp_path):
     open_or_skip("bwrap", warm=0).close()
-    bwrap_pid = int(kill_mid_call("bwrap", tmp_path))
+    bwrap_pid = int(kill_mid_call("bwrap", tmp_path).split()[1])
     alive = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p.name) == bwrap_pid]
     assert not Path(f"/proc/{bwrap_pid}").exists() or _state(bwrap_pid) == "Z", alive
     assert alive == []
@@ -152,12 +153,17 @@ def test_bwrap_run_killed_mid_call_leaves_no_process(tmp_path):
 
 def test_docker_run_killed_mid_call_leaves_a_container_the_next_start_removes(tmp_path):
     open_or_skip("docker", warm=0).close()
-    kill_mid_call("docker", tmp_path)
-    labelled = ["docker", "ps", "-q", "--filter", "label=agentrl.sandbox"]
-    assert subprocess.run(labelled, capture_output=True, text=True).stdout.strip()  # the orphan spins on
+    victim_pid = kill_mid_call("docker", tmp_path).split()[0]
+
+    def victims() -> list[str]:  # containers of the killed run (others may be this process's own)
+        listed = ["docker", "ps", "-a", "--filter", "label=agentrl.sandbox", "--format", '{{.Label "agentrl.owner"}}']
+        owners = subprocess.run(listed, capture_output=True, text=True).stdout.split()
+        return [owner for owner in owners if owner.split(":")[1:2] == [victim_pid]]
+
+    assert victims()  # the orphan spins on
     pool = open_or_skip("docker", warm=0)  # the next start
     assert pool.backend.removed_orphans >= 1
-    assert subprocess.run(labelled, capture_output=True, text=True).stdout.strip() == ""
+    assert victims() == []
     pool.close()
 
 
