@@ -49,7 +49,7 @@ _BFCL_PROMPT = (
     '<tool_call>{"name": "...", "arguments": {...}}</tool_call>; several calls are allowed. The functions: '
 )
 _BFCL_AGAIN = "Call the functions with <tool_call>...</tool_call>."
-_PROMPTS = {
+PROMPTS = {
     "xml": "Solve the problem. To run Python, write <python>CODE</python>; what it prints comes back to you, "
     "and variables persist between runs. When you know the result, end with: The answer is N.",
     "hermes": 'Solve the problem. To run Python, call <tool_call>{"name": "python", "arguments": {"code": "..."}}'
@@ -115,7 +115,7 @@ class ToolUseEnv(Env):
             stops += tuple(f"</{name}>" for name in self.tools if name != "python")
         specs = tuple(tool_spec(tool) for tool in self.tools.values())
         self.rollout_spec = EnvSpec(max_turns=c.max_turns, stop_strings=stops, tools=specs)
-        self.default_system_prompt = _PROMPTS[c.tool_format]
+        self.default_system_prompt = PROMPTS[c.tool_format]
         self.turns = TurnCounter(max_turns=c.max_turns)
         self.task: Task | None = None
 

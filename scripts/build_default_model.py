@@ -11,7 +11,10 @@ Reproducible from a seed on a 2-core CPU in minutes:
    ``search_qa`` traces from the fictional world's *train* split the same way: a
    ``--search-rate`` share searches for each hop's entity (the observation is the
    environment's real BM25 result) and answers with the gold answer; the rest answer at once
-   with a random name of the right kind, which is almost always wrong;
+   with a random name of the right kind, which is almost always wrong; with
+   ``--code-traces N`` (0 by default; not yet in the shipped model), ``tool_use`` traces from
+   the code-task generator: a ``--code-rate`` share runs the task's reference program in
+   ``<python>`` and answers, the rest answer at once with the question's first number;
 3. train a byte-level BPE tokenizer on them, with a ChatML template (the search world's names
    are made of a few syllables, so a name is a few tokens, as a rare word is for a real
    tokenizer);
@@ -72,7 +75,9 @@ from agentrl.models import sft
 from agentrl.models.tiny import as_reloaded, build_model, build_tokenizer
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl_envs import search_world
+from agentrl_envs.code_tasks import CodeTasks
 from agentrl_envs.qa_grading import golds_of
+from agentrl_envs.tool_use import PROMPTS as TOOL_USE_PROMPTS
 from agentrl_tools.calculator import evaluate, format_number
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "agentrl" / "models" / "default"
@@ -126,11 +131,33 @@ def search_traces(n: int, seed: int, search_rate: float) -> list[list[dict[str, 
     return out
 
 
+def code_traces(n: int, seed: int, code_rate: float) -> list[list[dict[str, str]]]:
+    """``n`` tool_use conversations from the code-task generator's train split: a ``code_rate``
+    share runs the task's reference program in ``<python>`` (its output, the answer, comes
+    back) and answers; the rest answer at once with the first number of the question."""
+    rng = random.Random(f"{seed}/code_traces")
+    out = []
+    for task in CodeTasks("train", n, seed):
+        head = [{"role": "system", "content": TOOL_USE_PROMPTS["xml"]}, {"role": "user", "content": task.prompt}]
+        if rng.random() < code_rate:
+            tail = [
+                {"role": "assistant", "content": f"<python>{task.meta['solution']}</python>"},
+                {"role": "tool", "content": task.answer},  # what the program prints (tests/envs/test_tool_use.py)
+                {"role": "assistant", "content": f"The answer is {task.answer}."},
+            ]
+        else:
+            guess = re.search(r"\d+", task.prompt)
+            tail = [{"role": "assistant", "content": f"The answer is {guess.group() if guess else 0}."}]
+        out.append(head + tail)
+    return out
+
+
 def held_out_accuracy(env: str, model, tokenizer, tasks: int, seed: int) -> float:
     factory = functools.partial(make, env)
     test = list(factory().tasks("test")[:tasks])
     engine = TransformersEngine(model, tokenizer, seed=seed)
-    params = SamplingParams(temperature=1.0, max_new_tokens=48, seed=seed)
+    new_tokens = 128 if env == "tool_use" else 48  # a program is longer than a calculator call
+    params = SamplingParams(temperature=1.0, max_new_tokens=new_tokens, seed=seed)
     trajectories = rollout(factory, test, engine, tokenizer, params, RolloutConfig(max_total_tokens=1024, seed=seed))
     return summarize(trajectories)["accuracy"]
 
@@ -142,6 +169,8 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=20000)
     parser.add_argument("--tool-rate", type=float, default=0.3, help="share of traces that use the calculator")
     parser.add_argument("--search-traces", type=int, default=0, help="search_qa traces (0: none)")
+    parser.add_argument("--code-traces", type=int, default=0, help="tool_use traces with the python tool (0: none)")
+    parser.add_argument("--code-rate", type=float, default=0.3, help="share of tool_use traces that run python")
     parser.add_argument("--search-rate", type=float, default=0.4, help="share of search_qa traces that search")
     parser.add_argument(
         "--search-first",
@@ -170,8 +199,11 @@ def main() -> None:
     first = []  # --search-first: traces that always search, and a fifth as many math traces
     if args.search_first and search:
         first = search_traces(args.search_traces, args.seed, 1.0) + traces(args.traces // 5, args.seed, args.tool_rate)
-    envs = ("math_tool", "search_qa") if search else ("math_tool",)
-    print(f"{len(math)} math_tool and {len(search)} search_qa traces ({time.time() - start:.0f} s)", flush=True)
+    code = code_traces(args.code_traces, args.seed, args.code_rate) if args.code_traces else []
+    conversations += code
+    envs = ("math_tool",) + (("search_qa",) if search else ()) + (("tool_use",) if code else ())
+    counts = f"{len(math)} math_tool, {len(search)} search_qa and {len(code)} tool_use traces"
+    print(f"{counts} ({time.time() - start:.0f} s)", flush=True)
     if args.init is not None:
         tokenizer, model = load_tokenizer(str(args.init)), load_model(str(args.init))
         tokenizer.save_pretrained(args.out)
