@@ -98,7 +98,8 @@ class DockerBackend:
     def remove_orphans(self) -> int:
         """Remove sandbox containers whose owning process is gone; how many were removed."""
         removed = 0
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+        # ignore_removed: a container that auto-removes between the listing and its inspection is no error
+        for container in self.client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True):
             owner = container.labels.get(OWNER, "")
             host, _, rest = owner.partition(":")
             pid = rest.split(":")[0]
