@@ -11,6 +11,7 @@ names the group, the kind (``"environment"``, ``"tool"``) and the base class.
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -95,3 +96,9 @@ class EntryPointRegistry:
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}")
         entry = scan.usable[name]
         return load_class(entry.target, self.base, f"{self.kind} {name!r} ({entry.target} from {entry.package})")
+
+
+def describe(cls: type) -> str:
+    """One line: the class's ``description`` or the first line of its docstring."""
+    text = getattr(cls, "description", None) or (inspect.getdoc(cls) or "").strip()
+    return text.splitlines()[0] if text else ""

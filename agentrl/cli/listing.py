@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from agentrl.entry_points import Entry
 from agentrl.errors import AgentRLError
@@ -24,9 +23,3 @@ def print_registry(entries: Mapping[str, Entry], describe: Callable[[str], str])
     for name, description, package in rows:
         print(f"{name:<{width}}  {package:<{pkg_width}}  {description}")
     return 0
-
-
-def first_line(obj: Any) -> str:
-    """The first line of ``obj``'s ``description`` attribute or docstring."""
-    text = getattr(obj, "description", None) or (obj.__doc__ or "")
-    return text.strip().splitlines()[0] if text.strip() else ""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentrl.cli.listing import first_line, print_registry
+from agentrl.cli.listing import print_registry
+from agentrl.entry_points import describe
 from agentrl.errors import AgentRLError
 
 
@@ -25,7 +26,7 @@ def register(commands: Any) -> None:
 def _list(args: argparse.Namespace) -> int:
     from agentrl_tools.registry import entries, load
 
-    return print_registry(entries(), lambda name: first_line(load(name)))
+    return print_registry(entries(), lambda name: describe(load(name)))
 
 
 def _build(args: argparse.Namespace) -> int:

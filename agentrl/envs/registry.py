@@ -10,15 +10,27 @@ third party's package is a peer of agentrl's own. ``"package.module:attr"`` work
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from agentrl.entry_points import Entry, EntryPointRegistry
+from agentrl.entry_points import Entry, EntryPointRegistry, describe
 from agentrl.envs.base import Env
 from agentrl.errors import AgentRLError, AgentRLWarning, first_line
 
 GROUP = "agentrl.envs"
 EnvEntry = Entry
+__all__ = [
+    "GROUP",
+    "DuplicateEnvError",
+    "DuplicateEnvWarning",
+    "EnvEntry",
+    "describe",
+    "entries",
+    "load",
+    "make",
+    "names",
+    "refresh",
+    "usable",
+]
 
 
 class DuplicateEnvError(AgentRLError):
@@ -53,9 +65,3 @@ def make(name: str, **kwargs: Any) -> Env:
     except Exception as exc:  # a third party's constructor may raise anything for a bad option
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no options"
         raise AgentRLError(f"environment {name!r} rejected its options ({given}): {first_line(exc)}") from None
-
-
-def describe(cls: type[Env]) -> str:
-    """One line: the class's ``description`` or the first line of its docstring."""
-    text = cls.description or (inspect.getdoc(cls) or "").strip()
-    return text.splitlines()[0] if text else ""

@@ -169,17 +169,10 @@ class Episode:
         attempted = calls > 0 or parse_error in CALL_ERRORS
         self.stats["call_attempts"] += attempted
         status = info.get("tool_status")
-        self.stats["tool_errors"] += attempted and (
-            parse_error in CALL_ERRORS or status in ("error", "timeout", "unavailable")
-        )
+        failed_status = status if status in ("error", "timeout", "unavailable") else None
+        kind = parse_error if parse_error in CALL_ERRORS else failed_status  # None: no failure
+        self.stats["tool_errors"] += attempted and kind is not None
         self.stats["tool_unavailable"] += attempted and status == "unavailable"
-        kind = (
-            parse_error
-            if parse_error in CALL_ERRORS
-            else status
-            if status in ("error", "timeout", "unavailable")
-            else None
-        )
         if attempted and kind is not None:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         self.tool_seconds += float(info.get("tool_latency_s") or 0.0)
