@@ -32,11 +32,10 @@ from agentrl.config import build, check_choice, check_range, option
 from agentrl.envs.base import Env, EnvSpec, StepResult, TurnCounter, new_info
 from agentrl.types import Message
 from agentrl_envs.common import MathTaskConfig, MathTaskMixin
-from agentrl_envs.tool_turn import close_tools, take_turn
+from agentrl_envs.tool_turn import close_tools, reopen_tools, take_turn
 from agentrl_tools.base import Tool, tool_spec
-from agentrl_tools.calculator import Calculator, Limits
+from agentrl_tools.calculator import Limits
 from agentrl_tools.parsers import FORMATS
-from agentrl_tools.registry import make_tool
 from agentrl_tools.sandbox.backends import BACKENDS
 
 _VERBS = {"calculator": "Call the calculator", "python": "Run Python"}
@@ -91,26 +90,23 @@ class MathToolEnv(MathTaskMixin, Env):
     def __init__(self, **config: Any):
         self.config = build(MathToolConfig, config, owner="math_tool")
         c = self.config
-        self.tools: dict[str, Tool] = {}
-        self._open_tool()  # tool=python: a sandbox that cannot start fails here, before any episode
+        # tool=python: a sandbox that cannot start fails here, before any episode
+        self.tools: dict[str, Tool] = reopen_tools({}, self._tool_options())
         tool = self.tools[c.tool]
         stop = f"</{c.tool}>" if c.tool_format == "xml" else "</tool_call>"
         self.rollout_spec = EnvSpec(max_turns=c.max_turns, stop_strings=(stop,), tools=(tool_spec(tool),))
         self.default_system_prompt = (_PROMPTS if c.tool == "calculator" else _PYTHON_PROMPTS)[c.tool_format]
         self.turns = TurnCounter(max_turns=c.max_turns)
 
-    def _open_tool(self) -> None:
+    def _tool_options(self) -> dict[str, dict[str, Any]]:
         c = self.config
         if c.tool == "python":
-            self.close()
-            self.tools = {"python": make_tool("python", backend=c.sandbox)}
-        elif not self.tools:
-            limits = Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result)
-            self.tools = {"calculator": Calculator(limits)}
+            return {"python": {"backend": c.sandbox}}
+        return {"calculator": {"limits": Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result)}}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:
-        if self.config.tool == "python":
-            self._open_tool()  # a fresh session: nothing of the last episode carries over
+        if self.config.tool == "python":  # a fresh session: nothing of the last episode carries over
+            self.tools = reopen_tools(self.tools, self._tool_options())
         return MathTaskMixin.reset(self, seed=seed, options=options)
 
     def close(self) -> None:

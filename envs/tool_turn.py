@@ -7,7 +7,8 @@ call runs); more calls than allowed (``too_many_calls``); calls, run and turned 
 messages with ``tool_calls``, ``tool_status`` and ``tool_latency_s`` in the info; or no call
 at all, which is the environment's to grade (``Turn.final``). Calls run concurrently (a
 retriever merges them into one request) unless ``in_order``, which a stateful tool (a Python
-session) needs. Must not know about answers, grading or rewards.
+session) needs. ``reopen_tools`` gives an episode a fresh set of tools and ``close_tools``
+releases one. Must not know about answers, grading or rewards.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from agentrl.types import Message
 from agentrl_tools.base import Tool, ToolCall, ToolResult, arun_tool, worst_status
 from agentrl_tools.parsers import parse_tool_calls
+from agentrl_tools.registry import make_tool
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,10 @@ def close_tools(tools: Mapping[str, Tool]) -> None:
         closer = getattr(tool, "close", None)
         if closer is not None:
             closer()
+
+
+def reopen_tools(previous: Mapping[str, Tool], options: Mapping[str, Mapping[str, Any]]) -> dict[str, Tool]:
+    """Close ``previous`` and make the tools named in ``options`` from the registry, each with
+    its options: an episode's fresh set (a new Python session never sees the last episode's)."""
+    close_tools(previous)
+    return {name: make_tool(name, **opts) for name, opts in options.items()}

@@ -38,10 +38,9 @@ from agentrl_envs import bfcl
 from agentrl_envs.code_tasks import FAMILIES, CodeTasks
 from agentrl_envs.common import opening, pick_task
 from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
-from agentrl_envs.tool_turn import close_tools, take_turn
+from agentrl_envs.tool_turn import close_tools, reopen_tools, take_turn
 from agentrl_tools.base import Tool, tool_spec
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
-from agentrl_tools.registry import make_tool
 from agentrl_tools.sandbox.backends import BACKENDS
 
 _BFCL_PROMPT = (
@@ -108,8 +107,8 @@ class ToolUseEnv(Env):
     def __init__(self, **config: Any):
         self.config = build(ToolUseConfig, config, owner="tool_use")
         c = self.config
-        self.tools: dict[str, Tool] = {}
-        self._open_tools(c.tool_names)  # a sandbox that cannot start fails here, before any episode
+        # a sandbox that cannot start fails here, before any episode
+        self.tools: dict[str, Tool] = reopen_tools({}, self._tool_options(c.tool_names))
         stops: tuple[str, ...] = ("</python>",) if c.tool_format == "xml" else ("</tool_call>",)
         if c.tool_format == "xml":
             stops += tuple(f"</{name}>" for name in self.tools if name != "python")
@@ -130,13 +129,14 @@ class ToolUseEnv(Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:
         self.task = pick_task(self.tasks, options, random.Random(seed).randrange)
-        self.close()  # a fresh session: nothing of the last episode carries over
         self.turns.start()
         if "functions" in self.task.meta:  # BFCL: the task's functions, graded, not run
             functions = self.task.meta["functions"]
+            close_tools(self.tools)
             self.tools = {f["name"]: bfcl.FunctionSpec.of(f) for f in functions}
             return opening(self.task, self.config.system_prompt, _BFCL_PROMPT + json.dumps(functions))
-        self._open_tools(tuple(self.task.meta.get("tools") or self.config.tool_names))
+        names = tuple(self.task.meta.get("tools") or self.config.tool_names)
+        self.tools = reopen_tools(self.tools, self._tool_options(names))  # a fresh session per episode
         return opening(self.task, self.config.system_prompt, self.default_system_prompt)
 
     def step(self, action: str) -> StepResult:
@@ -187,18 +187,17 @@ class ToolUseEnv(Env):
     def close(self) -> None:
         close_tools(self.tools)
 
-    def _open_tools(self, names: Sequence[str]) -> None:
+    def _tool_options(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each named tool's options: the python tool's sandbox and limits, none for the others."""
         c = self.config
-        options: dict[str, dict[str, Any]] = {
-            "python": {
-                "backend": c.sandbox,
-                "warm": c.warm,
-                "timeout_s": c.timeout_s,
-                "memory_mb": c.memory_mb,
-                "max_output_bytes": c.max_output_bytes,
-            }
+        python = {
+            "backend": c.sandbox,
+            "warm": c.warm,
+            "timeout_s": c.timeout_s,
+            "memory_mb": c.memory_mb,
+            "max_output_bytes": c.max_output_bytes,
         }
-        self.tools = {name: make_tool(name, **options.get(name, {})) for name in names}
+        return {name: python if name == "python" else {} for name in names}
 
 
 @functools.cache
