@@ -74,6 +74,7 @@ from agentrl.evaluation import summarize
 from agentrl.models import sft
 from agentrl.models.tiny import as_reloaded, build_model, build_tokenizer
 from agentrl.rollout import RolloutConfig, rollout
+from agentrl.types import Task
 from agentrl_envs import search_world
 from agentrl_envs.code_tasks import CodeTasks
 from agentrl_envs.qa_grading import golds_of
@@ -91,19 +92,26 @@ def traces(n: int, seed: int, tool_rate: float) -> list[list[dict[str, str]]]:
     rng = random.Random(f"{seed}/traces")
     out = []
     for task in env.tasks("train"):
-        head = [{"role": "system", "content": system}, {"role": "user", "content": task.prompt}]
-        if rng.random() < tool_rate:
-            expression = task.meta["expression"]
-            tail = [
-                {"role": "assistant", "content": f"<calculator>{expression}</calculator>"},
-                {"role": "tool", "content": format_number(evaluate(expression))},
-                {"role": "assistant", "content": f"The answer is {task.answer}."},
-            ]
-        else:
-            guess = re.search(r"\d+", task.prompt)
-            tail = [{"role": "assistant", "content": f"The answer is {guess.group() if guess else 0}."}]
-        out.append(head + tail)
+        expression = task.meta["expression"]
+        call = (f"<calculator>{expression}</calculator>", format_number(evaluate(expression)))
+        out.append(tool_or_shortcut(system, task, call if rng.random() < tool_rate else None))
     return out
+
+
+def tool_or_shortcut(system: str, task: Task, call: tuple[str, str] | None) -> list[dict[str, str]]:
+    """One trace: ``call`` (the action and the tool's reply), then the gold answer; or, with no
+    call, the answer at once with the first number of the question (a shortcut)."""
+    head = [{"role": "system", "content": system}, {"role": "user", "content": task.prompt}]
+    if call is None:
+        guess = re.search(r"\d+", task.prompt)
+        return [*head, {"role": "assistant", "content": f"The answer is {guess.group() if guess else 0}."}]
+    action, reply = call
+    return [
+        *head,
+        {"role": "assistant", "content": action},
+        {"role": "tool", "content": reply},
+        {"role": "assistant", "content": f"The answer is {task.answer}."},
+    ]
 
 
 def search_traces(n: int, seed: int, search_rate: float) -> list[list[dict[str, str]]]:
@@ -138,17 +146,9 @@ def code_traces(n: int, seed: int, code_rate: float) -> list[list[dict[str, str]
     rng = random.Random(f"{seed}/code_traces")
     out = []
     for task in CodeTasks("train", n, seed):
-        head = [{"role": "system", "content": TOOL_USE_PROMPTS["xml"]}, {"role": "user", "content": task.prompt}]
-        if rng.random() < code_rate:
-            tail = [
-                {"role": "assistant", "content": f"<python>{task.meta['solution']}</python>"},
-                {"role": "tool", "content": task.answer},  # what the program prints (tests/envs/test_tool_use.py)
-                {"role": "assistant", "content": f"The answer is {task.answer}."},
-            ]
-        else:
-            guess = re.search(r"\d+", task.prompt)
-            tail = [{"role": "assistant", "content": f"The answer is {guess.group() if guess else 0}."}]
-        out.append(head + tail)
+        # the reply is what the program prints: the answer (tests/envs/test_tool_use.py)
+        call = (f"<python>{task.meta['solution']}</python>", task.answer)
+        out.append(tool_or_shortcut(TOOL_USE_PROMPTS["xml"], task, call if rng.random() < code_rate else None))
     return out
 
 
@@ -162,7 +162,7 @@ def held_out_accuracy(env: str, model, tokenizer, tasks: int, seed: int) -> floa
     return summarize(trajectories)["accuracy"]
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=0)
@@ -191,19 +191,28 @@ def main() -> None:
     parser.add_argument("--snapshot", type=Path, default=None, help="also save the model here at every evaluation")
     parser.add_argument("--low", type=float, default=0.10)
     parser.add_argument("--high", type=float, default=0.50)
-    args = parser.parse_args()
-    start = time.time()
+    return parser.parse_args()
+
+
+def all_traces(args: argparse.Namespace) -> tuple[list, list, tuple[str, ...]]:
+    """The mix to train on, the ``--search-first`` stage's traces (empty without it), and the
+    environments to evaluate on."""
     math = traces(args.traces, args.seed, args.tool_rate)
     search = search_traces(args.search_traces, args.seed, args.search_rate) if args.search_traces else []
-    conversations = search + math
     first = []  # --search-first: traces that always search, and a fifth as many math traces
     if args.search_first and search:
         first = search_traces(args.search_traces, args.seed, 1.0) + traces(args.traces // 5, args.seed, args.tool_rate)
     code = code_traces(args.code_traces, args.seed, args.code_rate) if args.code_traces else []
-    conversations += code
+    print(f"{len(math)} math_tool, {len(search)} search_qa and {len(code)} tool_use traces", flush=True)
     envs = ("math_tool",) + (("search_qa",) if search else ()) + (("tool_use",) if code else ())
-    counts = f"{len(math)} math_tool, {len(search)} search_qa and {len(code)} tool_use traces"
-    print(f"{counts} ({time.time() - start:.0f} s)", flush=True)
+    return search + math + code, first, envs
+
+
+def main() -> None:
+    args = parse_args()
+    start = time.time()
+    conversations, first, envs = all_traces(args)
+    print(f"traces ready ({time.time() - start:.0f} s)", flush=True)
     if args.init is not None:
         tokenizer, model = load_tokenizer(str(args.init)), load_model(str(args.init))
         tokenizer.save_pretrained(args.out)
