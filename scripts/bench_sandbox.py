@@ -47,7 +47,7 @@ def measure(backend: str, warm: int, concurrency: int, calls: int) -> dict[str, 
     pool = open_pool(backend, Limits(), warm=warm)
     if warm:
         deadline = time.time() + 120
-        while len(pool._ready) < warm and time.time() < deadline:  # let the pool fill first
+        while pool.ready < warm and time.time() < deadline:  # let the pool fill first
             time.sleep(0.05)
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as executor:

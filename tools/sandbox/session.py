@@ -116,6 +116,12 @@ class Pool:
         if size > 0:
             threading.Thread(target=self._refill, daemon=True, name="sandbox-pool").start()
 
+    @property
+    def ready(self) -> int:
+        """How many started sandboxes wait in the pool now."""
+        with self._lock:
+            return len(self._ready)
+
     def take(self) -> Channel:
         with self._lock:
             channel = self._ready.pop() if self._ready else None
