@@ -100,7 +100,8 @@ class Pool:
     """Keeps ``size`` started sandboxes ready so a session's first call does not wait for one.
 
     A background thread refills the pool; ``take`` hands out a ready sandbox, or starts one
-    when the pool is empty. Sandboxes are never returned: each serves one session only.
+    when the pool is empty (or holds only sandboxes that died while they waited). Sandboxes
+    are never returned: each serves one session only.
     """
 
     def __init__(self, backend: Backend, limits: Limits, size: int = 0):
@@ -123,9 +124,19 @@ class Pool:
             return len(self._ready)
 
     def take(self) -> Channel:
+        """A started sandbox for one session: a waiting one that is still alive (one that died
+        while it waited is discarded), else a fresh one."""
+        dead: list[Channel] = []
+        channel = None
         with self._lock:
-            channel = self._ready.pop() if self._ready else None
+            while self._ready and channel is None:
+                channel = self._ready.pop()
+                if channel.closed.is_set():
+                    dead.append(channel)
+                    channel = None
             self._lock.notify_all()
+        for gone in dead:
+            gone.kill()
         return channel if channel is not None else self.start()
 
     def start(self) -> Channel:
