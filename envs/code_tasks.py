@@ -2,7 +2,9 @@
 
 Owns problem text, exact integer answers and, per task, a short Python program that prints
 the answer (``meta["solution"]``, what a model with the ``python`` tool would write; the
-default model's traces are built from it). Families: sums over a range with a divisibility
+default model's traces are built from it; its numbers are the question's, as written there:
+an inclusive bound ``n`` becomes ``range(1, n + 1)``, so writing the program is copying, not
+mental arithmetic). Families: sums over a range with a divisibility
 condition, products of large numbers, counting numbers by digit sum, Collatz step counts,
 counting primes below a bound, Fibonacci numbers modulo m. Task ``i`` of a split depends only
 on ``(seed, split, i)``; the splits are ``train``, ``test`` and ``validation``, and any other
@@ -23,7 +25,7 @@ from agentrl_envs.generated import GeneratedTasks
 def _divisible_sum(rng: random.Random) -> tuple[str, str, int]:
     n, a, b = rng.randint(200, 5000), rng.choice((3, 4, 6, 7)), rng.choice((5, 9, 11, 13))
     prompt = f"What is the sum of all integers from 1 to {n} that are divisible by {a} or by {b}?"
-    code = f"print(sum(k for k in range(1, {n + 1}) if k % {a} == 0 or k % {b} == 0))"
+    code = f"print(sum(k for k in range(1, {n} + 1) if k % {a} == 0 or k % {b} == 0))"
     return prompt, code, sum(k for k in range(1, n + 1) if k % a == 0 or k % b == 0)
 
 
@@ -35,7 +37,7 @@ def _big_product(rng: random.Random) -> tuple[str, str, int]:
 def _digit_sum_count(rng: random.Random) -> tuple[str, str, int]:
     n, s = rng.randint(500, 9999), rng.randint(5, 20)
     prompt = f"How many integers from 1 to {n} have digits that add up to {s}?"
-    code = f"print(sum(1 for k in range(1, {n + 1}) if sum(map(int, str(k))) == {s}))"
+    code = f"print(sum(1 for k in range(1, {n} + 1) if sum(map(int, str(k))) == {s}))"
     return prompt, code, sum(1 for k in range(1, n + 1) if sum(map(int, str(k))) == s)
 
 

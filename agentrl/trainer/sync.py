@@ -160,6 +160,7 @@ class Trainer:
             "rollout/reward_mean": summary["mean_reward"],
             "rollout/accuracy": summary["accuracy"],
             "rollout/mean_turns": summary["mean_turns"],
+            "rollout/tool_calls_per_episode": summary["tool_calls"] / summary["episodes"],
             "rollout/tool_error_rate": summary["tool_error_rate"],
             "rollout/tool_unavailable_rate": summary["tool_unavailable_rate"],
             **{f"rollout/mean_{k}": v for k, v in summary["components"].items()},

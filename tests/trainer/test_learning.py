@@ -1,5 +1,5 @@
 """Reward rises for real: the default model, trained briefly with the default recipes, gets
-better at held-out math_tool and search_qa tasks (a few minutes on 2 cores; the full-scale
+better at held-out math_tool, search_qa and tool_use tasks (a few minutes on 2 cores; the full-scale
 figures come from scripts/bench_algos.py)."""
 
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentrl.cli.main import main
+from helpers import open_or_skip
 
 
 @pytest.mark.slow
@@ -52,3 +53,18 @@ def test_grpo_teaches_the_default_model_to_search(tmp_path):
     assert evals[15] >= evals[0] + 0.1, evals  # half the acceptance gain, at a fifth of the steps
     searches = [r["rollout/mean_searches"] for r in rows if "rollout/mean_searches" in r]
     assert sum(searches[-3:]) > sum(searches[:3]), searches  # it learned to search
+
+
+@pytest.mark.slow
+def test_grpo_teaches_the_default_model_to_run_python(tmp_path):
+    open_or_skip("auto").close()  # the real sandbox (docker or bubblewrap), or why not
+    config = Path(__file__).resolve().parents[2] / "configs" / "tool_use_grpo.yaml"
+    args = ["train", "--config", str(config), "--steps", "10", "--runs-dir", str(tmp_path), "--name", "learn"]
+    args += ["--set", "checkpoint_every=10", "--set", "eval_every=5", "--set", "eval_tasks=100"]
+    assert main([*args, "--set", "samples_every=0", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}
+    assert sorted(evals) == [0, 5, 10]
+    assert evals[10] >= evals[0] + 0.1, evals  # half the acceptance gain, at a sixth of the steps
+    calls = [r["rollout/tool_calls_per_episode"] for r in rows if "rollout/tool_calls_per_episode" in r]
+    assert sum(calls[-3:]) > sum(calls[:3]), calls  # it learned to run code
