@@ -43,12 +43,7 @@ def test_vcpo_raises_held_out_accuracy(tmp_path):
 
 @pytest.mark.slow
 def test_grpo_teaches_the_default_model_to_search(tmp_path):
-    config = Path(__file__).resolve().parents[2] / "configs" / "search_qa_grpo.yaml"
-    args = ["train", "--config", str(config), "--steps", "15", "--runs-dir", str(tmp_path), "--name", "learn"]
-    args += ["--set", "checkpoint_every=15", "--set", "eval_every=5", "--set", "eval_tasks=100"]
-    assert main([*args, "--set", "samples_every=0", "--no-progress"]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
-    evals = {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}
+    rows, evals = train_with_recipe(tmp_path, "search_qa_grpo.yaml", steps=15)
     assert sorted(evals) == [0, 5, 10, 15]
     assert evals[15] >= evals[0] + 0.1, evals  # half the acceptance gain, at a fifth of the steps
     searches = [r["rollout/mean_searches"] for r in rows if "rollout/mean_searches" in r]
@@ -58,13 +53,19 @@ def test_grpo_teaches_the_default_model_to_search(tmp_path):
 @pytest.mark.slow
 def test_grpo_teaches_the_default_model_to_run_python(tmp_path):
     open_or_skip("auto").close()  # the real sandbox (docker or bubblewrap), or why not
-    config = Path(__file__).resolve().parents[2] / "configs" / "tool_use_grpo.yaml"
-    args = ["train", "--config", str(config), "--steps", "10", "--runs-dir", str(tmp_path), "--name", "learn"]
-    args += ["--set", "checkpoint_every=10", "--set", "eval_every=5", "--set", "eval_tasks=100"]
-    assert main([*args, "--set", "samples_every=0", "--no-progress"]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
-    evals = {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}
+    rows, evals = train_with_recipe(tmp_path, "tool_use_grpo.yaml", steps=10)
     assert sorted(evals) == [0, 5, 10]
     assert evals[10] >= evals[0] + 0.1, evals  # half the acceptance gain, at a sixth of the steps
     calls = [r["rollout/tool_calls_per_episode"] for r in rows if "rollout/tool_calls_per_episode" in r]
     assert sum(calls[-3:]) > sum(calls[:3]), calls  # it learned to run code
+
+
+def train_with_recipe(tmp_path: Path, recipe: str, steps: int) -> tuple[list[dict], dict[int, float]]:
+    """Train the default model with ``configs/<recipe>`` for ``steps`` steps, evaluating 100
+    held-out tasks every 5; the run's metric rows and its held-out accuracy by step."""
+    config = Path(__file__).resolve().parents[2] / "configs" / recipe
+    args = ["train", "--config", str(config), "--steps", str(steps), "--runs-dir", str(tmp_path), "--name", "learn"]
+    args += ["--set", f"checkpoint_every={steps}", "--set", "eval_every=5", "--set", "eval_tasks=100"]
+    assert main([*args, "--set", "samples_every=0", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
+    return rows, {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}
