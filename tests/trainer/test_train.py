@@ -112,12 +112,12 @@ def test_every_algorithm_trains_through_the_loop(algo, tmp_path):
     assert any(not torch.equal(initial[k], v) for k, v in final_weights(tmp_path / algo).items() if k in initial)
 
 
-# SPEAR with a replay buffer that holds entries at the step-1 checkpoint (19 with the
-# default model) and fires after it (steps 2 and 4), so an exact resume needs the buffer, its
+# SPEAR with a replay buffer that holds entries at the step-1 checkpoint (27 with the default
+# model; buffer_size 24 fires above 36) and fires after it (step 2), so an exact resume needs the buffer, its
 # generator and the step counter restored.
 RESUMED = {
     "grpo": ["--algo", "grpo"],
-    "spear": ["--algo", "spear", "--set", "algo_args.buffer_size=16", "--set", "tasks_per_step=16"],
+    "spear": ["--algo", "spear", "--set", "algo_args.buffer_size=24", "--set", "tasks_per_step=16"],
 }
 
 
