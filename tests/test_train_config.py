@@ -52,6 +52,10 @@ def test_overrides_take_precedence(tmp_path):
         ({"engine.max_num_seqs": "8", "engine.vllm.max_num_seqs": "9"}, "max_num_seqs is given twice"),
         ({"engine.backend": "vllm", "asynchronous.enabled": "true", "asynchronous.worker": "thread"}, "worker=process"),
         ({"asynchronous.worker": "thread", "asynchronous.worker_device": "cuda:1"}, "worker_device needs the process"),
+        ({"learner.backend": "megatron"}, "learner: backend='megatron' is not allowed"),
+        ({"learner.zero_stage": "1"}, "learner: zero_stage=1 is not allowed"),
+        ({"learner.offload_params": "true"}, "offload_params=true needs zero_stage=3"),
+        ({"learner.backend": "deepspeed"}, "agentrl train runs the torch learner only for now"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):

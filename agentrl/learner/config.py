@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentrl.config import check_choice, check_range, option
+from agentrl.errors import ConfigError
 
 
 @dataclass
@@ -36,7 +37,26 @@ class LearnerConfig:
         "as many as the pass's hidden states (within 2^22..2^25); 0 = full logits",
     )
 
+    backend: str = option(
+        "torch",
+        "torch (one process) or deepspeed (ZeRO data parallelism over torch.distributed ranks, "
+        "launched by torchrun; agentrl.learner.deepspeed_learner)",
+    )
+    zero_stage: int = option(2, "deepspeed: ZeRO stage 2 (optimizer state and gradients sharded) or 3 (and parameters)")
+    offload_optimizer: bool = option(False, "deepspeed: keep the optimizer state in CPU memory")
+    offload_params: bool = option(False, "deepspeed: keep the parameters in CPU memory (ZeRO-3 only)")
+    gather_bucket_mb: float = option(
+        256.0, "deepspeed ZeRO-3: parameters gathered at a time (their full sizes, MiB) to hand the weights out"
+    )
+
     def __post_init__(self) -> None:
+        check_choice("learner", "backend", self.backend, ("torch", "deepspeed"))
+        check_choice("learner", "zero_stage", self.zero_stage, (2, 3))
+        check_range("learner", "gather_bucket_mb", self.gather_bucket_mb, 0)
+        if self.offload_params and self.zero_stage != 3:
+            raise ConfigError(
+                "learner: offload_params=true needs zero_stage=3 (ZeRO-2 keeps whole parameters on each rank)"
+            )
         check_range("learner", "lr", self.lr, 0)
         check_range("learner", "warmup_steps", self.warmup_steps, 0)
         check_range("learner", "micro_batch_size", self.micro_batch_size, 1)

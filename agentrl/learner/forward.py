@@ -155,7 +155,9 @@ def chunk_positions(positions: int, hidden: int, vocab: int) -> int:
 
 def _vocab_size(head: nn.Module) -> int:
     weight = getattr(head, "weight", None)
-    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) else 1
+    if not isinstance(weight, torch.Tensor):
+        return 1
+    return int(getattr(weight, "ds_shape", weight.shape)[0])  # ZeRO-3 partitions: ds_shape is the full one
 
 
 def _chunk_stats(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -196,24 +197,47 @@ class TorchLearner:
         finite = True
         micro = self._micro_batches(batch)
         old: list[torch.Tensor] = []
-        for mb in micro:
+        for mb in self._my_micro_batches(micro):
+            part = mb.batch if mb is not None else micro[0].batch.rows(slice(0, 1))
             logprobs, entropy, values = self._forward(
                 self.model,
-                mb.batch,
+                part,
                 entropy=True,
                 value=self.value_head is not None,
                 entropy_grad=algo.config.entropy_coef > 0,
             )
-            part = mb.batch
-            if old_from_loss:
-                old.append(logprobs.detach())
-                part = part.with_fields(old_logprobs=old[-1])
-            out = algo.loss(LossInputs(logprobs, entropy, values), part, counts)
-            finite = finite and bool(torch.isfinite(out.loss))
+            if mb is None:  # a pass that only keeps the ranks in step: every output, times 0
+                outputs = [t.sum() for t in (logprobs, entropy, values) if t is not None and t.requires_grad]
+                loss = torch.stack(outputs).sum() * 0.0
+            else:
+                if old_from_loss:
+                    old.append(logprobs.detach())
+                    part = part.with_fields(old_logprobs=old[-1])
+                out = algo.loss(LossInputs(logprobs, entropy, values), part, counts)
+                loss = out.loss
+                metrics.add(out.metrics)
+            finite = finite and self._all_finite(bool(torch.isfinite(loss)))
             if finite:
-                out.loss.backward()
-            metrics.add(out.metrics)
+                self._backward(loss)
+        metrics = self._combined(metrics)
         return finite, metrics, gather(old, micro, batch.loss_mask) if old_from_loss else None
+
+    # ---- what a data-parallel learner changes (agentrl.learner.deepspeed_learner) ---------
+    def _my_micro_batches(self, micro: list[MicroBatch]) -> list[MicroBatch | None]:
+        """The micro-batches this process computes the loss on (None: a zero pass that keeps
+        data-parallel ranks in step). One process computes all of them."""
+        return list(micro)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def _all_finite(self, finite: bool) -> bool:
+        """Whether every process's loss was finite (one process: its own)."""
+        return finite
+
+    def _combined(self, metrics: StepMetrics) -> StepMetrics:
+        """The step's loss metrics over every process (one process: its own)."""
+        return metrics
 
     def _optimizer_step(
         self, batch: TokenBatch, old_from_loss: bool = False
@@ -223,14 +247,12 @@ class TorchLearner:
         factor, lr_metrics = self.algorithm.lr_scale(batch)
         finite, metrics, old = self.compute_gradients(batch, old_from_loss)
         metrics.add(lr_metrics)
-        grad_norm = self._clip_gradients() if finite else float("nan")
-        if not (finite and torch.isfinite(torch.tensor(grad_norm))):
+        grad_norm = self._apply_gradients(factor * self._warmup_factor()) if finite else float("nan")
+        if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             metrics.add({"learner/skipped": 1.0})
             return metrics.values, old
-        with self._scaled_lr(factor * self._warmup_factor()):
-            self.optimizer.step()
         lr = self.config.lr * factor * self._warmup_factor()
         metrics.add({"grad/norm": grad_norm, "learner/lr": lr, "learner/skipped": 0.0})
         return metrics.values, old
@@ -240,10 +262,16 @@ class TorchLearner:
         warmup = self.config.warmup_steps
         return 1.0 if self.step >= warmup else (self.step + 1) / warmup
 
-    def _clip_gradients(self) -> float:
+    def _apply_gradients(self, lr_factor: float) -> float:
+        """Clip the gradients and step the optimizer at ``lr_factor`` x each group's lr; returns the
+        pre-clip gradient norm. A non-finite norm returns before the step (the caller skips it)."""
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         limit = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
+        if math.isfinite(grad_norm):
+            with self._scaled_lr(lr_factor):
+                self.optimizer.step()
+        return grad_norm
 
     @contextlib.contextmanager
     def _scaled_lr(self, factor: float) -> Iterator[None]:

@@ -110,6 +110,11 @@ class TrainConfig:
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
+        if self.learner.backend != "torch":
+            raise ConfigError(
+                f"learner.backend={self.learner.backend}: agentrl train runs the torch learner only for now; the "
+                "DeepSpeed learner runs from Python under torchrun (docs/distributed.md)"
+            )
         a = self.asynchronous
         if a.worker_device and self.rollout_worker != "process":
             raise ConfigError("asynchronous.worker_device needs the process worker (asynchronous.worker=process)")

@@ -1,0 +1,227 @@
+"""The DeepSpeed ZeRO learner: ``TorchLearner``'s update, data parallel over torch.distributed ranks.
+
+Owns the DeepSpeed engine and what data parallelism changes in the update, nothing else; the
+objective, the micro-batch plan, pi_old, advantages and metrics are ``TorchLearner``'s
+(docs/distributed.md). The only module of agentrl that imports deepspeed.
+
+- Every rank is given the whole rollout batch. pi_old, reference logprobs, old values and
+  advantages are computed on every rank over the whole batch (identical on all ranks), so the
+  counts that normalise the loss are the whole optimizer batch's.
+- The loss's micro-batches are one process's plan, dealt round-robin: rank r computes
+  micro-batches r, r + N, ... A rank with fewer runs zero passes (every output times 0) so all
+  ranks run as many forward/backward passes; ZeRO-3 gathers parameters inside each forward and
+  ranks that disagree on the count would hang.
+- DeepSpeed averages gradients over ranks and divides a backward by its accumulation steps.
+  Here accumulation is unmanaged (``managed_gradient_accumulation: false``, ``backward(...,
+  scale_wrt_gas=False)``, one ``step()`` per optimizer step) and each rank's loss is multiplied
+  by the world size, so the summed gradient is the one-process gradient exactly.
+- Clipping is DeepSpeed's (``gradient_clipping`` = ``max_grad_norm``, on the global norm); the
+  step's lr factor is set on the optimizer's groups before ``step()``. A micro-batch whose loss
+  is not finite on any rank stops every rank's backward (the finite flag is all-reduced), and a
+  non-finite gradient norm makes ZeRO skip the step: both count as skipped steps.
+- Under ZeRO-3 the weights handed to the engine are gathered ``gather_bucket_mb`` of full-size
+  parameters at a time (``ds_numel``, not the partitioned ``numel()``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from agentrl.algos.base import Algorithm
+from agentrl.batch import TokenBatch
+from agentrl.errors import ConfigError
+from agentrl.learner.config import LearnerConfig
+from agentrl.learner.metrics import StepMetrics, reduce_metric
+from agentrl.learner.micro import MicroBatch
+from agentrl.learner.torch_learner import TorchLearner
+
+
+def import_deepspeed() -> Any:
+    """deepspeed, on the CPU accelerator when torch sees no GPU (a one-line error when absent)."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    try:
+        import deepspeed
+    except ImportError as err:
+        raise ConfigError(
+            f"learner.backend=deepspeed needs deepspeed: pip install 'agentrl[deepspeed]' ({err})"
+        ) from None
+    return deepspeed
+
+
+def init_distributed() -> None:
+    """Join the torchrun process group (gloo on CPU, nccl on GPU) unless already in one."""
+    if dist.is_initialized():
+        return
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise ConfigError(
+            "learner.backend=deepspeed runs under torchrun: agentrl train --nproc N, or torchrun -m agentrl"
+        )
+    import_deepspeed().init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+class _Trained(nn.Module):
+    """The modules the engine trains: the policy and, when the objective has one, its value head.
+
+    Its forward runs the learner's own forward (``run``) inside the engine's: DeepSpeed's forward
+    does ZeRO bookkeeping (a ZeRO-3 micro-step starts there; without it gradient accumulation
+    copies instead of adding)."""
+
+    def __init__(self, policy: nn.Module, value_head: nn.Module | None):
+        super().__init__()
+        self.policy = policy
+        self.value_head = value_head
+
+    def forward(self, run: Callable[[], Any]) -> Any:
+        return run()
+
+
+class DeepSpeedLearner(TorchLearner):
+    """``TorchLearner`` with ZeRO stage ``config.zero_stage`` over the current process group."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        algorithm: Algorithm,
+        config: LearnerConfig | None = None,
+        reference: nn.Module | None = None,
+    ):
+        deepspeed = import_deepspeed()
+        init_distributed()
+        super().__init__(model, algorithm, config, reference)
+        c = self.config
+        if c.zero_stage == 3 and algorithm.needs_grad_norms:
+            raise ConfigError(
+                f"{algorithm.name} asks for per-trajectory gradient norms, which ZeRO-3's partitioned "
+                "parameters cannot give; use learner.zero_stage=2"
+            )
+        if self.autocast:
+            raise ConfigError("learner.backend=deepspeed trains in fp32 here; set learner.precision=fp32")
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        groups = [
+            {k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])}
+            for g in self.optimizer.param_groups
+        ]
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=_Trained(model, self.value_head), model_parameters=groups, config=self.deepspeed_config()
+        )
+        self.model = self.engine.module.policy
+        self.value_head = self.engine.module.value_head
+        self._deepspeed = deepspeed
+        self._passes_left = 0
+
+    def deepspeed_config(self) -> dict[str, Any]:
+        """The DeepSpeed config this learner's settings make (docs/distributed.md)."""
+        c = self.config
+        zero: dict[str, Any] = {"stage": c.zero_stage}
+        if c.offload_optimizer:
+            zero["offload_optimizer"] = {"device": "cpu"}
+        if c.offload_params:
+            zero["offload_param"] = {"device": "cpu"}
+        return {
+            "train_micro_batch_size_per_gpu": 1,  # unused: this learner plans its own micro-batches
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": c.max_grad_norm or 0.0,
+            "optimizer": {
+                "type": "AdamW",
+                "params": {
+                    "lr": c.lr,
+                    "betas": list(c.betas),
+                    "eps": c.eps,
+                    "weight_decay": c.weight_decay,
+                    "torch_adam": True,
+                },
+            },
+            "zero_force_ds_cpu_optimizer": False,
+            "zero_optimization": zero,
+            "steps_per_print": 2**31 - 1,
+            "wall_clock_breakdown": False,
+        }
+
+    @property
+    def pi_old_from_loss(self) -> bool:
+        """Never: a rank's loss covers only its rows, and pi_old is needed for all of them."""
+        return False
+
+    # ---- the hooks of TorchLearner's update ------------------------------------------------
+    def _my_micro_batches(self, micro: list[MicroBatch]) -> list[MicroBatch | None]:
+        mine: list[MicroBatch | None] = list(micro[self.rank :: self.world])
+        passes = -(-len(micro) // self.world)  # every rank runs this many
+        self._passes_left = passes
+        return mine + [None] * (passes - len(mine))
+
+    def _forward(
+        self, model: nn.Module, batch: TokenBatch, **options: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if model is not self.model:  # the frozen reference is not the engine's
+            return super()._forward(model, batch, **options)
+        return cast(Any, self.engine(lambda: super(DeepSpeedLearner, self)._forward(model, batch, **options)))
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        self._passes_left -= 1
+        self.engine.set_gradient_accumulation_boundary(self._passes_left == 0)
+        self.engine.backward(loss * self.world, scale_wrt_gas=False)
+
+    def _all_finite(self, finite: bool) -> bool:
+        flag = torch.tensor([1.0 if finite else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def _combined(self, metrics: StepMetrics) -> StepMetrics:
+        parts: list[dict[str, float] | None] = [None] * self.world
+        dist.all_gather_object(parts, metrics.values)
+        out = StepMetrics()
+        for part in parts:
+            for key, value in (part or {}).items():
+                out.values[key] = reduce_metric(key, out.values[key], value) if key in out.values else value
+        return out
+
+    def _apply_gradients(self, lr_factor: float) -> float:
+        with self._scaled_lr(lr_factor):
+            self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        if not self.engine.was_step_applied():
+            return float("nan")
+        return float(norm) if norm is not None else 0.0
+
+    # ---- weights ---------------------------------------------------------------------------
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """The policy's full weights on every rank (gathered a bucket at a time under ZeRO-3)."""
+        if self.config.zero_stage < 3:
+            return super().policy_state()
+        named = list(self.model.named_parameters(remove_duplicate=False))
+        full: dict[int, torch.Tensor] = {}
+        for bucket in gather_buckets([p for _, p in named], self.config.gather_bucket_mb * 2**20):
+            with self._deepspeed.zero.GatheredParameters(bucket, modifier_rank=None):
+                for p in bucket:
+                    full[id(p)] = p.detach().clone()
+        state = {name: full[id(p)] for name, p in named}
+        state.update({name: b.detach() for name, b in self.model.named_buffers()})
+        keys = self.model.state_dict().keys()
+        return {k: state[k] for k in keys if k in state}
+
+
+def gather_buckets(params: list[nn.Parameter], max_bytes: float) -> list[list[nn.Parameter]]:
+    """Distinct ``params`` in order, grouped so a group's full size (``ds_numel`` under ZeRO-3)
+    stays within ``max_bytes``; a parameter larger than that goes alone."""
+    buckets: list[list[nn.Parameter]] = []
+    seen: set[int] = set()
+    size = 0.0
+    for p in params:
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        nbytes = getattr(p, "ds_numel", p.numel()) * p.element_size()
+        if buckets and buckets[-1] and size + nbytes <= max_bytes:
+            buckets[-1].append(p)
+            size += nbytes
+        else:
+            buckets.append([p])
+            size = nbytes
+    return buckets

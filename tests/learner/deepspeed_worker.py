@@ -1,0 +1,60 @@
+"""One torchrun rank of tests/learner/test_deepspeed.py: the same batch through the one-process
+learner and the DeepSpeed learner, for each objective; rank 0 writes what it measured as JSON.
+
+Usage: torchrun --nproc_per_node 2 deepspeed_worker.py MODEL_DIR BATCH_PT ZERO_STAGE OUT_JSON
+"""
+
+from __future__ import annotations
+
+import copy
+import faulthandler
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+
+from agentrl.algos import make
+from agentrl.engines.loading import load_model
+from agentrl.learner import LearnerConfig, TorchLearner
+from agentrl.learner.deepspeed_learner import DeepSpeedLearner
+
+ALGOS = {"grpo": {}, "vcpo": {}, "ppo": {}}
+STEPS = 2  # the second step runs on Adam state the first one left, sharded under ZeRO
+
+
+def run(learner, batches):
+    losses = [learner.train_step(b)["loss/total"] for b in batches]
+    return losses, learner.policy_state()
+
+
+def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
+    faulthandler.dump_traceback_later(300, exit=True)  # a hang prints every frame and fails, not waits
+    batches = torch.load(batch_file, weights_only=False)[:STEPS]
+    results = {}
+    for name, options in ALGOS.items():
+        # micro_batch_size 6 over 16 rows: 3 micro-batches, so one rank runs a zero pass
+        config = LearnerConfig(lr=1e-3, micro_batch_size=6, precision="fp32", zero_stage=stage, backend="deepspeed")
+        model = load_model(model_dir).float().train()
+        one = TorchLearner(copy.deepcopy(model), make(name, **options), config)
+        many = DeepSpeedLearner(model, make(name, **options), config)
+        one_losses, one_weights = run(one, batches)
+        many_losses, many_weights = run(many, batches)
+        assert one_weights.keys() == many_weights.keys(), one_weights.keys() ^ many_weights.keys()
+        results[name] = {
+            "loss_one": one_losses,
+            "loss_many": many_losses,
+            "max_weight_diff": max(float((one_weights[k] - many_weights[k]).abs().max()) for k in one_weights),
+            "max_update": max(
+                float((one_weights[k] - model_weights).abs().max())
+                for k, model_weights in load_model(model_dir).float().state_dict().items()
+                if k in one_weights
+            ),
+        }
+    if dist.get_rank() == 0:
+        with open(out, "w") as f:
+            json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
