@@ -67,7 +67,12 @@ def register(commands: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=64, help=_ROLLOUT["max_concurrent"])
     p.add_argument("--seed", type=int, default=0, help=_ROLLOUT["seed"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--engine", default="transformers", choices=engine_backends(), help="inference engine")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", *engine_backends()],
+        help="inference engine (default auto: vllm on a GPU when installed, else transformers)",
+    )
     p.add_argument(
         "--dtype",
         default="auto",

@@ -40,7 +40,9 @@ def register(commands: Any) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--logger", choices=["jsonl", "wandb"], help="metrics sink (metrics.jsonl is always written)")
     p.add_argument(
-        "--engine", choices=engine_backends(), help="inference engine (engine.backend; default transformers)"
+        "--engine",
+        choices=["auto", *engine_backends()],
+        help="inference engine (engine.backend; default auto: vllm on a GPU when installed, else transformers)",
     )
     p.add_argument(
         "--async",
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
             shutil.rmtree(run_dir)
     make_env(config.env, **config.env_args).close()  # the environment's options, checked before the model loads
+    print(f"engine: {config.engine.backend} ({config.engine.chosen_because})")
     trainer = make_trainer(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -71,6 +71,7 @@ register(
         "a batched decode loop with a KV cache, on CPU or CUDA (the fast one on CPU)",
         TransformersOptions,
         build_transformers,
+        auto_fallback=True,
     )
 )
 register(
@@ -83,5 +84,6 @@ register(
         thread_safe=False,
         wants_process=True,
         pins_device=True,
+        auto_on_gpu_with="vllm",
     )
 )

@@ -38,7 +38,11 @@ LEGACY_KEYS = {
 
 @dataclass
 class EngineConfig:
-    backend: str = option("transformers", "inference engine: transformers (everywhere; the fast one on CPU) or vllm")
+    backend: str = option(
+        "auto",
+        "inference engine: auto (vllm when a GPU is visible and vllm is installed, else transformers), "
+        "transformers (everywhere; the fast one on CPU) or vllm",
+    )
     dtype: str = option("auto", "weights dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16")
     sections: dict[str, Any] = option(  # noqa: RUF009
         {}, "each backend's own options, by backend name (engine.<backend>.<key>); missing ones take their defaults"
@@ -46,7 +50,11 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         known = registry.names()
-        check_choice("engine", "backend", self.backend, known)
+        check_choice("engine", "backend", self.backend, ["auto", *known])
+        # why this backend: the run log says it; the run's config records the backend, not "auto"
+        self.chosen_because = "given"
+        if self.backend == "auto":
+            self.backend, self.chosen_because = registry.auto()
         check_choice("engine", "dtype", self.dtype, DTYPES)
         unknown = sorted(set(self.sections) - set(known))
         if unknown:

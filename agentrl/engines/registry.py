@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from agentrl.engines.base import Engine
 
 BUILTIN = "agentrl.engines.backends"
-COMMON = ("backend", "dtype")  # the options every backend shares; not available as backend names
+COMMON = ("backend", "dtype", "auto")  # shared options and the auto choice; not available as backend names
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class EngineBackend:
     wants_process: bool = False
     # it takes the first GPU its process sees: a worker on cuda:N is shown only GPU N and told cuda
     pins_device: bool = False
+    # engine.backend=auto picks it when a GPU is visible and this module is installed (the fast one on GPUs)
+    auto_on_gpu_with: str | None = None
+    # engine.backend=auto picks it otherwise (exactly one backend says so)
+    auto_fallback: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.description:
@@ -76,3 +81,24 @@ def get(name: str) -> EngineBackend:
     if name not in backends:
         raise UnknownNameError(f"unknown engine backend {name!r}; known: {', '.join(names())}")
     return backends[name]
+
+
+def auto(gpu: bool | None = None, installed: Callable[[str], bool] | None = None) -> tuple[str, str]:
+    """The backend ``engine.backend=auto`` means here, and why in a few words: the first backend
+    (by name) that asks for a GPU when one is visible (``gpu``, default: torch sees CUDA) and its
+    module is ``installed`` (default: importlib finds it, without importing it), else the fallback."""
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    installed = installed or (lambda module: importlib.util.find_spec(module) is not None)
+    backends = [get(name) for name in names()]
+    wanted = [b for b in backends if b.auto_on_gpu_with]
+    for b in wanted:
+        if gpu and installed(b.auto_on_gpu_with or ""):
+            return b.name, f"auto: a GPU is visible and {b.auto_on_gpu_with} is installed"
+    fallback = next(b for b in backends if b.auto_fallback)
+    if not gpu:
+        return fallback.name, "auto: no GPU is visible"
+    missing = ", ".join(b.auto_on_gpu_with or "" for b in wanted)
+    return fallback.name, f"auto: a GPU is visible but {missing or 'no GPU engine'} is not installed"

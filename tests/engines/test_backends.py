@@ -55,7 +55,7 @@ def test_an_unknown_backend_lists_the_known_ones():
     with pytest.raises(UnknownNameError) as err:
         registry.get("sglang")
     assert str(err.value) == "unknown engine backend 'sglang'; known: transformers, vllm"
-    with pytest.raises(ConfigError, match="backend='sglang' is not allowed; choose one of transformers, vllm"):
+    with pytest.raises(ConfigError, match="backend='sglang' is not allowed; choose one of auto, transformers, vllm"):
         EngineConfig(backend="sglang")
 
 
@@ -153,3 +153,35 @@ def test_the_pins_device_capability_decides_the_workers_visible_gpu(monkeypatch,
     spec.device = "cuda:1"
     pinned_spec, shown = pinned(spec, "2,3")
     assert (pinned_spec.device, shown) == expected
+
+
+@pytest.mark.parametrize(
+    ("gpu", "installed", "backend", "reason"),
+    [
+        (True, {"vllm"}, "vllm", "auto: a GPU is visible and vllm is installed"),
+        (True, set(), "transformers", "auto: a GPU is visible but vllm is not installed"),
+        (False, {"vllm"}, "transformers", "auto: no GPU is visible"),
+        (False, set(), "transformers", "auto: no GPU is visible"),
+    ],
+)
+def test_auto_picks_vllm_only_on_a_gpu_with_vllm_installed(gpu, installed, backend, reason):
+    assert registry.auto(gpu=gpu, installed=lambda module: module in installed) == (backend, reason)
+
+
+def test_the_config_resolves_auto_and_an_explicit_choice_wins(monkeypatch):
+    monkeypatch.setattr(registry, "auto", lambda: ("vllm", "auto: a GPU is visible and vllm is installed"))
+    chosen = EngineConfig()
+    assert (chosen.backend, chosen.chosen_because) == ("vllm", "auto: a GPU is visible and vllm is installed")
+    assert chosen.to_dict()["backend"] == "vllm"  # the run's config records the engine, not "auto"
+    explicit = EngineConfig(backend="transformers")
+    assert (explicit.backend, explicit.chosen_because) == ("transformers", "given")
+
+
+def test_auto_on_this_machine_says_why():
+    import torch
+
+    config = EngineConfig()
+    if torch.cuda.is_available():
+        assert config.chosen_because.startswith("auto: a GPU is visible")
+    else:
+        assert (config.backend, config.chosen_because) == ("transformers", "auto: no GPU is visible")
