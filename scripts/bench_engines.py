@@ -69,17 +69,28 @@ def sync_time(engine: Engine, state: dict[str, torch.Tensor], repeats: int) -> f
     return statistics.median(times)
 
 
-def random_model(tokenizer: Any, hidden: int, layers: int, out: Path) -> Path:
+def random_model(
+    tokenizer: Any,
+    hidden: int,
+    layers: int,
+    out: Path,
+    *,
+    intermediate: int | None = None,
+    kv_heads: int | None = None,
+    vocab: int | None = None,
+) -> Path:
+    """A randomly initialised Qwen2 (64-wide heads; by default a 3 x hidden MLP, hidden / 128 KV
+    heads and the tokenizer's vocabulary) saved with ``tokenizer`` in ``out``."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab or len(tokenizer),
         hidden_size=hidden,
-        intermediate_size=3 * hidden,
+        intermediate_size=intermediate or 3 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=hidden // 64,
-        num_key_value_heads=max(1, hidden // 128),
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=kv_heads or max(1, hidden // 128),
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,
