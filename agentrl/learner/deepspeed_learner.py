@@ -16,9 +16,10 @@ objective, the micro-batch plan, pi_old, advantages and metrics are ``TorchLearn
   scale_wrt_gas=False)``, one ``step()`` per optimizer step) and each rank's loss is multiplied
   by the world size, so the summed gradient is the one-process gradient exactly.
 - Clipping is DeepSpeed's (``gradient_clipping`` = ``max_grad_norm``, on the global norm); the
-  step's lr factor is set on the optimizer's groups before ``step()``. A micro-batch whose loss
-  is not finite on any rank stops every rank's backward (the finite flag is all-reduced), and a
-  non-finite gradient norm makes ZeRO skip the step: both count as skipped steps.
+  step's lr factor is set on the optimizer's groups before ``step()``. Once a micro-batch's loss
+  is not finite on any rank (the finite flag is all-reduced), every rank's remaining backwards
+  carry NaN, and ``step()``'s invalid-norm check skips the step and drops what was accumulated
+  (stopping the backwards instead left ZeRO's partial sums behind for the next step).
 - Under ZeRO-3 the weights handed to the engine are gathered ``gather_bucket_mb`` of full-size
   parameters at a time (``ds_numel``, not the partitioned ``numel()``).
 """
@@ -163,10 +164,14 @@ class DeepSpeedLearner(TorchLearner):
             return super()._forward(model, batch, **options)
         return cast(Any, self.engine(lambda: super(DeepSpeedLearner, self)._forward(model, batch, **options)))
 
-    def _backward(self, loss: torch.Tensor) -> None:
+    def _accumulate(self, loss: torch.Tensor, finite: bool) -> None:
+        """Every pass runs its backward, so the ranks reach the accumulation boundary together;
+        once the step is not finite (on any rank) the gradient is made NaN, and ``step()``'s
+        invalid-norm check discards the step and every gradient accumulated for it."""
         self._passes_left -= 1
         self.engine.set_gradient_accumulation_boundary(self._passes_left == 0)
-        self.engine.backward(loss * self.world, scale_wrt_gas=False)
+        scale = self.world if finite else float("nan")
+        self.engine.backward(loss * scale, scale_wrt_gas=False)
 
     def _all_finite(self, finite: bool) -> bool:
         flag = torch.tensor([1.0 if finite else 0.0])
@@ -182,11 +187,11 @@ class DeepSpeedLearner(TorchLearner):
                 out.values[key] = reduce_metric(key, out.values[key], value) if key in out.values else value
         return out
 
-    def _apply_gradients(self, lr_factor: float) -> float:
+    def _apply_gradients(self, lr_factor: float, finite: bool) -> float:
         with self._scaled_lr(lr_factor):
-            self.engine.step()
+            self.engine.step()  # also on a non-finite step: it discards the NaN gradient (see _accumulate)
         norm = self.engine.get_global_grad_norm()
-        if not self.engine.was_step_applied():
+        if not (finite and self.engine.was_step_applied()):
             return float("nan")
         return float(norm) if norm is not None else 0.0
 

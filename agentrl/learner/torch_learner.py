@@ -217,8 +217,7 @@ class TorchLearner:
                 loss = out.loss
                 metrics.add(out.metrics)
             finite = finite and self._all_finite(bool(torch.isfinite(loss)))
-            if finite:
-                self._backward(loss)
+            self._accumulate(loss, finite)
         metrics = self._combined(metrics)
         return finite, metrics, gather(old, micro, batch.loss_mask) if old_from_loss else None
 
@@ -228,8 +227,11 @@ class TorchLearner:
         data-parallel ranks in step). One process computes all of them."""
         return list(micro)
 
-    def _backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+    def _accumulate(self, loss: torch.Tensor, finite: bool) -> None:
+        """Add the pass's gradient; once the step's loss is not finite, nothing more (the step
+        will be skipped)."""
+        if finite:
+            loss.backward()
 
     def _all_finite(self, finite: bool) -> bool:
         """Whether every process's loss was finite (one process: its own)."""
@@ -247,7 +249,7 @@ class TorchLearner:
         factor, lr_metrics = self.algorithm.lr_scale(batch)
         finite, metrics, old = self.compute_gradients(batch, old_from_loss)
         metrics.add(lr_metrics)
-        grad_norm = self._apply_gradients(factor * self._warmup_factor()) if finite else float("nan")
+        grad_norm = self._apply_gradients(factor * self._warmup_factor(), finite)
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
@@ -262,9 +264,12 @@ class TorchLearner:
         warmup = self.config.warmup_steps
         return 1.0 if self.step >= warmup else (self.step + 1) / warmup
 
-    def _apply_gradients(self, lr_factor: float) -> float:
+    def _apply_gradients(self, lr_factor: float, finite: bool) -> float:
         """Clip the gradients and step the optimizer at ``lr_factor`` x each group's lr; returns the
-        pre-clip gradient norm. A non-finite norm returns before the step (the caller skips it)."""
+        pre-clip gradient norm. A non-finite loss (``finite`` False) or norm returns NaN before
+        the step (the caller skips it)."""
+        if not finite:
+            return float("nan")
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         limit = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))

@@ -7,6 +7,7 @@ Usage: torchrun --nproc_per_node 2 deepspeed_worker.py MODEL_DIR BATCH_PT ZERO_S
 from __future__ import annotations
 
 import copy
+import dataclasses
 import faulthandler
 import json
 import sys
@@ -26,6 +27,36 @@ STEPS = 2  # the second step runs on Adam state the first one left, sharded unde
 def run(learner, batches):
     losses = [learner.train_step(b)["loss/total"] for b in batches]
     return losses, learner.policy_state()
+
+
+def poison_second_loss(algorithm):
+    """``algorithm`` whose second loss (a micro-batch's) is NaN: the step it falls in must be
+    skipped, after the first micro-batch's backward has run."""
+    real, calls = algorithm.loss, []
+
+    def loss(inputs, batch, counts):
+        out = real(inputs, batch, counts)
+        calls.append(1)
+        return dataclasses.replace(out, loss=out.loss * float("nan")) if len(calls) == 2 else out
+
+    algorithm.loss = loss
+    return algorithm
+
+
+def skipped_step(model_dir: str, batches, stage: int) -> dict:
+    """A NaN loss on rank 0 only, in its second pass (both ranks ran a backward before it): every
+    rank skips that step, and the next step equals the one process's, which skipped the same
+    step: nothing of the skipped step's accumulated gradient reaches the weights."""
+    config = LearnerConfig(lr=1e-3, micro_batch_size=6, precision="fp32", zero_stage=stage, backend="deepspeed")
+    model = load_model(model_dir).float().train()
+    one = TorchLearner(copy.deepcopy(model), poison_second_loss(make("grpo")), config)
+    algorithm = poison_second_loss(make("grpo")) if dist.get_rank() == 0 else make("grpo")
+    many = DeepSpeedLearner(model, algorithm, config)
+    skipped = [learner.train_step(batches[0])["learner/skipped_steps"] for learner in (one, many)]
+    one.train_step(batches[1])
+    many.train_step(batches[1])
+    a, b = one.policy_state(), many.policy_state()
+    return {"skipped": skipped, "max_weight_diff": max(float((a[k] - b[k]).abs().max()) for k in a)}
 
 
 def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
@@ -51,6 +82,7 @@ def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
                 if k in one_weights
             ),
         }
+    results["skip"] = skipped_step(model_dir, batches, stage)
     if dist.get_rank() == 0:
         with open(out, "w") as f:
             json.dump(results, f)

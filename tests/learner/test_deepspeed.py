@@ -1,5 +1,6 @@
 """The DeepSpeed learner against the one-process learner: 2 gloo ranks, ZeRO-2 and ZeRO-3, the
-same batches, the same losses and weights within 1e-5 (float32)."""
+same batches, the same losses and weights within 1e-5 (float32); and a NaN loss on one rank
+skips the step on every rank without leaving anything behind."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def test_zero_matches_the_one_process_learner(stage, tiny_chatml, trajectories, 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads(out.read_text())
+    skip = results.pop("skip")
+    assert skip["skipped"] == [1.0, 1.0], skip  # a NaN loss on one rank skips the step on every rank
+    assert skip["max_weight_diff"] <= 1e-5, skip  # and leaves nothing behind for the next step
     assert sorted(results) == ["grpo", "ppo", "vcpo"]
     for name, r in results.items():
         assert r["max_update"] > 1e-4, (name, r)  # the step moved the weights: equality is not vacuous
