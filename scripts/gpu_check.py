@@ -32,6 +32,7 @@ on ``cpu`` for 2 steps. Its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -53,7 +54,7 @@ from agentrl.algos import make as make_algo
 from agentrl.batch import TokenBatch
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig
-from agentrl.engines.factory import make_engine, release
+from agentrl.engines.factory import make_engine
 from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.learner import LearnerConfig, TorchLearner
 from agentrl.learner.forward import forward_tokens
@@ -131,7 +132,7 @@ def engine_rows(model_dir: Path, sizes: Sizes, device: str, vllm: bool) -> dict[
         try:
             out[backend] = throughput(engine, prompts, sizes.new_tokens, repeats=1)
         finally:
-            release(engine)
+            shut_down(engine)
     return out
 
 
@@ -144,7 +145,7 @@ def agreement_row(sizes: Sizes, device: str) -> dict[str, Any]:
         params = SamplingParams(temperature=1.0, max_new_tokens=min(64, sizes.new_tokens * 8), seed=0)
         completions = engine.generate(prompts, params)
     finally:
-        release(engine)
+        shut_down(engine)
     model = load_model(str(DEFAULT_MODEL), device, "float32").eval()
     log_ratios = []
     with torch.no_grad():
@@ -172,14 +173,18 @@ def colocate_row(model_dir: Path, device: str) -> dict[str, Any]:
         engine.wake()  # type: ignore[attr-defined]
         woke = time.perf_counter() - start
     finally:
-        release(engine)
+        shut_down(engine)
     return {"sleep_s": slept, "wake_s": woke, "freed_gib": (free_asleep - free_awake) / 2**30}
 
 
 def async_row(sizes: Sizes, device: str, vllm: bool, runs: Path) -> dict[str, Any]:
     gpu = device == "cuda"
     engine = "vllm" if gpu and vllm else "transformers"
-    small = [] if gpu else ["--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=4"]
+    small = (
+        ["--set", "eval_tasks=64"]
+        if gpu
+        else ["--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=4"]
+    )
     cmd = [
         sys.executable, "-m", "agentrl.cli.main", "train", "--env", "math_tool", "--algo", "grpo",
         "--steps", str(sizes.async_steps), "--async", "--engine", engine, "--device", device,
@@ -187,12 +192,24 @@ def async_row(sizes: Sizes, device: str, vllm: bool, runs: Path) -> dict[str, An
         "--runs-dir", str(runs), "--name", "async", "--no-progress", *small,
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=200)  # inside gpu_check.sh's 480 s
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"the async run failed: {proc.stderr.strip().splitlines()[-1:]}")
     summary = next(line for line in proc.stdout.splitlines() if "held-out accuracy" in line)
     return {"engine": engine, "wall_s": wall, "summary": summary}
+
+
+def shut_down(engine: Any) -> None:
+    """Free an engine's memory before the next row builds another (vLLM holds GPU memory until
+    its engine core stops; agentrl's engines have no close of their own yet)."""
+    core = getattr(getattr(getattr(engine, "llm", None), "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    del engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def engine_config(backend: str, colocate: bool = False) -> EngineConfig:

@@ -12,9 +12,10 @@ objective, the micro-batch plan, pi_old, advantages and metrics are ``TorchLearn
   ranks run as many forward/backward passes; ZeRO-3 gathers parameters inside each forward and
   ranks that disagree on the count would hang.
 - DeepSpeed averages gradients over ranks and divides a backward by its accumulation steps.
-  Here accumulation is unmanaged (``managed_gradient_accumulation: false``, ``backward(...,
-  scale_wrt_gas=False)``, one ``step()`` per optimizer step) and each rank's loss is multiplied
-  by the world size, so the summed gradient is the one-process gradient exactly.
+  Here the learner sets the accumulation boundary itself (on each rank's last pass of the step),
+  calls ``backward(..., scale_wrt_gas=False)`` and ``step()`` once per optimizer step, and
+  multiplies each rank's loss by the world size, so the summed gradient is the one-process
+  gradient exactly.
 - Clipping is DeepSpeed's (``gradient_clipping`` = ``max_grad_norm``, on the global norm); the
   step's lr factor is set on the optimizer's groups before ``step()``. Once a micro-batch's loss
   is not finite on any rank (the finite flag is all-reduced), every rank's remaining backwards
@@ -102,8 +103,13 @@ class DeepSpeedLearner(TorchLearner):
                 f"{algorithm.name} asks for per-trajectory gradient norms, which ZeRO-3's partitioned "
                 "parameters cannot give; use learner.zero_stage=2"
             )
-        if self.autocast:
-            raise ConfigError("learner.backend=deepspeed trains in fp32 here; set learner.precision=fp32")
+        if self.autocast or any(p.dtype != torch.float32 for p in model.parameters()):
+            # in float32 ZeRO's step checks the gradient norm for inf / NaN; that check is what
+            # discards a non-finite step (see _accumulate), and bf16 parameters would skip it
+            raise ConfigError(
+                "learner.backend=deepspeed trains float32 weights for now: load the model in float32 "
+                "and set learner.precision=fp32"
+            )
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         groups = [
             {k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])}
@@ -114,6 +120,9 @@ class DeepSpeedLearner(TorchLearner):
         )
         self.model = self.engine.module.policy
         self.value_head = self.engine.module.value_head
+        self.device = self.engine.device  # the engine puts each rank's model on its own GPU (LOCAL_RANK)
+        if self.reference is not None:
+            self.reference.to(self.device)
         self._deepspeed = deepspeed
         self._passes_left = 0
 
@@ -174,7 +183,7 @@ class DeepSpeedLearner(TorchLearner):
         self.engine.backward(loss * scale, scale_wrt_gas=False)
 
     def _all_finite(self, finite: bool) -> bool:
-        flag = torch.tensor([1.0 if finite else 0.0])
+        flag = torch.tensor([1.0 if finite else 0.0], device=self.device)  # NCCL reduces GPU tensors only
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item() > 0)
 

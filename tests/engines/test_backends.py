@@ -185,3 +185,15 @@ def test_auto_on_this_machine_says_why():
         assert config.chosen_because.startswith("auto: a GPU is visible")
     else:
         assert (config.backend, config.chosen_because) == ("transformers", "auto: no GPU is visible")
+
+
+def test_a_cpu_run_samples_with_the_cpu_engine_even_where_a_gpu_is_visible(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: object())  # vllm "installed"
+    assert train_config.load(None, {}).engine.backend == "vllm"
+    on_cpu = train_config.load(None, {"device": "cpu"}).engine
+    assert (on_cpu.backend, on_cpu.chosen_because) == ("transformers", "auto: the run's device is cpu")
+    explicit = train_config.load(None, {"device": "cpu", "engine.backend": "vllm"}).engine
+    assert (explicit.backend, explicit.chosen_because) == ("vllm", "given")
