@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(model)
     sections = {"transformers": {"max_batch_size": args.max_concurrent}}
     engine_config = EngineConfig(backend=args.engine, dtype=args.dtype, sections=sections)
+    engine_config.place(args.device)
     engine = make_engine(engine_config, model, tokenizer, device=args.device)
     try:
         out.mkdir(parents=True, exist_ok=True)

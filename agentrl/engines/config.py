@@ -61,6 +61,13 @@ class EngineConfig:
             raise ConfigError(f"engine: no backend named {unknown[0]!r}; known: {', '.join(known)}")
         self.sections = {name: _section(name, self.sections.get(name, {})) for name in known}
 
+    def place(self, device: str) -> None:
+        """Let the run's ``device`` decide an ``auto`` choice: on ``cpu`` the fallback engine, even
+        where a GPU is visible. An explicit backend is kept."""
+        if device == "cpu" and self.chosen_because.startswith("auto"):
+            self.backend = registry.auto(gpu=False)[0]
+            self.chosen_because = "auto: the run's device is cpu"
+
     @property
     def backend_info(self) -> registry.EngineBackend:
         """The selected backend's registry entry: its options class and its capabilities."""

@@ -39,7 +39,7 @@ from agentrl.algos.base import Algorithm
 from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 from agentrl.learner.config import LearnerConfig
-from agentrl.learner.metrics import StepMetrics, reduce_metric
+from agentrl.learner.metrics import StepMetrics
 from agentrl.learner.micro import MicroBatch
 from agentrl.learner.torch_learner import TorchLearner
 
@@ -192,8 +192,7 @@ class DeepSpeedLearner(TorchLearner):
         dist.all_gather_object(parts, metrics.values)
         out = StepMetrics()
         for part in parts:
-            for key, value in (part or {}).items():
-                out.values[key] = reduce_metric(key, out.values[key], value) if key in out.values else value
+            out.add(part or {})  # the same reduction as across micro-batches: sums, /max, /min
         return out
 
     def _apply_gradients(self, lr_factor: float, finite: bool) -> float:
@@ -232,7 +231,7 @@ def gather_buckets(params: list[nn.Parameter], max_bytes: float) -> list[list[nn
             continue
         seen.add(id(p))
         nbytes = getattr(p, "ds_numel", p.numel()) * p.element_size()
-        if buckets and buckets[-1] and size + nbytes <= max_bytes:
+        if buckets and size + nbytes <= max_bytes:
             buckets[-1].append(p)
             size += nbytes
         else:

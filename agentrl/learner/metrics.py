@@ -15,8 +15,7 @@ import torch
 from agentrl.algos.core import effective_sample_size
 
 
-def reduce_metric(key: str, a: float, b: float) -> float:
-    """Two values of metric ``key`` combined: max for `/max`, min for `/min`, else their sum."""
+def _reduce(key: str, a: float, b: float) -> float:
     if key.endswith("/max"):
         return max(a, b)
     if key.endswith("/min"):
@@ -33,7 +32,7 @@ class StepMetrics:
     def add(self, metrics: Mapping[str, torch.Tensor | float]) -> None:
         for key, value in metrics.items():
             v = float(value)
-            self.values[key] = reduce_metric(key, self.values[key], v) if key in self.values else v
+            self.values[key] = _reduce(key, self.values[key], v) if key in self.values else v
 
 
 class RunningMetrics:
@@ -47,7 +46,7 @@ class RunningMetrics:
     def add_step(self, step: Mapping[str, float]) -> None:
         for key, value in step.items():
             if key.endswith(("/max", "/min")):
-                self.sums[key] = reduce_metric(key, self.sums[key], value) if key in self.sums else value
+                self.sums[key] = _reduce(key, self.sums[key], value) if key in self.sums else value
                 self.counts[key] = 1
             else:
                 self.sums[key] = self.sums.get(key, 0.0) + value

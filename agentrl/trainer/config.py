@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from agentrl.config import build, check_choice, check_range, field_help, option
-from agentrl.engines import registry
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_help
 from agentrl.errors import ConfigError, first_line
@@ -111,9 +110,7 @@ class TrainConfig:
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
-        if self.device == "cpu" and self.engine.chosen_because.startswith("auto"):
-            self.engine.backend = registry.auto(gpu=False)[0]  # the run's device wins over a visible GPU
-            self.engine.chosen_because = "auto: the run's device is cpu"
+        self.engine.place(self.device)
         if self.learner.backend != "torch":
             raise ConfigError(
                 f"learner.backend={self.learner.backend}: agentrl train runs the torch learner only for now; the "

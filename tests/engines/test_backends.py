@@ -197,3 +197,15 @@ def test_a_cpu_run_samples_with_the_cpu_engine_even_where_a_gpu_is_visible(monke
     assert (on_cpu.backend, on_cpu.chosen_because) == ("transformers", "auto: the run's device is cpu")
     explicit = train_config.load(None, {"device": "cpu", "engine.backend": "vllm"}).engine
     assert (explicit.backend, explicit.chosen_because) == ("vllm", "given")
+
+
+def test_place_lets_a_cpu_device_decide_only_an_auto_choice(monkeypatch):
+    monkeypatch.setattr(registry, "auto", lambda gpu=None: ("vllm" if gpu is not False else "transformers", "auto: x"))
+    on_gpu = EngineConfig()
+    on_gpu.place("cuda")
+    assert on_gpu.backend == "vllm"  # eval and train share this: a GPU device keeps the GPU engine
+    on_gpu.place("cpu")
+    assert (on_gpu.backend, on_gpu.chosen_because) == ("transformers", "auto: the run's device is cpu")
+    explicit = EngineConfig(backend="vllm")
+    explicit.place("cpu")
+    assert explicit.backend == "vllm"
