@@ -30,6 +30,10 @@ class ModelLoadError(AgentRLError):
     """A model directory or name could not be loaded."""
 
 
+class CheckpointError(AgentRLError):
+    """A checkpoint could not be written or read."""
+
+
 def first_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for one-line errors that wrap another exception."""
     text = str(exc).strip().splitlines()

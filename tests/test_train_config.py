@@ -55,7 +55,6 @@ def test_overrides_take_precedence(tmp_path):
         ({"learner.backend": "megatron"}, "learner: backend='megatron' is not allowed"),
         ({"learner.zero_stage": "1"}, "learner: zero_stage=1 is not allowed"),
         ({"learner.offload_params": "true"}, "offload_params=true needs zero_stage=3"),
-        ({"learner.backend": "deepspeed"}, "agentrl train runs the torch learner only for now"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):

@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for a launcher that re-runs it
         return int(args.run(args) or 0)
     except AgentRLError as exc:
         print(f"agentrl: error: {exc}", file=sys.stderr)

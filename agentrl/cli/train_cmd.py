@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from agentrl.cli import launch
 from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import make as make_env
@@ -62,12 +63,16 @@ def register(commands: Any) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    launch.add_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from agentrl.algos import make as make_algorithm
     from agentrl.trainer import config as train_config
-    from agentrl.trainer import make_trainer
+    from agentrl.trainer import make_trainer, ranks
+    from agentrl.trainer.async_loop import serve_rollout_rank
+    from agentrl.trainer.setup import make_learner
 
     overrides: dict[str, Any] = {
         k: v
@@ -82,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["asynchronous.max_staleness"] = args.max_staleness
     overrides |= {f"env_args.{k}": v for k, v in parse_env_args(args.env_arg).items()}
     overrides |= parse_env_args(args.set, flag="--set")
+    launch.check(args)
+    # the process that owns the run directory: rank 0, or the launcher on node 0
+    leads = ranks.rank() == 0 if launch.under_torchrun() else args.node_rank == 0
     if args.resume:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
@@ -93,12 +101,29 @@ def run(args: argparse.Namespace) -> int:
         config = train_config.load(args.config, overrides)
         name = args.name or f"{config.env.replace(':', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.runs_dir) / name
-        if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
-            raise AgentRLError(f"--runs-dir {args.runs_dir} is a file, not a directory")
-        if run_dir.exists():
-            if not args.overwrite:
-                raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
-            shutil.rmtree(run_dir)
+        if leads:
+            _fresh_run_dir(run_dir, args)
+    workers = config.asynchronous.workers
+    if not launch.under_torchrun() and (
+        args.nproc or args.nnodes > 1 or workers or config.learner.backend == "deepspeed"
+    ):
+        if args.nproc is None and args.nnodes == 1:
+            args.nproc = 1 + workers  # one learner rank and the rollout worker ranks
+        if args.nnodes == 1:
+            _check_ranks(args.nproc - workers, workers, config.learner.backend)
+        if leads:
+            make_env(config.env, **config.env_args).close()
+        return launch.launch(args, launch.rank_argv(args.argv[1:], None if args.resume else run_dir.name))
+    if launch.under_torchrun():
+        _check_ranks(ranks.learner_ranks(workers), workers, config.learner.backend)
+        ranks.join(config.learner.backend, config.learner.dist_timeout_min)
+    role = ranks.role(workers)
+    if role == "learner":  # a learner rank other than 0: it trains what rank 0 sends
+        ranks.follow(make_learner(config, make_algorithm(config.algo, **config.algo_args)))
+        return 0
+    if role == "rollout":
+        serve_rollout_rank(config, ranks.rank() - ranks.learner_ranks(workers))
+        return 0
     make_env(config.env, **config.env_args).close()  # the environment's options, checked before the model loads
     print(f"engine: {config.engine.backend} ({config.engine.chosen_because})")
     trainer = make_trainer(config, run_dir)
@@ -107,7 +132,36 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         print(f"resuming {run_dir} at step {trainer.resume()}")
     summary = trainer.run(progress=not args.no_progress)
+    trainer.models.learner.close()  # on success only: after a failure the launcher stops the other ranks
     before, after = summary["accuracy_before"], summary["accuracy_after"]
     print(f"{config.algo} on {config.env}: {summary['steps']} steps, held-out accuracy {before:.3f} -> {after:.3f}")
     print(f"run directory: {run_dir}")
     return 0
+
+
+def _check_ranks(learners: int, workers: int, backend: str) -> None:
+    """What the ranks of a launched run may be: one learner rank or more (several need the DeepSpeed
+    learner), the rollout worker ranks beside one learner rank."""
+    if learners < 1:
+        raise AgentRLError(
+            f"{learners + workers} ranks cannot hold a learner rank and asynchronous.workers={workers} rollout "
+            f"ranks; use --nproc {workers + 1} or more"
+        )
+    if learners > 1 and backend != "deepspeed":
+        raise AgentRLError(
+            f"{learners} learner ranks (--nproc / --nnodes) train data-parallel: add --set learner.backend=deepspeed"
+        )
+    if learners > 1 and workers:
+        raise AgentRLError(
+            f"asynchronous.workers={workers} rollout ranks run beside one learner rank for now, not {learners}"
+        )
+
+
+def _fresh_run_dir(run_dir: Path, args: argparse.Namespace) -> None:
+    """Check that a new run may use ``run_dir`` (removing it with ``--overwrite``)."""
+    if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
+        raise AgentRLError(f"--runs-dir {args.runs_dir} is a file, not a directory")
+    if run_dir.exists():
+        if not args.overwrite:
+            raise AgentRLError(f"run directory {run_dir} exists; use --resume {run_dir} to continue or --overwrite")
+        shutil.rmtree(run_dir)

@@ -46,6 +46,9 @@ class EngineBackend:
     auto_on_gpu_with: str | None = None
     # engine.backend=auto picks it otherwise (exactly one backend says so)
     auto_fallback: bool = False
+    # it loads the learner's whole weights from memory (update_weights), after every step; False for
+    # an engine that serves fixed weights (a remote endpoint, say): it can evaluate, not be trained
+    loads_weights: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not self.description:

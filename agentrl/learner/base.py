@@ -2,11 +2,14 @@
 
 Owns the contract only: ``train_step(batch) -> metrics`` takes a ``TokenBatch`` whose
 rewards and masks are set and returns flat, namespaced float metrics; the weights for the
-inference engine come from ``policy_state()``; checkpoints from ``state_dict()``.
+inference engine come from ``policy_state()``; a checkpoint folder is written by ``save(folder)``
+and read back by ``load(folder)`` (``state_dict()`` is the one-process learner's part of it);
+``close()`` releases what the learner holds beyond its own process (other ranks).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -24,3 +27,9 @@ class Learner(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def save(self, folder: Path) -> None: ...
+
+    def load(self, folder: Path) -> None: ...
+
+    def close(self) -> None: ...

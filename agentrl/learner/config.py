@@ -48,11 +48,17 @@ class LearnerConfig:
     gather_bucket_mb: float = option(
         256.0, "deepspeed ZeRO-3: parameters gathered at a time (their full sizes, MiB) to hand the weights out"
     )
+    dist_timeout_min: float = option(
+        60.0,
+        "deepspeed: a rank that waits longer than this for the others (rank 0's rollouts and evaluation "
+        "included) stops the run",
+    )
 
     def __post_init__(self) -> None:
         check_choice("learner", "backend", self.backend, ("torch", "deepspeed"))
         check_choice("learner", "zero_stage", self.zero_stage, (2, 3))
         check_range("learner", "gather_bucket_mb", self.gather_bucket_mb, 0)
+        check_range("learner", "dist_timeout_min", self.dist_timeout_min, 0.01)
         if self.offload_params and self.zero_stage != 3:
             raise ConfigError(
                 "learner: offload_params=true needs zero_stage=3 (ZeRO-2 keeps whole parameters on each rank)"

@@ -28,7 +28,10 @@ objective, the micro-batch plan, pi_old, advantages and metrics are ``TorchLearn
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -37,17 +40,21 @@ from torch import nn
 
 from agentrl.algos.base import Algorithm
 from agentrl.batch import TokenBatch
-from agentrl.errors import ConfigError
+from agentrl.errors import CheckpointError, ConfigError
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.metrics import StepMetrics
 from agentrl.learner.micro import MicroBatch
-from agentrl.learner.torch_learner import TorchLearner
+from agentrl.learner.torch_learner import TorchLearner, read_state
+
+DEEPSPEED_DIR, SHARDS_TAG = "deepspeed", "zero"  # a checkpoint's folder/deepspeed/zero/ holds each rank's shards
 
 
 def import_deepspeed() -> Any:
     """deepspeed, on the CPU accelerator when torch sees no GPU (a one-line error when absent)."""
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    # DeepSpeed's ZeRO calls collectives torch has renamed; the warning is DeepSpeed's to act on
+    warnings.filterwarnings("ignore", r"`torch\.distributed\.\w+` is deprecated", FutureWarning)
     try:
         import deepspeed
     except ImportError as err:
@@ -57,15 +64,17 @@ def import_deepspeed() -> Any:
     return deepspeed
 
 
-def init_distributed() -> None:
-    """Join the torchrun process group (gloo on CPU, nccl on GPU) unless already in one."""
+def init_distributed(timeout_min: float = 60.0) -> None:
+    """Join the torchrun process group (gloo on CPU, nccl on GPU) unless already in one; a
+    collective that waits longer than ``timeout_min`` fails."""
     if dist.is_initialized():
         return
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError(
             "learner.backend=deepspeed runs under torchrun: agentrl train --nproc N, or torchrun -m agentrl"
         )
-    import_deepspeed().init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    import_deepspeed().init_distributed(dist_backend=backend, timeout=timedelta(minutes=timeout_min))
 
 
 class _Trained(nn.Module):
@@ -95,7 +104,7 @@ class DeepSpeedLearner(TorchLearner):
         reference: nn.Module | None = None,
     ):
         deepspeed = import_deepspeed()
-        init_distributed()
+        init_distributed((config or LearnerConfig()).dist_timeout_min)
         super().__init__(model, algorithm, config, reference)
         c = self.config
         if c.zero_stage == 3 and algorithm.needs_grad_norms:
@@ -103,12 +112,13 @@ class DeepSpeedLearner(TorchLearner):
                 f"{algorithm.name} asks for per-trajectory gradient norms, which ZeRO-3's partitioned "
                 "parameters cannot give; use learner.zero_stage=2"
             )
+        self.autocast = c.precision == "bf16"  # auto means float32 here, on a GPU too
         if self.autocast or any(p.dtype != torch.float32 for p in model.parameters()):
             # in float32 ZeRO's step checks the gradient norm for inf / NaN; that check is what
             # discards a non-finite step (see _accumulate), and bf16 parameters would skip it
             raise ConfigError(
                 "learner.backend=deepspeed trains float32 weights for now: load the model in float32 "
-                "and set learner.precision=fp32"
+                "and set learner.precision to auto or fp32"
             )
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         groups = [
@@ -202,6 +212,53 @@ class DeepSpeedLearner(TorchLearner):
         if not (finite and self.engine.was_step_applied()):
             return float("nan")
         return float(norm) if norm is not None else 0.0
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What the engine's own checkpoint does not hold: the algorithm's state and the counters
+        (identical on every rank: every rank runs the algorithm on the whole batch)."""
+        return {
+            "algorithm": self.algorithm.state_dict(),
+            "step": self.step,
+            "skipped_steps": self.skipped_steps,
+            "world_size": self.world,
+            "zero_stage": self.config.zero_stage,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.algorithm.load_state_dict(state.get("algorithm", {}))
+        self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+
+    def save(self, folder: Path) -> None:
+        """Every rank writes its ZeRO shards (weights, value head, optimizer state) under
+        ``folder/deepspeed``; rank 0 writes ``learner.pt``. Collective: returns on every rank once
+        all have written (``folder`` must be one directory for all ranks: a shared filesystem
+        across nodes)."""
+        self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG, save_latest=False)
+        if self.rank == 0:
+            torch.save(self.state_dict(), folder / "learner.pt")
+        dist.barrier()
+
+    def load(self, folder: Path) -> None:
+        """Restore what ``save`` wrote, on every rank (collective)."""
+        shards = folder / DEEPSPEED_DIR / SHARDS_TAG
+        if not shards.is_dir():
+            raise CheckpointError(
+                f"{folder} holds no DeepSpeed shards ({shards} is missing): it was written by another learner "
+                "backend, which learner.backend=deepspeed cannot resume"
+            )
+        state = read_state(folder / "learner.pt")
+        written = (state.get("world_size"), state.get("zero_stage"))
+        if written != (self.world, self.config.zero_stage):
+            raise CheckpointError(
+                f"{folder} holds ZeRO-{written[1]} shards of {written[0]} ranks; resume it with as many ranks "
+                f"(--nproc x --nnodes) and learner.zero_stage={written[1]}, "
+                f"not {self.world} ranks of ZeRO-{self.config.zero_stage}"
+            )
+        loaded, _ = self.engine.load_checkpoint(str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG)
+        if loaded is None:
+            raise CheckpointError(f"DeepSpeed could not load the shards in {shards}")
+        self.load_state_dict(state)
 
     # ---- weights ---------------------------------------------------------------------------
     def policy_state(self) -> dict[str, torch.Tensor]:

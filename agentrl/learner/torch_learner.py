@@ -20,6 +20,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.core import GlobalCounts
 from agentrl.batch import TokenBatch
-from agentrl.errors import ConfigError
+from agentrl.errors import CheckpointError, ConfigError
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.forward import ValueHead, forward_tokens
 from agentrl.learner.metrics import RunningMetrics, StepMetrics, behavior_weight_stats
@@ -330,6 +331,17 @@ class TorchLearner:
             "skipped_steps": self.skipped_steps,
         }
 
+    def save(self, folder: Path) -> None:
+        """Write what resuming needs into the checkpoint ``folder`` (``learner.pt``)."""
+        torch.save(self.state_dict(), folder / "learner.pt")
+
+    def load(self, folder: Path) -> None:
+        """Restore what ``save`` wrote into ``folder``."""
+        self.load_state_dict(read_state(folder / "learner.pt"))
+
+    def close(self) -> None:
+        """Release what the learner holds beyond its own process (one process: nothing)."""
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if self.value_head is not None and state.get("value_head") is not None:
@@ -337,6 +349,14 @@ class TorchLearner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state.get("algorithm", {}))
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A ``torch.save``d learner state, or a ``CheckpointError`` naming the file."""
+    try:
+        return dict(torch.load(path, weights_only=False))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
 
 
 def _advantage_stats(batch: TokenBatch) -> dict[str, float]:

@@ -8,6 +8,8 @@ rollout (``agentrl.rollout.scheduler``), under the same naming and seeding rule.
 own thread with its own event loop; knows nothing of learners: weights arrive through a
 mailbox (``agentrl.engines.mailbox``).
 
+One of N streams (``batch_stride`` N, ``first_batch`` its index) runs every N-th batch.
+
 Bounded staleness: a group of batch ``s`` starts only once the engine holds weights of version
 ``>= s - max_staleness``, so the stream runs at most ``max_staleness`` batches ahead of the
 learner (whose update ``u`` publishes version ``u + 1``). New weights are loaded between two
@@ -75,6 +77,7 @@ class RolloutStream:
         max_staleness: int,
         in_flight: str = "continue",
         first_batch: int = 0,
+        batch_stride: int = 1,
         env_id: str = "",
     ):
         if in_flight not in IN_FLIGHT:
@@ -82,7 +85,7 @@ class RolloutStream:
         self.env_factory, self.feed, self.engine, self.tokenizer = env_factory, feed, engine, tokenizer
         self.params, self.config, self.mailbox = params, config, mailbox
         self.max_staleness, self.in_flight, self.env_id = max_staleness, in_flight, env_id
-        self.next_batch = first_batch
+        self.next_batch, self.batch_stride = first_batch, batch_stride
         self.stats = StreamStats()
         self.error: BaseException | None = None
         self.error_text = ""
@@ -178,7 +181,7 @@ class RolloutStream:
             and scheduler.waiting < self.config.max_concurrent
         ):
             scheduler.add(self.next_batch, self.feed(self.next_batch))
-            self.next_batch += 1
+            self.next_batch += self.batch_stride
 
     def _load(self, state: dict[str, Any], version: int) -> None:
         self.syncing_since = begin = time.perf_counter()

@@ -34,7 +34,7 @@ import torch.multiprocessing as mp
 
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig
-from agentrl.engines.mailbox import SharedWeightMailbox
+from agentrl.engines.mailbox import Mailbox, SharedWeightMailbox
 from agentrl.rollout.scheduler import Group, RolloutConfig
 from agentrl.rollout.stream import RolloutStream, StreamError, StreamStats
 from agentrl.types import Task
@@ -61,6 +61,7 @@ class WorkerSpec:
     device: str = "auto"
     seed: int = 0
     torch_threads: int = 0  # 0 = torch's default
+    batch_stride: int = 1  # one of N workers runs every N-th feed batch from first_batch
 
 
 class ProcessStream:
@@ -180,24 +181,44 @@ def _work(spec: WorkerSpec, mailbox: SharedWeightMailbox, out: Any, stop: Any, s
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle; it stops us
     failed = False
     try:
-        stream = _build(spec, mailbox)
-        stream.start()
-        try:
-            while not stop.is_set() and os.getppid() == parent:
-                group = stream.poll(sync_timeout_s=math.inf, timeout=0.05)
-                _mirror(stream, shared)
-                if group is not None:
-                    out.put(("group", group))
-        finally:
-            stream.stop()
+        running = lambda: not stop.is_set() and os.getppid() == parent  # noqa: E731
+        pump(build_stream(spec, mailbox), running, lambda group: out.put(("group", group)), math.inf, shared)
     except BaseException as exc:  # the learner's side reports it
         failed = True
-        out.put(("error", str(exc) if isinstance(exc, StreamError) else _failed(exc)))
+        out.put(("error", failure_text(exc)))
     if not failed or stop.is_set() or os.getppid() != parent:
         out.cancel_join_thread()  # nobody will read the rest: exit without waiting to flush it
 
 
-def _build(spec: WorkerSpec, mailbox: SharedWeightMailbox) -> RolloutStream:
+def pump(
+    stream: RolloutStream,
+    running: Callable[[], bool],
+    send: Callable[[Group], None],
+    sync_timeout_s: float,
+    shared: Any = None,
+) -> None:
+    """Run ``stream`` while ``running()``, handing each finished group to ``send`` (and, with
+    ``shared``, mirroring its counters there after each poll). A worker's loop, in a spawned
+    process or a torch.distributed rank (``agentrl.rollout.remote``)."""
+    stream.start()
+    try:
+        while running():
+            group = stream.poll(sync_timeout_s=sync_timeout_s, timeout=0.05)
+            if shared is not None:
+                _mirror(stream, shared)
+            if group is not None:
+                send(group)
+    finally:
+        stream.stop()
+
+
+def failure_text(exc: BaseException) -> str:
+    """A worker's failure in one line: a ``StreamError``'s own text, or the exception's first line."""
+    return str(exc) if isinstance(exc, StreamError) else _failed(exc)
+
+
+def build_stream(spec: WorkerSpec, mailbox: Mailbox) -> RolloutStream:
+    """The stream a worker runs: its own tokenizer, engine and environments, built from ``spec``."""
     from agentrl.engines.factory import make_engine
     from agentrl.engines.loading import load_tokenizer
     from agentrl.envs import load as load_env
@@ -218,6 +239,7 @@ def _build(spec: WorkerSpec, mailbox: SharedWeightMailbox) -> RolloutStream:
         max_staleness=spec.max_staleness,
         in_flight=spec.in_flight,
         first_batch=spec.first_batch,
+        batch_stride=spec.batch_stride,
         env_id=spec.env,
     )
 

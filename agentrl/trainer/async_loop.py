@@ -13,7 +13,9 @@ stream's admission bound); a sample older than that is dropped or down-weighted 
 of this process driving the run's engine, or ``process``, a spawned worker
 (``agentrl.rollout.worker``) with its own engine, reading weights from shared memory
 (``auto``, the default: a process for a backend that wants one or cannot be driven from a
-second thread, such as vLLM; see ``agentrl.engines.registry``).
+second thread, such as vLLM; see ``agentrl.engines.registry``). ``asynchronous.workers=N`` runs N
+rollout workers as torch.distributed ranks instead, on this machine or others
+(``agentrl.rollout.remote``): the weights are broadcast to them, and each runs every N-th batch.
 Evaluation runs on an engine the stream does not use (with a thread, a third copy of the
 weights; with a process, the run's engine), so it does not pause the stream. Checkpoints hold
 what the synchronous loop's hold; groups in flight at a checkpoint are not saved: a resumed
@@ -36,15 +38,19 @@ from agentrl.engines.base import Engine
 from agentrl.engines.factory import make_engine
 from agentrl.engines.loading import load_tokenizer
 from agentrl.engines.mailbox import SharedWeightMailbox, WeightMailbox
+from agentrl.envs import load as load_env
 from agentrl.envs.base import Env
+from agentrl.rollout.remote import BroadcastMailbox, RankStream, serve, weights_group
 from agentrl.rollout.scheduler import RolloutConfig
 from agentrl.rollout.stream import RolloutStream, StreamStats
 from agentrl.rollout.worker import ProcessStream, WorkerSpec
 from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.setup import Models, resolve_model
 from agentrl.trainer.staleness import bound_staleness
-from agentrl.trainer.sync import check_sampled
+from agentrl.trainer.sync import TaskDraw, check_sampled
 from agentrl.types import Task, Trajectory
+
+Stream = RolloutStream | ProcessStream | RankStream  # what a StreamSource takes groups from
 
 
 def stream_parts(
@@ -52,15 +58,17 @@ def stream_parts(
 ) -> tuple[StreamSource, MailboxSink]:
     """The asynchronous run's source and sink, sharing one mailbox."""
     c, a, policy = config, config.asynchronous, models.learner.policy_state()
-    path = resolve_model(c.model)
-    rollout = RolloutConfig(
-        group_size=c.group_size, max_concurrent=256, max_total_tokens=c.max_total_tokens, seed=c.seed
-    )
+    if a.workers:  # rollout worker ranks: weights broadcast to them, the run's engine evaluates
+        broadcast = BroadcastMailbox(policy, weights_group())
+
+        def on_ranks(first: int) -> RankStream:
+            broadcast.publish(models.learner.policy_state(), first)  # a resumed run's weights; at 0, the model's own
+            return RankStream(a.workers, broadcast)
+
+        sink = MailboxSink(broadcast, models.engine, models.tokenizer)
+        return StreamSource(on_ranks, config, models.pad_token_id), sink
     if c.rollout_worker == "process":
-        spec = WorkerSpec(
-            c.env, draw, path, c.sampling, rollout, a.max_staleness, a.in_flight, 0,
-            c.env_args, c.engine, a.worker_device or c.device, c.seed, a.worker_threads,
-        )  # fmt: skip
+        spec = worker_spec(config, draw)
         shared = SharedWeightMailbox(policy)
 
         def in_process(first: int) -> ProcessStream:
@@ -70,6 +78,7 @@ def stream_parts(
         return StreamSource(in_process, config, models.pad_token_id), MailboxSink(
             shared, models.engine, models.tokenizer
         )
+    rollout = rollout_config(config)
     mailbox = WeightMailbox()
 
     def on_thread(first: int) -> RolloutStream:
@@ -78,17 +87,42 @@ def stream_parts(
             max_staleness=a.max_staleness, in_flight=a.in_flight, first_batch=first, env_id=c.env,
         )  # fmt: skip
 
+    path = resolve_model(c.model)
     tokenizer = load_tokenizer(path)  # evaluation's own engine: the stream keeps the run's busy
     eval_engine = make_engine(c.engine, path, tokenizer, device=c.device, seed=c.seed)
     return StreamSource(on_thread, config, models.pad_token_id), MailboxSink(mailbox, eval_engine, tokenizer)
 
 
+def rollout_config(config: TrainConfig) -> RolloutConfig:
+    c = config
+    return RolloutConfig(group_size=c.group_size, max_concurrent=256, max_total_tokens=c.max_total_tokens, seed=c.seed)
+
+
+def worker_spec(config: TrainConfig, draw: Callable[[int], list[Task]]) -> WorkerSpec:
+    """What a rollout worker (a spawned process or a worker rank) builds its stream from."""
+    c, a = config, config.asynchronous
+    return WorkerSpec(
+        c.env, draw, resolve_model(c.model), c.sampling, rollout_config(c), a.max_staleness, a.in_flight, 0,
+        c.env_args, c.engine, a.worker_device or c.device, c.seed, a.worker_threads,
+    )  # fmt: skip
+
+
+def serve_rollout_rank(config: TrainConfig, index: int) -> None:
+    """A rollout worker rank (``asynchronous.workers``): worker ``index`` of them, until rank 0 stops."""
+    probe = load_env(config.env)(**config.env_args)
+    tasks = probe.tasks("train")
+    probe.close()
+    draw = TaskDraw(tasks, config.seed, config.tasks_per_step)
+    a = config.asynchronous
+    serve(worker_spec(config, draw), index, a.workers, weights_group(), a.sync_timeout_s)
+
+
 class StreamSource:
     """The asynchronous source: finished groups from a rollout stream, staleness-bounded."""
 
-    def __init__(self, open_stream: Callable[[int], RolloutStream | ProcessStream], config: TrainConfig, pad: int):
+    def __init__(self, open_stream: Callable[[int], Stream], config: TrainConfig, pad: int):
         self.open_stream, self.config, self.pad_token_id = open_stream, config, pad
-        self.stream: RolloutStream | ProcessStream | None = None
+        self.stream: Stream | None = None
         self._seen = StreamStats()
 
     def start(self, step: int) -> None:
@@ -150,7 +184,7 @@ class MailboxSink:
     """The asynchronous sink: weights to the stream's mailbox; evaluations on ``engine``,
     which the stream does not use."""
 
-    mailbox: WeightMailbox | SharedWeightMailbox
+    mailbox: WeightMailbox | SharedWeightMailbox | BroadcastMailbox
     engine: Engine
     tokenizer: Any
 

@@ -2,9 +2,10 @@
 
 Owns the on-disk layout of ``runs/<name>/checkpoints/``: one folder per step
 (``step-000010/``) holding the policy as a Hugging Face model directory (so ``agentrl eval
---model runs/<name>/checkpoints/last`` works), ``learner.pt`` (model, optimizer, value
-head, the algorithm's state such as a replay buffer), ``rng.pt`` and ``trainer.json``;
-and ``last``, a link to the newest complete one.
+--model runs/<name>/checkpoints/last`` works), what the learner writes to resume (its
+``save``: ``learner.pt`` with the model, optimizer, value head and the algorithm's state such
+as a replay buffer; the DeepSpeed learner adds each rank's ZeRO shards under ``deepspeed/``),
+``rng.pt`` and ``trainer.json``; and ``last``, a link to the newest complete one.
 
 Atomicity: a checkpoint is written into ``step-N.tmp/`` and renamed to ``step-N/`` only when
 complete, then ``last`` is replaced by a rename. A kill or a full disk during the write
@@ -22,11 +23,9 @@ from typing import Any
 
 import torch
 
-from agentrl.errors import AgentRLError
+from agentrl.errors import CheckpointError
 
-
-class CheckpointError(AgentRLError):
-    """A checkpoint could not be written or read."""
+__all__ = ["CheckpointError", "latest", "load", "save"]
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -37,9 +36,8 @@ def save(
     root: Path,
     step: int,
     *,
-    model: Any,
+    learner: Any,
     tokenizer: Any,
-    learner_state: dict[str, Any],
     trainer_state: dict[str, Any],
     keep: int,
 ) -> Path:
@@ -48,9 +46,9 @@ def save(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        model.save_pretrained(tmp)
+        learner.model.save_pretrained(tmp, state_dict=learner.policy_state())  # whole weights, also under ZeRO-3
         tokenizer.save_pretrained(tmp)
-        torch.save(learner_state, tmp / "learner.pt")
+        learner.save(tmp)
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
         _fsync_dir(tmp)
@@ -78,15 +76,15 @@ def latest(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``(learner_state, rng_state, trainer_state)`` of the checkpoint at ``path``."""
+def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(rng_state, trainer_state)`` of the checkpoint at ``path`` (the learner reads its own
+    files: ``learner.load(path)``)."""
     try:
-        learner_state = torch.load(path / "learner.pt", weights_only=False)
         rng = torch.load(path / "rng.pt", weights_only=False)
         trainer_state = json.loads((path / "trainer.json").read_text())
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    return learner_state, rng, trainer_state
+    return rng, trainer_state
 
 
 def rng_state() -> dict[str, Any]:
@@ -110,6 +108,8 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    for file in path.iterdir():
+    for file in path.rglob("*"):
+        if not file.is_file():
+            continue
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())

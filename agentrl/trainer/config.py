@@ -44,6 +44,11 @@ class AsyncConfig:
         "cannot run on a second thread, such as vllm) or auto (process for engines that want one, else thread)",
     )
     worker_threads: int = option(0, "process worker: torch threads of the worker (0 = torch's default)")
+    workers: int = option(
+        0,
+        "rollout workers that are torch.distributed ranks (on this machine or on others, launched with the "
+        "learner by agentrl train; weights are broadcast to them); 0 = the one worker `worker` says",
+    )
     worker_device: str = option(
         "", "process worker: device of its engine, e.g. cuda:1 to generate on a second GPU (empty = the run's device)"
     )
@@ -56,6 +61,7 @@ class AsyncConfig:
         check_range("asynchronous", "sync_timeout_s", self.sync_timeout_s, 0.001)
         check_choice("asynchronous", "worker", self.worker, ("auto", "thread", "process"))
         check_range("asynchronous", "worker_threads", self.worker_threads, 0)
+        check_range("asynchronous", "workers", self.workers, 0)
 
 
 SECTIONS = {
@@ -111,12 +117,22 @@ class TrainConfig:
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
         self.engine.place(self.device)
-        if self.learner.backend != "torch":
+        if not self.engine.backend_info.loads_weights:
+            gathered = (
+                " (under ZeRO-3 they are gathered from every rank for it)" if self.learner.zero_stage == 3 else ""
+            )
             raise ConfigError(
-                f"learner.backend={self.learner.backend}: agentrl train runs the torch learner only for now; the "
-                "DeepSpeed learner runs from Python under torchrun (docs/distributed.md)"
+                f"engine.backend={self.engine.backend} cannot load the learner's weights{gathered}, so agentrl train "
+                "cannot train through it; choose an engine that can (agentrl train --help, engine.backend)"
             )
         a = self.asynchronous
+        if a.workers and not a.enabled:
+            raise ConfigError("asynchronous.workers needs asynchronous training (--async)")
+        if a.workers and self.learner.backend != "torch":
+            raise ConfigError(
+                "asynchronous.workers runs with the torch learner on rank 0 for now; "
+                "with learner.backend=deepspeed the rollouts run on rank 0 (asynchronous.workers=0)"
+            )
         if a.worker_device and self.rollout_worker != "process":
             raise ConfigError("asynchronous.worker_device needs the process worker (asynchronous.worker=process)")
         if a.enabled and a.worker == "thread" and not self.engine.backend_info.thread_safe:

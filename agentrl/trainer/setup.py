@@ -13,13 +13,16 @@ from typing import Any
 
 import torch
 
+from agentrl import learner as learners
 from agentrl.algos.base import Algorithm
 from agentrl.engines.base import Engine
 from agentrl.engines.factory import make_engine
 from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.errors import ModelLoadError
-from agentrl.learner import TorchLearner
+from agentrl.learner import Learner
+from agentrl.trainer import ranks
 from agentrl.trainer.config import TrainConfig
+from agentrl.trainer.ranks import LeaderLearner
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
@@ -27,7 +30,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 @dataclass
 class Models:
     tokenizer: Any
-    learner: TorchLearner
+    learner: Learner
     engine: Engine
     pad_token_id: int
 
@@ -42,12 +45,20 @@ def resolve_model(name: str | None) -> str:
     return str(DEFAULT_MODEL)
 
 
-def load_models(config: TrainConfig, algorithm: Algorithm) -> Models:
+def make_learner(config: TrainConfig, algorithm: Algorithm) -> Learner:
+    """The learner of this rank: rank 0 of several leads the others (``agentrl.trainer.ranks``)."""
     path = resolve_model(config.model)
     torch.manual_seed(config.seed)
+    policy = load_model(path, config.device, dtype=learners.weights_dtype(config.learner)).train()
+    learner = learners.make(policy, algorithm, config.learner)
+    leads = ranks.rank() == 0 and ranks.learner_ranks(config.asynchronous.workers) > 1
+    return LeaderLearner(learner) if leads else learner
+
+
+def load_models(config: TrainConfig, algorithm: Algorithm) -> Models:
+    path = resolve_model(config.model)
     tokenizer = load_tokenizer(path)
-    policy = load_model(path, config.device).train()
-    learner = TorchLearner(policy, algorithm, config.learner)
+    learner = make_learner(config, algorithm)
     engine = make_engine(config.engine, path, tokenizer, device=config.device, seed=config.seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Models(tokenizer=tokenizer, learner=learner, engine=engine, pad_token_id=pad)

@@ -291,9 +291,8 @@ class Trainer:
         return checkpoint.save(
             self.run_dir / "checkpoints",
             self.state.step,
-            model=m.learner.model,
+            learner=m.learner,
             tokenizer=m.tokenizer,
-            learner_state=m.learner.state_dict(),
             trainer_state=asdict(self.state),
             keep=self.config.keep_checkpoints,
         )
@@ -305,8 +304,8 @@ class Trainer:
         if path is None:
             history.rewind(self.run_dir, None)
             return 0
-        learner_state, rng, trainer_state = checkpoint.load(path)
-        self.models.learner.load_state_dict(learner_state)
+        rng, trainer_state = checkpoint.load(path)
+        self.models.learner.load(path)
         self.models.engine.update_weights(self.models.learner.policy_state(), version=trainer_state["step"])
         checkpoint.restore_rng(rng)
         known = {f.name for f in fields(RunState)}

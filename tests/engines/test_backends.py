@@ -209,3 +209,15 @@ def test_place_lets_a_cpu_device_decide_only_an_auto_choice(monkeypatch):
     explicit = EngineConfig(backend="vllm")
     explicit.place("cpu")
     assert explicit.backend == "vllm"
+
+
+@pytest.mark.parametrize(("stage", "gathered"), [(2, False), (3, True)])
+def test_an_engine_that_cannot_load_weights_is_refused_before_training(monkeypatch, stage, gathered):
+    stand_in(monkeypatch, loads_weights=False)
+    overrides = {"engine.backend": "stand_in", "learner.backend": "deepspeed", "learner.zero_stage": str(stage)}
+    with pytest.raises(ConfigError) as err:
+        train_config.load(None, overrides)
+    assert str(err.value).startswith("engine.backend=stand_in cannot load the learner's weights")
+    assert ("gathered from every rank" in str(err.value)) is gathered
+    stand_in(monkeypatch)  # the same backend, loading weights: accepted
+    assert train_config.load(None, overrides).engine.backend == "stand_in"
