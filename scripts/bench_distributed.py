@@ -12,6 +12,14 @@ Sync rows: under ZeRO-3 at 2 ranks, for growing widths, the time of ``policy_sta
 parameters gathered ``learner.gather_bucket_mb`` at a time) and of loading the result into a
 transformers engine on rank 0 (median of ``--repeats``).
 
+Rollout rows: ``agentrl train --async`` on the default model and ``math_tool`` for ``--rollout-steps``
+steps, with the one-machine process worker (``asynchronous.worker=process``) and with 1 and 2
+rollout worker ranks (``asynchronous.workers``): sampled tokens the learner consumed per second of
+step time (rollout to published weights, evaluation excluded), the rollout engines' own generation
+tokens/s, and the median time to broadcast the weights (``time/publish_s``). Broadcast rows: the
+same with 2 worker ranks on random models of growing width (``--model``), for the broadcast time
+against model size.
+
 Each configuration runs in its own processes (``torchrun`` for DeepSpeed), one after another.
 
     python scripts/bench_distributed.py                        # CPU, 2 ranks at most
@@ -139,6 +147,82 @@ def launch(side: str, ranks: int, model: Path, args: argparse.Namespace, sync: b
     return json.loads(line[len("RESULT ") :])
 
 
+def learner_rows(args: argparse.Namespace, tmp: str, tokenizer: Any, results: dict[str, Any]) -> list[str]:
+    from agentrl.engines.loading import load_model
+
+    lines = [
+        "| learner | ranks | tokens/s | peak MiB per rank | params MiB per rank | optimizer MiB per rank |",
+        "|---|---|---|---|---|---|",
+    ]
+    model = random_model(tokenizer, args.hidden, args.layers, Path(tmp) / "model")
+    for side, ranks in CONFIGS:
+        rows = launch(side, ranks, model, args)
+        results["learner"][f"{side}x{ranks}"] = rows
+        lines.append(
+            f"| {side} | {ranks} | {rows[0]['tokens_per_s']:,.0f} | {max(r['peak_mib'] for r in rows):,.0f} "
+            f"| {rows[0]['param_mib']:.1f} | {rows[0]['optimizer_mib']:.1f} |"
+        )
+        print(lines[-1], flush=True)
+    lines += ["", "| model (ZeRO-3, 2 ranks) | parameters | gather s | engine load s |", "|---|---|---|---|"]
+    for name, (hidden, layers) in SYNC_WIDTHS.items():
+        path = random_model(tokenizer, hidden, layers, Path(tmp) / name)
+        params = sum(p.numel() for p in load_model(str(path)).parameters())
+        row = launch("zero3", 2, path, argparse.Namespace(**(vars(args) | {"steps": 1})), sync=True)[0]
+        results["sync"][name] = row | {"parameters": params}
+        lines.append(f"| {name} | {params / 1e6:.2f}M | {row['gather_s']:.3f} | {row['load_s']:.3f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+ROLLOUT_CONFIGS = {"process worker": ["--set", "asynchronous.worker=process"]} | {
+    f"{n} worker rank{'s' if n > 1 else ''}": ["--set", f"asynchronous.workers={n}"] for n in (1, 2)
+}
+
+
+def train_run(runs: Path, name: str, steps: int, extra: list[str]) -> list[dict[str, Any]]:
+    """An ``agentrl train --async`` run's metrics rows (one per step, evaluation rows dropped)."""
+    cmd = [
+        sys.executable, "-m", "agentrl", "train", "--env", "math_tool", "--algo", "grpo", "--async", "--no-progress",
+        "--steps", str(steps), "--runs-dir", str(runs), "--name", name, "--set", "eval_every=0",
+        "--set", "eval_tasks=8", "--set", "samples_every=0", *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    rows = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "time/step_s" in r]
+
+
+def rollout_rows(args: argparse.Namespace, tmp: str, tokenizer: Any, results: dict[str, Any]) -> list[str]:
+    from agentrl.engines.loading import load_model
+
+    lines = [
+        "| rollouts | consumed tokens/s | generation tokens/s | broadcast ms (median) |",
+        "|---|---|---|---|",
+    ]
+    runs = Path(tmp) / "runs"
+    for name, extra in ROLLOUT_CONFIGS.items():
+        rows = train_run(runs, name.replace(" ", "-"), args.rollout_steps, extra)[1:]  # the first waits for start-up
+        tokens = sum(r["rollout/sampled_tokens"] for r in rows)
+        consumed = tokens / sum(r["time/step_s"] for r in rows)
+        generated = tokens / max(sum(r["time/generate_s"] for r in rows), 1e-9)
+        publish = statistics.median(r["time/publish_s"] for r in rows)
+        results.setdefault("rollout", {})[name] = {"consumed": consumed, "generated": generated, "publish_s": publish}
+        lines.append(f"| {name} | {consumed:,.0f} | {generated:,.0f} | {1000 * publish:.1f} |")
+        print(lines[-1], flush=True)
+    lines += ["", "| model (2 worker ranks) | parameters | broadcast ms (median) |", "|---|---|---|"]
+    for name, (hidden, layers) in SYNC_WIDTHS.items():
+        path = random_model(tokenizer, hidden, layers, Path(tmp) / f"bcast-{name}")
+        params = sum(p.numel() for p in load_model(str(path)).parameters())
+        extra = ["--model", str(path), "--set", "asynchronous.workers=2", "--set", "sampling.max_new_tokens=8"]
+        rows = train_run(runs, f"bcast-{name}", 4, extra)
+        publish = statistics.median(r["time/publish_s"] for r in rows)
+        results.setdefault("broadcast", {})[name] = {"parameters": params, "publish_s": publish}
+        lines.append(f"| {name} | {params / 1e6:.2f}M | {1000 * publish:.1f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, default=256)
@@ -149,6 +233,8 @@ def main() -> None:
     parser.add_argument("--micro", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rollout-steps", type=int, default=12, help="steps of each rollout row's run")
+    parser.add_argument("--only", choices=["learner", "rollout"], help="run one part of the table")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_distributed"))
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -157,31 +243,17 @@ def main() -> None:
     if args.side:
         run_side(args)
         return
-    from agentrl.engines.loading import load_model, load_tokenizer
+    from agentrl.engines.loading import load_tokenizer
     from agentrl.trainer.setup import DEFAULT_MODEL
 
     tokenizer = load_tokenizer(str(DEFAULT_MODEL))
-    header = "| learner | ranks | tokens/s | peak MiB per rank | params MiB per rank | optimizer MiB per rank |"
-    lines = [header, "|---|---|---|---|---|---|"]
+    lines: list[str] = []
     results: dict[str, Any] = {"learner": {}, "sync": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        model = random_model(tokenizer, args.hidden, args.layers, Path(tmp) / "model")
-        for side, ranks in CONFIGS:
-            rows = launch(side, ranks, model, args)
-            results["learner"][f"{side}x{ranks}"] = rows
-            lines.append(
-                f"| {side} | {ranks} | {rows[0]['tokens_per_s']:,.0f} | {max(r['peak_mib'] for r in rows):,.0f} "
-                f"| {rows[0]['param_mib']:.1f} | {rows[0]['optimizer_mib']:.1f} |"
-            )
-            print(lines[-1], flush=True)
-        lines += ["", "| model (ZeRO-3, 2 ranks) | parameters | gather s | engine load s |", "|---|---|---|---|"]
-        for name, (hidden, layers) in SYNC_WIDTHS.items():
-            path = random_model(tokenizer, hidden, layers, Path(tmp) / name)
-            params = sum(p.numel() for p in load_model(str(path)).parameters())
-            row = launch("zero3", 2, path, argparse.Namespace(**(vars(args) | {"steps": 1})), sync=True)[0]
-            results["sync"][name] = row | {"parameters": params}
-            lines.append(f"| {name} | {params / 1e6:.2f}M | {row['gather_s']:.3f} | {row['load_s']:.3f} |")
-            print(lines[-1], flush=True)
+        if args.only != "rollout":
+            lines += learner_rows(args, tmp, tokenizer, results)
+        if args.only != "learner":
+            lines += ["", *rollout_rows(args, tmp, tokenizer, results)]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

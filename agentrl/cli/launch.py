@@ -21,6 +21,7 @@ from typing import Any
 
 from agentrl.errors import AgentRLError
 
+_RESUME = "agentrl train --resume RUN_DIR continues from the last checkpoint"
 LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--join-timeout")
 
 
@@ -30,7 +31,13 @@ class LaunchError(AgentRLError):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("several processes and nodes (learner.backend=deepspeed; docs/distributed.md)")
-    g.add_argument("--nproc", type=int, metavar="N", help="learner ranks on this machine, launched through torchrun")
+    g.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="ranks on this machine, launched through torchrun: learner ranks and rollout worker ranks "
+        "(default: 1 + asynchronous.workers when either asks for ranks)",
+    )
     g.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines in the run (default 1)")
     g.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's index, 0..M-1 (default 0)")
     g.add_argument("--master-addr", default="127.0.0.1", help="address of node 0, where ranks meet (default local)")
@@ -68,6 +75,8 @@ def check(args: argparse.Namespace) -> None:
 def launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run ``agentrl train <argv>`` as ``--nproc`` ranks on this node (of ``--nnodes``); returns 0
     once every rank finished, or raises ``LaunchError`` naming the first rank that failed."""
+    import torch.distributed as dist
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -93,11 +102,11 @@ def launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         elastic_launch(config, sys.executable)("-m", "agentrl", "train", *argv)
     except ChildFailedError as exc:
         raise LaunchError(_failure_line(exc)) from None
-    except RendezvousError as exc:
-        raise LaunchError(_rendezvous_line(args, endpoint, exc)) from None
-    except Exception as exc:  # the static rendezvous's store reports a missing node as a plain timeout
-        if "timeout" not in str(exc).lower() and "timed out" not in str(exc).lower():
-            raise
+    except SignalException as exc:  # the launcher was interrupted or terminated; it stopped the ranks
+        if exc.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise LaunchError(f"stopped by {exc.sigval.name}; the ranks were stopped ({_RESUME})") from None
+    except (RendezvousError, dist.DistError) as exc:
         raise LaunchError(_rendezvous_line(args, endpoint, exc)) from None
     return 0
 
@@ -112,18 +121,18 @@ def _failure_line(exc: Any) -> str:
             how = f"was killed by signal {-code}"
     else:
         how = f"exited with code {code}"
-    return (
-        f"rank {rank} (pid {failure.pid}) {how}; the other ranks were stopped "
-        "(agentrl train --resume RUN_DIR continues from the last checkpoint)"
-    )
+    return f"rank {rank} (pid {failure.pid}) {how}; the other ranks were stopped ({_RESUME})"
 
 
 def _rendezvous_line(args: argparse.Namespace, endpoint: str, exc: BaseException) -> str:
-    waited = f"{args.join_timeout:g} s"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    timed_out = "timed out" in text or "timeout" in text.lower() or type(exc).__name__ == "DistStoreError"
+    if not timed_out:  # node 0 could not open it (a port in use), or an address that does not resolve
+        return f"node {args.node_rank} of {args.nnodes}: the rendezvous at {endpoint} failed: {text}"
     return (
         f"node {args.node_rank} of {args.nnodes}: not every node joined the rendezvous at {endpoint} within "
-        f"{waited} (--join-timeout); start agentrl train with the same --nnodes, --master-addr and --master-port "
-        f"on every node ({type(exc).__name__})"
+        f"{args.join_timeout:g} s (--join-timeout); start agentrl train with the same --nnodes, --master-addr and "
+        f"--master-port on every node ({type(exc).__name__})"
     )
 
 

@@ -20,6 +20,8 @@ from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import make as make_env
 from agentrl.errors import AgentRLError
+from agentrl.learner import LearnerBackend, data_parallel_names
+from agentrl.learner import backend as learner_backend
 
 
 def register(commands: Any) -> None:
@@ -103,20 +105,18 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.runs_dir) / name
         if leads:
             _fresh_run_dir(run_dir, args)
-    workers = config.asynchronous.workers
-    if not launch.under_torchrun() and (
-        args.nproc or args.nnodes > 1 or workers or config.learner.backend == "deepspeed"
-    ):
+    workers, learner = config.asynchronous.workers, learner_backend(config.learner.backend)
+    if not launch.under_torchrun() and (args.nproc or args.nnodes > 1 or workers or learner.data_parallel):
         if args.nproc is None and args.nnodes == 1:
             args.nproc = 1 + workers  # one learner rank and the rollout worker ranks
         if args.nnodes == 1:
-            _check_ranks(args.nproc - workers, workers, config.learner.backend)
+            _check_ranks(args.nproc - workers, workers, learner)
         if leads:
             make_env(config.env, **config.env_args).close()
         return launch.launch(args, launch.rank_argv(args.argv[1:], None if args.resume else run_dir.name))
     if launch.under_torchrun():
-        _check_ranks(ranks.learner_ranks(workers), workers, config.learner.backend)
-        ranks.join(config.learner.backend, config.learner.dist_timeout_min)
+        _check_ranks(ranks.learner_ranks(workers), workers, learner)
+        ranks.join(learner, config.learner.dist_timeout_min)
     role = ranks.role(workers)
     if role == "learner":  # a learner rank other than 0: it trains what rank 0 sends
         ranks.follow(make_learner(config, make_algorithm(config.algo, **config.algo_args)))
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_ranks(learners: int, workers: int, backend: str) -> None:
+def _check_ranks(learners: int, workers: int, backend: LearnerBackend) -> None:
     """What the ranks of a launched run may be: one learner rank or more (several need the DeepSpeed
     learner), the rollout worker ranks beside one learner rank."""
     if learners < 1:
@@ -147,10 +147,9 @@ def _check_ranks(learners: int, workers: int, backend: str) -> None:
             f"{learners + workers} ranks cannot hold a learner rank and asynchronous.workers={workers} rollout "
             f"ranks; use --nproc {workers + 1} or more"
         )
-    if learners > 1 and backend != "deepspeed":
-        raise AgentRLError(
-            f"{learners} learner ranks (--nproc / --nnodes) train data-parallel: add --set learner.backend=deepspeed"
-        )
+    if learners > 1 and not backend.data_parallel:
+        choices = " or ".join(f"learner.backend={name}" for name in data_parallel_names())
+        raise AgentRLError(f"{learners} learner ranks (--nproc / --nnodes) train data-parallel: set {choices}")
     if learners > 1 and workers:
         raise AgentRLError(
             f"asynchronous.workers={workers} rollout ranks run beside one learner rank for now, not {learners}"

@@ -1,10 +1,15 @@
 """Learners: turn token batches into weight updates (``TorchLearner`` in one process,
-``DeepSpeedLearner`` over torch.distributed ranks); ``make`` builds the one a config names."""
+``DeepSpeedLearner`` over torch.distributed ranks), and the registry of learner backends
+(``learner.backend``): how each is built and what the launcher and trainer need to know of it.
+Callers read a backend's fields, never its name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agentrl.errors import UnknownNameError
 from agentrl.learner.base import Learner
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.torch_learner import TorchLearner
@@ -14,19 +19,54 @@ if TYPE_CHECKING:
 
     from agentrl.algos.base import Algorithm
 
-__all__ = ["Learner", "LearnerConfig", "TorchLearner", "make", "weights_dtype"]
+__all__ = ["Learner", "LearnerBackend", "LearnerConfig", "TorchLearner", "backend", "data_parallel_names", "make"]
+
+
+@dataclass(frozen=True)
+class LearnerBackend:
+    """A learner backend and what the run around it must do for it."""
+
+    name: str
+    build: Callable[[nn.Module, Algorithm, LearnerConfig], TorchLearner]
+    # trains data-parallel over the ranks of a launched run (agentrl train --nproc N)
+    data_parallel: bool = False
+    # the dtype the trained model is loaded in ("auto": the device's default)
+    weights_dtype: str = "auto"
+    # joins a launched run's process group its own way (given the timeout in minutes); None: torch's
+    join: Callable[[float], None] | None = None
+
+
+def _deepspeed(model: nn.Module, algorithm: Algorithm, config: LearnerConfig) -> TorchLearner:
+    from agentrl.learner.deepspeed_learner import DeepSpeedLearner  # imports deepspeed: only when asked for
+
+    return DeepSpeedLearner(model, algorithm, config)
+
+
+def _deepspeed_join(timeout_min: float) -> None:
+    from agentrl.learner.deepspeed_learner import init_distributed
+
+    init_distributed(timeout_min)
+
+
+_BACKENDS = {
+    "torch": LearnerBackend("torch", TorchLearner),
+    # float32 weights: ZeRO's step checks the gradient norm in float32, which discards a non-finite step
+    "deepspeed": LearnerBackend("deepspeed", _deepspeed, True, "float32", _deepspeed_join),
+}
+
+
+def backend(name: str) -> LearnerBackend:
+    """The registered backend ``name`` (``learner.backend``)."""
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown learner backend {name!r}; registered: {', '.join(_BACKENDS)}") from None
+
+
+def data_parallel_names() -> list[str]:
+    return [name for name, b in _BACKENDS.items() if b.data_parallel]
 
 
 def make(model: nn.Module, algorithm: Algorithm, config: LearnerConfig) -> TorchLearner:
     """The learner ``config.backend`` names, training ``model`` with ``algorithm``."""
-    if config.backend == "deepspeed":  # imported only when asked for: it imports deepspeed
-        from agentrl.learner.deepspeed_learner import DeepSpeedLearner
-
-        return DeepSpeedLearner(model, algorithm, config)
-    return TorchLearner(model, algorithm, config)
-
-
-def weights_dtype(config: LearnerConfig) -> str:
-    """The dtype to load the trained model in: float32 for DeepSpeed (its step's finite check
-    needs it), else the device's default."""
-    return "float32" if config.backend == "deepspeed" else "auto"
+    return backend(config.backend).build(model, algorithm, config)

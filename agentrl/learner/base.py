@@ -3,7 +3,7 @@
 Owns the contract only: ``train_step(batch) -> metrics`` takes a ``TokenBatch`` whose
 rewards and masks are set and returns flat, namespaced float metrics; the weights for the
 inference engine come from ``policy_state()``; a checkpoint folder is written by ``save(folder)``
-and read back by ``load(folder)`` (``state_dict()`` is the one-process learner's part of it);
+and read back by ``load(folder)``;
 ``close()`` releases what the learner holds beyond its own process (other ranks).
 """
 
@@ -18,15 +18,19 @@ from agentrl.batch import TokenBatch
 
 
 class Learner(Protocol):
-    step: int
+    @property
+    def step(self) -> int:
+        """Rollout batches trained on."""
+        ...
+
+    @property
+    def model(self) -> Any:
+        """The policy (a Hugging Face model: its configuration and ``save_pretrained``)."""
+        ...
 
     def train_step(self, batch: TokenBatch) -> dict[str, float]: ...
 
     def policy_state(self) -> dict[str, torch.Tensor]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def save(self, folder: Path) -> None: ...
 

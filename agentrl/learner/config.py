@@ -50,8 +50,8 @@ class LearnerConfig:
     )
     dist_timeout_min: float = option(
         60.0,
-        "deepspeed: a rank that waits longer than this for the others (rank 0's rollouts and evaluation "
-        "included) stops the run",
+        "ranks of a launched run (--nproc): a rank that waits longer than this for another (rank 0's "
+        "rollouts and evaluation included) stops the run",
     )
 
     def __post_init__(self) -> None:

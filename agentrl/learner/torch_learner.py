@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -337,7 +338,13 @@ class TorchLearner:
 
     def load(self, folder: Path) -> None:
         """Restore what ``save`` wrote into ``folder``."""
-        self.load_state_dict(read_state(folder / "learner.pt"))
+        state = read_state(folder / "learner.pt")
+        if "model" not in state:
+            raise CheckpointError(
+                f"{folder} was written by a data-parallel learner (its weights are the shards under deepspeed/); "
+                "resume it with the learner.backend it was written with"
+            )
+        self.load_state_dict(state)
 
     def close(self) -> None:
         """Release what the learner holds beyond its own process (one process: nothing)."""
@@ -355,7 +362,7 @@ def read_state(path: Path) -> dict[str, Any]:
     """A ``torch.save``d learner state, or a ``CheckpointError`` naming the file."""
     try:
         return dict(torch.load(path, weights_only=False))
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from None
 
 

@@ -17,10 +17,13 @@ one that died). Knows nothing of learners or algorithms.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -35,9 +38,11 @@ from agentrl.rollout.worker import WorkerSpec, build_stream, failure_text, pump
 _STOP = -1  # a version header that tells the workers to stop
 
 
-def weights_group() -> Any:
-    """The process group weights travel on (every rank calls this once, in the same order)."""
-    return dist.new_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+def weights_group(timeout_min: float) -> Any:
+    """The process group weights travel on (every rank calls this once, in the same order); a
+    worker waits on it through each whole step of rank 0's, so it takes the run's timeout."""
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    return dist.new_group(backend=backend, timeout=timedelta(minutes=timeout_min))
 
 
 def _device() -> torch.device:
@@ -45,6 +50,17 @@ def _device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+@dataclass
+class Message:
+    """What a worker sends rank 0: a finished group, an error's one line, or its last word
+    (``done``), with its stream's counters and the weights version its engine holds."""
+
+    kind: str  # group, error or done
+    payload: Any
+    stats: StreamStats
+    engine_version: int
 
 
 Layout = list[tuple[str, tuple[int, ...], torch.dtype]]  # each weight's name, shape and dtype, by name
@@ -65,7 +81,7 @@ class BroadcastMailbox:
         self._send_layout()
         _header(version, self.group)
         device = _device()
-        for run in _runs([(name, state[name].detach()) for name, _, _ in self.layout]):
+        for run in _runs([(name, _as(state[name], shape, dtype)) for name, shape, dtype in self.layout]):
             dist.broadcast(_flatten_dense_tensors([t.to(device) for _, t in run]), 0, group=self.group)
         self.version = version
 
@@ -77,6 +93,13 @@ class BroadcastMailbox:
         if not self._layout_sent:  # once, before the first header: the workers size their buffers by it
             dist.broadcast_object_list([self.layout], src=0, group=self.group)
             self._layout_sent = True
+
+
+def _as(tensor: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` as the layout the workers expect (a shape that changed is an error, not a hang)."""
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"a weight changed shape from {shape} to {tuple(tensor.shape)}; the workers cannot load it")
+    return tensor.detach().to(dtype)
 
 
 def _header(version: int, group: Any) -> int:
@@ -142,14 +165,19 @@ class RankStream:
             self._threads.append(thread)
 
     def _receive(self, rank: int) -> None:
-        while True:
-            box: list[Any] = [None]
-            dist.recv_object_list(box, src=rank)
-            kind, payload, stats, version = box[0]
-            self._stats[rank] = (stats, version)
-            if kind == "done":
-                return
-            self._inbox.put((kind, payload, rank))
+        """Worker ``rank``'s messages into the inbox, until its last one (or a failure to receive,
+        which ``take`` reports)."""
+        try:
+            while True:
+                box: list[Any] = [None]
+                dist.recv_object_list(box, src=rank)
+                message: Message = box[0]
+                self._stats[rank] = (message.stats, message.engine_version)
+                if message.kind == "done":
+                    return
+                self._inbox.put((message.kind, message.payload, rank))
+        except Exception as exc:
+            self._inbox.put(("error", f"receiving from it failed ({failure_text(exc)})", rank))
 
     def take(self, n: int, *, sync_timeout_s: float, poll_s: float = 0.05) -> list[Group]:
         """The next ``n`` finished groups from any worker, in the order they arrived. Raises
@@ -160,6 +188,8 @@ class RankStream:
             try:
                 kind, payload, rank = self._inbox.get(timeout=poll_s)
             except queue.Empty:
+                if not any(t.is_alive() for t in self._threads):
+                    raise StreamError("every rollout worker rank has stopped") from None
                 continue
             if kind == "error":
                 raise StreamError(f"rollout worker rank {rank}: {payload}")
@@ -187,24 +217,34 @@ def serve(spec: WorkerSpec, index: int, count: int, group: Any, sync_timeout_s: 
     def send(kind: str, payload: Any) -> None:
         stats = dataclasses.replace(stream.stats) if stream is not None else StreamStats()
         version = stream.engine_version if stream is not None else -1
-        dist.send_object_list([(kind, payload, stats, version)], dst=0)
+        dist.send_object_list([Message(kind, payload, stats, version)], dst=0)
 
     first = _receive(layout, group)  # the run's weights at its first step (a resumed run's too)
     if first is not None:
         mailbox.publish(*first)
-        threading.Thread(target=_weights, args=(layout, group, mailbox, stopped), daemon=True).start()
+        failed: list[BaseException] = []
+        threading.Thread(target=_weights, args=(layout, group, mailbox, stopped, failed), daemon=True).start()
         try:
             stream = build_stream(dataclasses.replace(spec, first_batch=first[1] + index, batch_stride=count), mailbox)
             pump(stream, lambda: not stopped.is_set(), lambda group: send("group", group), sync_timeout_s)
+            if failed:
+                raise failed[0]
         except BaseException as exc:  # rank 0 reports it
             send("error", failure_text(exc))
             stopped.wait()
-    send("done", None)
+    with contextlib.suppress(Exception):  # rank 0 may be gone once it has what it needs
+        send("done", None)
 
 
-def _weights(layout: Layout, group: Any, mailbox: WeightMailbox, stopped: threading.Event) -> None:
-    """A worker's receiving thread: each broadcast into ``mailbox``, until the stop header."""
-    while (received := _receive(layout, group)) is not None:
-        mailbox.publish(*received)
+def _weights(
+    layout: Layout, group: Any, mailbox: WeightMailbox, stopped: threading.Event, failed: list[BaseException]
+) -> None:
+    """A worker's receiving thread: each broadcast into ``mailbox``, until the stop header; a
+    failure to receive (a timeout) stops the worker's loop, which reports it to rank 0."""
+    try:
+        while (received := _receive(layout, group)) is not None:
+            mailbox.publish(*received)
+    except Exception as exc:
+        failed.append(StreamError(f"receiving weights failed ({failure_text(exc)})"))
     stopped.set()
     mailbox.wake()

@@ -59,7 +59,7 @@ def stream_parts(
     """The asynchronous run's source and sink, sharing one mailbox."""
     c, a, policy = config, config.asynchronous, models.learner.policy_state()
     if a.workers:  # rollout worker ranks: weights broadcast to them, the run's engine evaluates
-        broadcast = BroadcastMailbox(policy, weights_group())
+        broadcast = BroadcastMailbox(policy, weights_group(c.learner.dist_timeout_min))
 
         def on_ranks(first: int) -> RankStream:
             broadcast.publish(models.learner.policy_state(), first)  # a resumed run's weights; at 0, the model's own
@@ -114,7 +114,8 @@ def serve_rollout_rank(config: TrainConfig, index: int) -> None:
     probe.close()
     draw = TaskDraw(tasks, config.seed, config.tasks_per_step)
     a = config.asynchronous
-    serve(worker_spec(config, draw), index, a.workers, weights_group(), a.sync_timeout_s)
+    group = weights_group(config.learner.dist_timeout_min)
+    serve(worker_spec(config, draw), index, a.workers, group, a.sync_timeout_s)
 
 
 class StreamSource:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -82,7 +83,7 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         rng = torch.load(path / "rng.pt", weights_only=False)
         trainer_state = json.loads((path / "trainer.json").read_text())
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     return rng, trainer_state
 

@@ -19,6 +19,7 @@ from agentrl.config import build, check_choice, check_range, field_help, option
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_help
 from agentrl.errors import ConfigError, first_line
+from agentrl.learner import backend as learner_backend
 from agentrl.learner.config import LearnerConfig
 
 
@@ -128,10 +129,10 @@ class TrainConfig:
         a = self.asynchronous
         if a.workers and not a.enabled:
             raise ConfigError("asynchronous.workers needs asynchronous training (--async)")
-        if a.workers and self.learner.backend != "torch":
+        if a.workers and learner_backend(self.learner.backend).data_parallel:
             raise ConfigError(
-                "asynchronous.workers runs with the torch learner on rank 0 for now; "
-                "with learner.backend=deepspeed the rollouts run on rank 0 (asynchronous.workers=0)"
+                f"asynchronous.workers runs beside a one-rank learner for now; with learner.backend="
+                f"{self.learner.backend} rank 0 rolls out (asynchronous.workers=0)"
             )
         if a.worker_device and self.rollout_worker != "process":
             raise ConfigError("asynchronous.worker_device needs the process worker (asynchronous.worker=process)")

@@ -13,6 +13,7 @@ are. Must not touch rollouts, engines or the run directory (rank 0's trainer own
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from agentrl.batch import TokenBatch
+from agentrl.learner import LearnerBackend
 from agentrl.learner.base import Learner
 
 CALLS = ("train_step", "policy_state", "save", "load")  # what the followers run; "close" ends them
@@ -50,15 +52,16 @@ def role(workers: int) -> str:
     return "learner" if r < learner_ranks(workers) else "rollout"
 
 
-def join(backend: str, timeout_min: float) -> None:
-    """Join the launched run's process group (once): through DeepSpeed for its learner, else
-    torch's own (gloo; with GPUs, NCCL for GPU tensors)."""
+def join(backend: LearnerBackend, timeout_min: float) -> None:
+    """Join the launched run's process group (once), on this rank's own GPU when there are GPUs:
+    through the learner backend's own way when it has one, else torch's (gloo; NCCL for GPU
+    tensors). A collective that waits longer than ``timeout_min`` fails."""
     if world_size() == 1 or dist.is_initialized():
         return
-    if backend == "deepspeed":
-        from agentrl.learner.deepspeed_learner import init_distributed
-
-        init_distributed(timeout_min)
+    if torch.cuda.is_available():  # before any CUDA tensor: each rank its own device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if backend.join is not None:
+        backend.join(timeout_min)
         return
     group = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(group, timeout=timedelta(minutes=timeout_min))
@@ -71,19 +74,34 @@ def shared(value: Any) -> Any:
     return box[0]
 
 
+@dataclass(frozen=True)
+class Call:
+    """A learner call rank 0 makes, which every other learner rank repeats (``close`` ends them)."""
+
+    method: str  # one of CALLS, or close
+    args: tuple[Any, ...] = ()
+
+
 class LeaderLearner:
     """Rank 0's learner: every call is broadcast to the other ranks before it runs here (each
-    is collective: ZeRO reduces gradients, gathers weights and writes shards across ranks)."""
+    is collective: ZeRO reduces gradients, gathers weights and writes shards across ranks).
+    Only these calls exist: one that ran on rank 0 alone would leave the others waiting."""
 
     def __init__(self, learner: Learner):
         self.inner = learner
 
-    def __getattr__(self, name: str) -> Any:  # model, step, config, algorithm: rank 0's own
-        return getattr(self.inner, name)
+    @property
+    def model(self) -> Any:
+        """Rank 0's model (its configuration and ``save_pretrained``; weights come from ``policy_state``)."""
+        return self.inner.model
 
-    def _call(self, name: str, *args: Any) -> Any:
-        shared((name, args))
-        return getattr(self.inner, name)(*args)
+    @property
+    def step(self) -> int:
+        return self.inner.step
+
+    def _call(self, method: str, *args: Any) -> Any:
+        shared(Call(method, args))
+        return getattr(self.inner, method)(*args)
 
     def train_step(self, batch: TokenBatch) -> dict[str, float]:
         return dict(self._call("train_step", batch.to("cpu")))  # pickled for the broadcast
@@ -99,17 +117,17 @@ class LeaderLearner:
 
     def close(self) -> None:
         """Release the followers: they return from ``follow``."""
-        shared(("close", ()))
+        shared(Call("close"))
         self.inner.close()
 
 
 def follow(learner: Learner) -> None:
-    """A rank other than 0: run rank 0's learner calls on ``learner`` until it closes."""
+    """A learner rank other than 0: run rank 0's learner calls on ``learner`` until it closes."""
     while True:
-        name, args = shared(None)
-        if name == "close":
+        call: Call = shared(None)
+        if call.method == "close":
             learner.close()
             return
-        if name not in CALLS:
-            raise RuntimeError(f"rank {rank()}: rank 0 sent an unknown learner call {name!r}")
-        getattr(learner, name)(*args)
+        if call.method not in CALLS:
+            raise RuntimeError(f"rank {rank()}: rank 0 sent an unknown learner call {call.method!r}")
+        getattr(learner, call.method)(*call.args)

@@ -152,7 +152,10 @@ class Trainer:
         start = time.perf_counter()
         metrics |= self.models.learner.train_step(batch) | extra
         learner_s = time.perf_counter() - start
-        metrics |= self.sink.publish(self.models.learner.policy_state(), step + 1)
+        start = time.perf_counter()
+        state = self.models.learner.policy_state()  # under ZeRO-3, gathered from every rank
+        metrics["time/weights_s"] = time.perf_counter() - start
+        metrics |= self.sink.publish(state, step + 1)
         self.state.step += 1
         sampled = sum(t.num_sampled_tokens for t in trajectories)
         rollout_s = metrics.get("time/rollout_s", time.perf_counter() - started)

@@ -6,7 +6,7 @@ import torch
 from agentrl.algos import aggregate, make, names
 from agentrl.algos.core import GlobalCounts
 from agentrl.batch import TokenBatch
-from agentrl.errors import ConfigError
+from agentrl.errors import CheckpointError, ConfigError
 from agentrl.learner import LearnerConfig, TorchLearner
 from agentrl.learner.forward import forward_tokens
 
@@ -181,6 +181,29 @@ def test_state_dict_round_trip(model64, batch):
     assert other.step == 1
     a, b = learner.train_step(copy.deepcopy(batch)), other.train_step(copy.deepcopy(batch))
     assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-9)
+
+
+def test_save_and_load_round_trip_through_a_folder(model64, batch, tmp_path):
+    learner = TorchLearner(model64, make("ppo"), LearnerConfig(precision="fp64", lr=1e-2))
+    learner.train_step(batch)
+    learner.save(tmp_path)
+    other = TorchLearner(copy.deepcopy(model64), make("ppo"), LearnerConfig(precision="fp64", lr=1e-2))
+    other.load(tmp_path)
+    assert other.step == 1
+    a, b = learner.train_step(copy.deepcopy(batch)), other.train_step(copy.deepcopy(batch))
+    assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-9)
+
+
+def test_a_data_parallel_checkpoint_is_refused_in_one_line(model64, tmp_path):
+    torch.save(
+        {"algorithm": {}, "step": 3, "skipped_steps": 0, "world_size": 2, "zero_stage": 2}, tmp_path / "learner.pt"
+    )
+    learner = TorchLearner(model64, make("grpo"), LearnerConfig(precision="fp64"))
+    with pytest.raises(CheckpointError, match="written by a data-parallel learner"):
+        learner.load(tmp_path)
+    (tmp_path / "learner.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        learner.load(tmp_path)
 
 
 def test_vcpo_exact_baseline_gets_score_norms_from_the_learner(model64, batch):

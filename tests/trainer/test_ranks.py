@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -209,10 +210,22 @@ def test_two_launchers_on_localhost_form_one_run_of_two_nodes(runs):
     assert len(shards) == 2  # one per node's rank
 
 
+def test_a_port_in_use_on_node_0_is_one_line(runs):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = train(runs, *deepspeed(2), "--nproc", "2", "--master-port", str(port), "--name", "busy", timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"agentrl: error: node 0 of 1: the rendezvous at 127.0.0.1:{port} failed: ")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--nproc", "2"], "2 learner ranks (--nproc / --nnodes) train data-parallel: add --set learner.backend="),
+        (["--nproc", "2"], "2 learner ranks (--nproc / --nnodes) train data-parallel: set learner.backend=deepspeed"),
         (["--nproc", "0"], "--nproc must be at least 1, got 0"),
         (["--nnodes", "2", "--node-rank", "2"], "--node-rank must be in 0..1 (--nnodes 2), got 2"),
         (["--join-timeout", "0"], "--join-timeout must be positive, got 0"),

@@ -117,7 +117,10 @@ def test_a_killed_worker_rank_stops_the_run_in_one_line(tmp_path):
         ),
         (["--nproc", "4"], "2 learner ranks (--nproc / --nnodes) train data-parallel"),
         (["--set", "asynchronous.enabled=false"], "asynchronous.workers needs asynchronous training (--async)"),
-        (["--set", "learner.backend=deepspeed"], "asynchronous.workers runs with the torch learner on rank 0 for now"),
+        (
+            ["--set", "learner.backend=deepspeed"],
+            "asynchronous.workers runs beside a one-rank learner for now; with learner.backend=deepspeed rank 0",
+        ),
     ],
 )
 def test_bad_worker_rank_values_are_one_line(tmp_path, args, message):
