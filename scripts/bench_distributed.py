@@ -15,10 +15,13 @@ transformers engine on rank 0 (median of ``--repeats``).
 Rollout rows: ``agentrl train --async`` on the default model and ``math_tool`` for ``--rollout-steps``
 steps, with the one-machine process worker (``asynchronous.worker=process``) and with 1 and 2
 rollout worker ranks (``asynchronous.workers``): sampled tokens the learner consumed per second of
-step time (rollout to published weights, evaluation excluded), the rollout engines' own generation
-tokens/s, and the median time to broadcast the weights (``time/publish_s``). Broadcast rows: the
-same with 2 worker ranks on random models of growing width (``--model``), for the broadcast time
-against model size.
+step time (rollout to published weights, evaluation excluded), each rollout engine's own generation
+tokens/s (tokens over its generating seconds), and the median time to hand the weights over
+(``time/publish_s``: shared memory for the process worker, a broadcast for worker ranks). Every
+process runs one torch thread, as the launcher gives ranks on a machine they share.
+
+Broadcast rows: the same with 2 worker ranks on random models of growing width (``--model``), for
+the broadcast time against model size.
 
 Each configuration runs in its own processes (``torchrun`` for DeepSpeed), one after another.
 
@@ -186,7 +189,8 @@ def train_run(runs: Path, name: str, steps: int, extra: list[str]) -> list[dict[
         "--steps", str(steps), "--runs-dir", str(runs), "--name", name, "--set", "eval_every=0",
         "--set", "eval_tasks=8", "--set", "samples_every=0", *extra,
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    env = os.environ | {"OMP_NUM_THREADS": "1"}  # one thread per process in every row, as the launcher gives ranks
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     rows = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
@@ -197,7 +201,7 @@ def rollout_rows(args: argparse.Namespace, tmp: str, tokenizer: Any, results: di
     from agentrl.engines.loading import load_model
 
     lines = [
-        "| rollouts | consumed tokens/s | generation tokens/s | broadcast ms (median) |",
+        "| rollouts | consumed tokens/s | generation tokens/s per engine | weights hand-over ms (median) |",
         "|---|---|---|---|",
     ]
     runs = Path(tmp) / "runs"

@@ -11,7 +11,7 @@ import argparse
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,9 @@ from agentrl.envs import make as make_env
 from agentrl.errors import AgentRLError
 from agentrl.learner import LearnerBackend, data_parallel_names
 from agentrl.learner import backend as learner_backend
+
+if TYPE_CHECKING:
+    from agentrl.trainer.config import TrainConfig
 
 
 def register(commands: Any) -> None:
@@ -71,40 +74,14 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrl.algos import make as make_algorithm
-    from agentrl.trainer import config as train_config
-    from agentrl.trainer import make_trainer, ranks
+    from agentrl.trainer import ranks
     from agentrl.trainer.async_loop import serve_rollout_rank
     from agentrl.trainer.setup import make_learner
 
-    overrides: dict[str, Any] = {
-        k: v
-        for k in ("env", "algo", "model", "steps", "seed", "device", "logger")
-        if (v := getattr(args, k)) is not None
-    }
-    if args.engine is not None:
-        overrides["engine.backend"] = args.engine
-    if args.asynchronous:
-        overrides["asynchronous.enabled"] = True
-    if args.max_staleness is not None:
-        overrides["asynchronous.max_staleness"] = args.max_staleness
-    overrides |= {f"env_args.{k}": v for k, v in parse_env_args(args.env_arg).items()}
-    overrides |= parse_env_args(args.set, flag="--set")
     launch.check(args)
     # the process that owns the run directory: rank 0, or the launcher on node 0
     leads = ranks.rank() == 0 if launch.under_torchrun() else args.node_rank == 0
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not run_dir.is_dir():
-            raise AgentRLError(f"cannot resume: run directory {run_dir} does not exist")
-        if not (run_dir / "config.yaml").is_file():
-            raise AgentRLError(f"{run_dir} is not a run directory (no config.yaml)")
-        config = train_config.load(run_dir / "config.yaml", overrides)
-    else:
-        config = train_config.load(args.config, overrides)
-        name = args.name or f"{config.env.replace(':', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(args.runs_dir) / name
-        if leads:
-            _fresh_run_dir(run_dir, args)
+    config, run_dir = _config_and_run_dir(args, leads)
     workers, learner = config.asynchronous.workers, learner_backend(config.learner.backend)
     if not launch.under_torchrun() and (args.nproc or args.nnodes > 1 or workers or learner.data_parallel):
         if args.nproc is None and args.nnodes == 1:
@@ -120,10 +97,55 @@ def run(args: argparse.Namespace) -> int:
     role = ranks.role(workers)
     if role == "learner":  # a learner rank other than 0: it trains what rank 0 sends
         ranks.follow(make_learner(config, make_algorithm(config.algo, **config.algo_args)))
-        return 0
-    if role == "rollout":
+    elif role == "rollout":
         serve_rollout_rank(config, ranks.rank() - ranks.learner_ranks(workers))
-        return 0
+    else:
+        _train(args, config, run_dir)
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the named flags and ``--set`` give, as dotted keys."""
+    overrides: dict[str, Any] = {
+        k: v
+        for k in ("env", "algo", "model", "steps", "seed", "device", "logger")
+        if (v := getattr(args, k)) is not None
+    }
+    if args.engine is not None:
+        overrides["engine.backend"] = args.engine
+    if args.asynchronous:
+        overrides["asynchronous.enabled"] = True
+    if args.max_staleness is not None:
+        overrides["asynchronous.max_staleness"] = args.max_staleness
+    overrides |= {f"env_args.{k}": v for k, v in parse_env_args(args.env_arg).items()}
+    return overrides | parse_env_args(args.set, flag="--set")
+
+
+def _config_and_run_dir(args: argparse.Namespace, leads: bool) -> tuple[TrainConfig, Path]:
+    """The run's config and directory: a resumed run's own, or a new one (checked by the process
+    that owns it, ``leads``)."""
+    from agentrl.trainer import config as train_config
+
+    overrides = _overrides(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise AgentRLError(f"cannot resume: run directory {run_dir} does not exist")
+        if not (run_dir / "config.yaml").is_file():
+            raise AgentRLError(f"{run_dir} is not a run directory (no config.yaml)")
+        return train_config.load(run_dir / "config.yaml", overrides), run_dir
+    config = train_config.load(args.config, overrides)
+    name = args.name or f"{config.env.replace(':', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(args.runs_dir) / name
+    if leads:
+        _fresh_run_dir(run_dir, args)
+    return config, run_dir
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> None:
+    """Rank 0, or the only process: the training loop, start to end."""
+    from agentrl.trainer import make_trainer
+
     make_env(config.env, **config.env_args).close()  # the environment's options, checked before the model loads
     print(f"engine: {config.engine.backend} ({config.engine.chosen_because})")
     trainer = make_trainer(config, run_dir)
@@ -136,7 +158,6 @@ def run(args: argparse.Namespace) -> int:
     before, after = summary["accuracy_before"], summary["accuracy_after"]
     print(f"{config.algo} on {config.env}: {summary['steps']} steps, held-out accuracy {before:.3f} -> {after:.3f}")
     print(f"run directory: {run_dir}")
-    return 0
 
 
 def _check_ranks(learners: int, workers: int, backend: LearnerBackend) -> None:
