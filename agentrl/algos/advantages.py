@@ -58,3 +58,38 @@ def gae(
             advantages[row, t] = running
             next_value = float(values[row, t])
     return advantages, (advantages + values) * mask
+
+
+def turn_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    turn_index: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Turn-level GAE: one value, one advantage and one return per assistant turn.
+
+    Turn ``k`` of a row is its generated tokens with ``turn_index == k``. ``V_k`` is the value at
+    the turn's first generated token (the state before the turn is generated); the reward ``R``
+    arrives after the last turn, after which the value is 0. ``delta_k = r_k + gamma V_{k+1} -
+    V_k``, ``A_k = delta_k + gamma lam A_{k+1}``, ``G_k = A_k + V_k``. Returns ``(advantages,
+    returns, weights)``, all ``(B, T)``: ``A_k`` and ``G_k`` on every token of turn ``k``, and at
+    each turn's first token the turn's length (0 elsewhere), which weights the value loss there
+    as if every token of the turn carried it.
+    """
+    advantages, returns, weights = torch.zeros_like(values), torch.zeros_like(values), torch.zeros_like(values)
+    for row in range(values.shape[0]):
+        turns: dict[int, list[int]] = {}
+        for t in mask[row].nonzero().squeeze(-1).tolist():
+            turns.setdefault(int(turn_index[row, t]), []).append(t)
+        running, next_value = 0.0, 0.0
+        for k, positions in enumerate(sorted(turns.values(), key=lambda p: -p[0])):  # the last turn first
+            value = float(values[row, positions[0]])
+            delta = (float(rewards[row]) if k == 0 else 0.0) + gamma * next_value - value
+            running = delta + gamma * lam * running
+            advantages[row, positions] = running
+            returns[row, positions] = running + value
+            weights[row, positions[0]] = len(positions)
+            next_value = value
+    return advantages, returns, weights

@@ -84,7 +84,6 @@ class Algorithm:
     description: ClassVar[str] = ""
     config_cls: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
     on_policy_only: ClassVar[bool] = False
-    needs_value_head: ClassVar[bool] = False
     old_logprobs_in_loss_only: ClassVar[bool] = False
     """True when ``batch.old_logprobs`` (pi_old) is read only by ``loss`` / ``token_loss``, never
     by ``advantages``, ``with_advantages``, ``prepare``, ``lr_scale`` or ``loss_mask``. On an
@@ -95,6 +94,12 @@ class Algorithm:
     def __init__(self, config: ObjectiveConfig | None = None):
         self.config = config if config is not None else self.config_cls()
         self.step = 0
+
+    @property
+    def needs_value_head(self) -> bool:
+        """True when the objective reads a value head's predictions (``LossInputs.values`` and
+        ``batch.old_values``), which the learner then builds and trains."""
+        return False
 
     @property
     def needs_grad_norms(self) -> bool:

@@ -40,12 +40,21 @@ class PPOPrepared(Prepared):
     returns: torch.Tensor  # (B, T) GAE returns G, the value loss's target
 
 
+def clipped_value_loss(values: torch.Tensor, old: torch.Tensor, returns: torch.Tensor, clip: float) -> torch.Tensor:
+    """``0.5 max((V - G)^2, (clip(V, V_old +- clip) - G)^2)`` per position."""
+    clipped = old + (values - old).clamp(-clip, clip)
+    return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+
+
 @register
 class PPO(Algorithm):
     name = "ppo"
     description = "PPO: GAE from a value head, clipped surrogate and clipped value loss"
     config_cls = PPOConfig
-    needs_value_head = True
+
+    @property
+    def needs_value_head(self) -> bool:
+        return True
 
     def gae(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) advantages and returns from the value head's predictions before the update."""
@@ -75,7 +84,6 @@ class PPO(Algorithm):
             return per_token, metrics
         returns, old = batch.prepared_as(PPOPrepared).returns, batch.old_values
         assert old is not None
-        clipped = old + (inputs.values - old).clamp(-c.value_clip, c.value_clip)
-        value_loss = 0.5 * torch.maximum((inputs.values - returns) ** 2, (clipped - returns) ** 2)
+        value_loss = clipped_value_loss(inputs.values, old, returns, c.value_clip)
         metrics["loss/value"] = token_mean(value_loss.detach(), mask, counts)
         return per_token + c.vf_coef * value_loss, metrics

@@ -3,7 +3,7 @@
 docs/algorithms.md#s_ppo. Owns the clipping-bias correction (``SPPOConfig``,
 ``clip_correction``, ``corrected_ppo_loss``) and the ``s_ppo`` algorithm; ``st_ppo`` reuses
 ``corrected_ppo_loss`` with turn-level ratios. It does not touch the clipped surrogate itself
-(``clip.ppo_token_loss``) nor the advantages (``turn_ppo.group_advantages``, shared).
+(``clip.ppo_token_loss``) nor the advantages (``turn_ppo.TurnAdvantages``, shared).
 
 The paper normalises the gradient to down-weight updates dominated by highly off-policy
 (clipped) samples; its exact normaliser (eq. 8/9; v2's "clipping-triggered normalization")
@@ -22,7 +22,7 @@ still 1, and ``GlobalCounts`` carries no clip count):
 
 In both readings the weight is exactly 1 when no token is clipped, so S-PPO then equals PPO
 (loss and gradient). Only the ratio clip counts as clipping, not the dual clip. Advantages
-are group-relative as in ``turn_ppo`` (the paper uses a critic with GAE).
+are ``turn_ppo``'s: group-relative, or the paper's critic at the turn level (``advantage=gae``).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import torch
 
-from agentrl.algos.base import Algorithm, LossInputs
+from agentrl.algos.base import LossInputs
 from agentrl.algos.clip import ppo_token_loss
 from agentrl.algos.core import GlobalCounts, broadcast, clipped_surrogate, masked_min, token_mean
 from agentrl.algos.registry import register
-from agentrl.algos.turn_ppo import TurnPPOConfig, group_advantages
+from agentrl.algos.turn_ppo import TurnAdvantages, TurnPPOConfig
 from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, option
 
@@ -97,19 +97,15 @@ def corrected_ppo_loss(
 
 
 @register
-class SPPO(Algorithm):
+class SPPO(TurnAdvantages):
     name = "s_ppo"
-    description = "S-PPO: token PPO clip with a per-sequence clipping-bias correction, group advantages"
-    old_logprobs_in_loss_only = True
+    description = "S-PPO: token PPO clip with a per-sequence clipping-bias correction, group or turn-GAE advantages"
     config_cls = SPPOConfig
-
-    def advantages(self, batch: TokenBatch) -> torch.Tensor:
-        assert isinstance(self.config, SPPOConfig)
-        return group_advantages(batch, self.config.advantage)
 
     def token_loss(
         self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert isinstance(self.config, SPPOConfig)
         old, advantages = batch.require("old_logprobs"), batch.require("advantages")
-        return corrected_ppo_loss(inputs.logprobs, old, advantages, batch.loss_mask, self.config, counts)
+        per_token, metrics = corrected_ppo_loss(inputs.logprobs, old, advantages, batch.loss_mask, self.config, counts)
+        return self.with_value_loss(per_token, metrics, inputs, batch, counts)

@@ -2,7 +2,8 @@
 
 docs/algorithms.md#st_ppo. Owns only the composition: the turn ratio comes from
 ``turn_ppo.turn_log_ratio``, the clipped surrogate with the per-sequence correction from
-``s_ppo.corrected_ppo_loss``, the group-relative advantages from ``turn_ppo.group_advantages``;
+``s_ppo.corrected_ppo_loss``, the advantages (group-relative or the turn-level critic,
+``advantage=gae``) from ``turn_ppo.TurnAdvantages``;
 the readings and deviations recorded there apply here (the correction's normaliser is
 **unverified**; ``correction`` picks the reading). Since every token of a turn shares the turn
 ratio, a turn is clipped as a whole, and the clipped fraction of a sequence is the share of
@@ -26,7 +27,7 @@ class STPPO(SPPO):
     """S-PPO's advantages and correction; only the ratio is turn-level."""
 
     name = "st_ppo"
-    description = "ST-PPO: turn-level ratios with the S-PPO clipping-bias correction, group advantages"
+    description = "ST-PPO: turn-level ratios with the S-PPO clipping-bias correction, group or turn-GAE advantages"
 
     def token_loss(
         self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
@@ -35,4 +36,7 @@ class STPPO(SPPO):
         mask = batch.loss_mask
         old, advantages = batch.require("old_logprobs"), batch.require("advantages")
         log_ratio = turn_log_ratio(inputs.logprobs, old, batch.turn_index, mask)
-        return corrected_ppo_loss(inputs.logprobs, old, advantages, mask, self.config, counts, log_ratio=log_ratio)
+        per_token, metrics = corrected_ppo_loss(
+            inputs.logprobs, old, advantages, mask, self.config, counts, log_ratio=log_ratio
+        )
+        return self.with_value_loss(per_token, metrics, inputs, batch, counts)

@@ -112,7 +112,13 @@ def launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _failure_line(exc: Any) -> str:
-    rank, failure = exc.get_first_failure()
+    """One line naming the rank that failed first. A rank killed by a signal the launcher did not
+    send (it stops the others with SIGTERM) goes before one that exited on its own, which may only
+    have noticed that a peer was gone."""
+    rank, failure = min(
+        exc.failures.items(),
+        key=lambda item: (item[1].exitcode >= 0 or item[1].exitcode == -signal.SIGTERM, item[1].timestamp),
+    )
     code = failure.exitcode
     if code < 0:
         try:

@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except AgentRLError as exc:
         print(f"agentrl: error: {exc}", file=sys.stderr)
+        if "LOCAL_RANK" in os.environ:  # a launched rank: threads may still wait on peers that are gone,
+            sys.stdout.flush()  # and tearing their process groups down at exit would abort; leave now
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print("agentrl: interrupted", file=sys.stderr)

@@ -140,6 +140,7 @@ class RankStream:
         self._inbox: queue.Queue[tuple[str, Any, int]] = queue.Queue()
         self._stats: dict[int, tuple[StreamStats, int]] = {}
         self._threads: list[threading.Thread] = []
+        self._lost = False
 
     @property
     def stats(self) -> StreamStats:
@@ -177,6 +178,7 @@ class RankStream:
                     return
                 self._inbox.put((message.kind, message.payload, rank))
         except Exception as exc:
+            self._lost = True  # its peer is gone: stop() must not broadcast to it
             self._inbox.put(("error", f"receiving from it failed ({failure_text(exc)})", rank))
 
     def take(self, n: int, *, sync_timeout_s: float, poll_s: float = 0.05) -> list[Group]:
@@ -197,7 +199,10 @@ class RankStream:
         return groups
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Tell the workers to stop and wait for each one's last word."""
+        """Tell the workers to stop and wait for each one's last word (not after a worker was lost:
+        a broadcast to a rank that is gone fails inside gloo; the launcher stops the rest)."""
+        if self._lost:
+            return
         self.mailbox.close()
         for thread in self._threads:
             thread.join(timeout)
@@ -230,7 +235,10 @@ def serve(spec: WorkerSpec, index: int, count: int, group: Any, sync_timeout_s: 
             if failed:
                 raise failed[0]
         except BaseException as exc:  # rank 0 reports it
-            send("error", failure_text(exc))
+            try:
+                send("error", failure_text(exc))
+            except Exception:  # rank 0 is gone (what failed was sending to it): the launcher reports it
+                return
             stopped.wait()
     with contextlib.suppress(Exception):  # rank 0 may be gone once it has what it needs
         send("done", None)

@@ -10,6 +10,7 @@ import torch
 from batches import counts_of, leaf_inputs, make_batch, prepared
 
 from agentrl.algos import aggregate, make
+from agentrl.algos.advantages import turn_gae
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
 from agentrl.algos.core import broadcast, clipped_surrogate, turn_mean
 from agentrl.algos.s_ppo import SPPOConfig, clip_correction
@@ -193,8 +194,67 @@ def test_st_ppo_weights_rows_by_their_share_of_clipped_turns():
 
 @pytest.mark.parametrize(
     "name, options",
-    [("turn_ppo", {"advantage": "gae"}), ("s_ppo", {"correction": "batch"}), ("st_ppo", {"clip_low": 2})],
+    [
+        ("turn_ppo", {"advantage": "critic"}),
+        ("s_ppo", {"correction": "batch"}),
+        ("st_ppo", {"clip_low": 2}),
+        ("st_ppo", {"lam": 1.5}),
+    ],
 )
 def test_bad_options_are_one_line_config_errors(name, options):
     with pytest.raises(ConfigError):
         make(name, **options)
+
+
+# --- the turn-level critic (advantage=gae) ---
+
+
+def two_turn_row():
+    """One row: prompt, turn 0 (2 tokens), an observation, turn 1 (3 tokens)."""
+    mask = torch.tensor([[0, 1, 1, 0, 1, 1, 1]], dtype=D)
+    turn_index = torch.tensor([[-1, 0, 0, -1, 1, 1, 1]])
+    values = torch.tensor([[9.0, 0.2, 7.0, 9.0, 0.5, 7.0, 7.0]], dtype=D)  # only each turn's first token counts
+    return mask, turn_index, values
+
+
+def test_turn_gae_by_hand():
+    mask, turn_index, values = two_turn_row()
+    advantages, returns, weights = turn_gae(torch.tensor([1.0], dtype=D), values, mask, turn_index, 0.9, 0.8)
+    # turn 1 (last): delta = 1 + 0.9 * 0 - 0.5 = 0.5; turn 0: delta = 0 + 0.9 * 0.5 - 0.2 = 0.25,
+    # A_0 = 0.25 + 0.9 * 0.8 * 0.5 = 0.61; G = A + V
+    expected_a = torch.tensor([[0, 0.61, 0.61, 0, 0.5, 0.5, 0.5]], dtype=D)
+    expected_g = torch.tensor([[0, 0.81, 0.81, 0, 1.0, 1.0, 1.0]], dtype=D)
+    assert torch.allclose(advantages, expected_a) and torch.allclose(returns, expected_g)
+    assert weights.tolist() == [[0, 2, 0, 0, 3, 0, 0]]
+
+
+def test_one_turn_gae_is_reward_minus_the_first_value():
+    batch = one_turn(make_batch(seed=12))
+    algo = make("turn_ppo", advantage="gae")
+    advantages = algo.with_advantages(batch).advantages
+    first = batch.loss_mask.argmax(-1)
+    expected = (batch.rewards - batch.old_values.gather(1, first[:, None])[:, 0])[:, None] * batch.loss_mask
+    assert torch.allclose(advantages, expected)
+
+
+@pytest.mark.parametrize("name", ["turn_ppo", "s_ppo", "st_ppo"])
+def test_the_critic_asks_for_a_value_head_and_adds_the_turn_value_loss(name):
+    assert not make(name).needs_value_head
+    algo = make(name, advantage="gae", vf_coef=0.5)
+    assert algo.needs_value_head
+    batch = prepared(algo, make_batch(seed=13))
+    inputs = leaf_inputs(batch, shift=0.05)
+    with_value = algo.loss(inputs, batch, counts_of(algo, batch))
+    without = make(name, advantage="gae", vf_coef=0.0).loss(inputs, batch, counts_of(algo, batch))
+    value = with_value.metrics["loss/value"]
+    assert value > 0 and torch.isclose(with_value.loss - without.loss, 0.5 * value)
+    with_value.loss.backward()
+    grad = inputs.values.grad
+    starts = prepared_weights(batch) > 0
+    assert (grad[~starts] == 0).all() and (grad[starts] != 0).any()  # only each turn's first value learns
+
+
+def prepared_weights(batch):
+    from agentrl.algos.turn_ppo import TurnValuePrepared
+
+    return batch.prepared_as(TurnValuePrepared).weights

@@ -240,3 +240,18 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_skipped(model64, batch):
     handle.remove()
     assert metrics["learner/skipped_steps"] == 1 and metrics["loss/total"] == metrics["loss/total"]  # loss finite
     assert all(torch.equal(before[k], v) for k, v in model64.state_dict().items())
+
+
+def test_a_learner_trains_the_turn_critic(tiny_chatml, trajectories):
+    """st_ppo with advantage=gae: the learner builds a value head and trains it."""
+    from agentrl.engines.loading import load_model
+
+    learner = TorchLearner(
+        load_model(str(tiny_chatml)).float(), make("st_ppo", advantage="gae"), LearnerConfig(lr=1e-2)
+    )
+    assert learner.value_head is not None
+    before = [p.detach().clone() for p in learner.value_head.parameters()]
+    batch = TokenBatch.from_trajectories(trajectories)
+    metrics = learner.train_step(batch.with_fields(rewards=batch.rewards + 0.25 * (torch.arange(batch.size) % 3)))
+    assert metrics["loss/value"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, learner.value_head.parameters(), strict=True))
