@@ -2,8 +2,8 @@
 
 docs/algorithms.md#spear (SPEAR's regulariser, from "The Entropy Mechanism of RL for
 Reasoning LMs", reference: verl ``compute_policy_loss_clip_cov``). Owns one pure function,
-``clip_cov_keep_mask``; SPEAR calls it from ``prepare`` on the whole optimizer batch and
-multiplies its per-token loss by the result. It must not read a config or the learner.
+``clip_cov_keep_mask``; SPEAR calls it (from its loss or its ``prepare``) and multiplies its
+per-token loss by the result. It must not read a config or the learner.
 
 Per valid token ``cov_t = (A_t - mean A)(log pi_t - mean log pi)``, means over the valid
 tokens; tokens already clipped by the PPO surrogate are not eligible; among the tokens with
@@ -11,10 +11,10 @@ tokens; tokens already clipped by the PPO surrogate are not eligible; among the 
 when fewer are eligible, none when none is) and set their keep value to 0. ``N`` is the
 number of valid tokens.
 
-Deviation from verl, for micro-batch invariance: verl computes the means and the random
-pick per micro-batch with the current logprobs; here they are computed once over the whole
-optimizer batch, with whatever ``logprobs`` the caller passes (SPEAR passes ``pi_old``), and
-the pick comes from a caller-owned ``torch.Generator`` so a run is reproducible.
+The means and the pick cover whatever tokens and ``logprobs`` the caller passes: SPEAR passes a
+micro-batch's tokens and the loss's own logprobs (the verl reference's way), or the whole
+optimizer batch and ``pi_old`` (``clip_cov_logprobs=pi_old``). The pick comes from a caller-owned
+``torch.Generator``, so a run is reproducible.
 """
 
 from __future__ import annotations

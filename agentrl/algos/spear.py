@@ -32,12 +32,14 @@ Readings of unverified details (each a flag where it matters):
   use ``batch.rewards`` without the bonus (the bonus fades with ``t``, so a stored bonus
   would be stale at replay time). Truncated and dropped rows are never admitted.
 - per-row advantage for admission = the mean of ``A`` over the row's generated tokens.
-- Clip-Cov (``clip_cov.py``) runs once per optimizer batch in ``prepare`` with
-  ``log pi = pi_old`` (``batch.old_logprobs``; ``behavior_logprobs`` when absent), over the
-  tokens in the loss (``N`` = their number, dropped rows excluded). At prepare time the
-  ratio is 1, so no token is "already clipped" and none is excluded; a picked token that
-  the PPO clip clips later has zero gradient either way, its loss value is also zeroed.
-  Replay batches get their own pick over the replay batch, with ``log pi = mu``.
+- Clip-Cov (``clip_cov.py``), with the reference's two settings (on-policy 0.0002 / 1 / 5,
+  replay 0.02 / 2 / 60): ``clip_cov_logprobs=current`` (default, the reference's) picks in the
+  loss, per micro-batch, with the loss's own logprobs, tokens whose PPO clip binds excluded;
+  ``pi_old`` picks once per optimizer batch in ``prepare`` with ``pi_old`` (the ratio is 1 there),
+  which keeps the loss independent of the micro-batch split.
+- the Dr.BoT filters beyond zero variance and truncation (``agentrl.algos.drbot``): the top
+  ``group_filter_ratio`` of groups by reward std, and rows that repeat an n-gram; the reference's
+  "unreadable" (decoded text) and "incomplete" filters are not here (docs/algorithms.md#spear).
 - the replay step is skipped (``replay_batch`` returns None, the buffer is still emptied)
   while the self-imitation weight is 0, so the optimizer never takes an empty step;
   ``replay_coef = 0`` turns replay off entirely (nothing is stored).
@@ -61,7 +63,16 @@ from agentrl.algos.advantages import group_baseline
 from agentrl.algos.base import Algorithm, LossInputs, ObjectiveConfig
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
 from agentrl.algos.clip_cov import clip_cov_keep_mask
-from agentrl.algos.core import AGGREGATIONS, GlobalCounts, broadcast, masked_max, token_mean, zero_variance
+from agentrl.algos.core import (
+    AGGREGATIONS,
+    GlobalCounts,
+    broadcast,
+    clipped_surrogate,
+    masked_max,
+    token_mean,
+    zero_variance,
+)
+from agentrl.algos.drbot import repetitive_rows, top_std_groups
 from agentrl.algos.registry import register
 from agentrl.algos.replay import RECALIBRATIONS, ReplayBuffer
 from agentrl.algos.schedules import self_imitation_weight, tool_call_bonus
@@ -94,9 +105,24 @@ class SPEARConfig(ClipConfig):
     recalibration: str = option("p50", "replay advantages: p50 (R - P50 of group means) or gamma (gamma x stored A)")
     gamma: float = option(1.0, "factor of the gamma recalibration")
     clip_cov: bool = option(True, "Clip-Cov: zero the loss of a few high-covariance tokens")
-    clip_cov_ratio: float = option(0.02, "Clip-Cov picks max(1, floor(ratio x N)) eligible tokens")
-    clip_cov_lb: float = option(1.0, "Clip-Cov eligibility: cov > lb")
-    clip_cov_ub: float = option(40.0, "Clip-Cov eligibility: cov < ub")
+    clip_cov_ratio: float = option(0.0002, "Clip-Cov on the on-policy step: picks max(1, floor(ratio x N)) tokens")
+    clip_cov_lb: float = option(1.0, "Clip-Cov on the on-policy step: eligible when cov > lb")
+    clip_cov_ub: float = option(5.0, "Clip-Cov on the on-policy step: eligible when cov < ub")
+    replay_clip_cov_ratio: float = option(0.02, "Clip-Cov on the replay step: the ratio")
+    replay_clip_cov_lb: float = option(2.0, "Clip-Cov on the replay step: lb")
+    replay_clip_cov_ub: float = option(60.0, "Clip-Cov on the replay step: ub")
+    clip_cov_logprobs: str = option(
+        "current",
+        "Clip-Cov's log pi: current (the loss's own, per micro-batch, PPO-clipped tokens excluded: the "
+        "reference's) or pi_old (once per optimizer batch in prepare: independent of the micro-batch split)",
+    )
+    group_filter_ratio: float = option(
+        0.75, "keep the groups whose reward std is among the top share of the batch's groups (1 = keep all)"
+    )
+    mask_repetitive: bool = option(True, "drop rows whose generated tokens repeat an n-gram (below) from the loss")
+    repetition_ngram: int = option(20, "mask_repetitive: n-gram length, in tokens")
+    repetition_count: int = option(10, "mask_repetitive: occurrences of one n-gram that make a row repetitive")
+    entropy_coef: float = option(0.001, "weight of the entropy bonus (the reference's)")
     seed: int = option(0, "seed of the replay sampler (seed) and of the Clip-Cov pick (seed + 1)")
 
     def __post_init__(self) -> None:
@@ -114,6 +140,12 @@ class SPEARConfig(ClipConfig):
         check_range("spear", "gamma", self.gamma, 0, 1)
         check_range("spear", "clip_cov_ratio", self.clip_cov_ratio, 0, 1)
         check_range("spear", "clip_cov_ub", self.clip_cov_ub, self.clip_cov_lb)
+        check_range("spear", "replay_clip_cov_ratio", self.replay_clip_cov_ratio, 0, 1)
+        check_range("spear", "replay_clip_cov_ub", self.replay_clip_cov_ub, self.replay_clip_cov_lb)
+        check_choice("spear", "clip_cov_logprobs", self.clip_cov_logprobs, ("current", "pi_old"))
+        check_range("spear", "group_filter_ratio", self.group_filter_ratio, 0.0, 1.0)
+        check_range("spear", "repetition_ngram", self.repetition_ngram, 1)
+        check_range("spear", "repetition_count", self.repetition_count, 2)
 
 
 @register
@@ -155,9 +187,14 @@ class SPEAR(Algorithm):
         keep = torch.ones(batch.size, dtype=torch.bool, device=augmented.device)
         if c.mask_truncated:
             keep &= ~batch.truncated.bool()
+        tested = augmented if c.zero_variance_on == "augmented" else batch.rewards
         if c.drop_zero_variance:
-            tested = augmented if c.zero_variance_on == "augmented" else batch.rewards
             keep &= ~zero_variance(tested, batch.group_index)
+        if c.group_filter_ratio < 1:
+            keep &= top_std_groups(tested, batch.group_index, c.group_filter_ratio).to(keep.device)
+        if c.mask_repetitive:
+            repeated = repetitive_rows(batch.input_ids, batch.loss_mask, c.repetition_ngram, c.repetition_count)
+            keep &= ~repeated.to(keep.device)
         return keep.to(batch.loss_mask.dtype)
 
     @staticmethod
@@ -170,22 +207,40 @@ class SPEAR(Algorithm):
         mask: torch.Tensor = batch.loss_mask * self.prepared_of(batch).rows[:, None]  # (B, T)
         return mask
 
-    def prepare(self, batch: TokenBatch) -> TokenBatch:
-        """The Clip-Cov keep-mask over the whole optimizer batch (see the module docstring)."""
+    def clip_cov_setting(self, batch: TokenBatch) -> tuple[float, float, float]:
+        """``(ratio, lb, ub)`` of Clip-Cov: the replay step's on a replay batch, else the on-policy one."""
         c = self.cfg
-        if not c.clip_cov:
+        if self.prepared_of(batch).replay_weight is not None:
+            return c.replay_clip_cov_ratio, c.replay_clip_cov_lb, c.replay_clip_cov_ub
+        return c.clip_cov_ratio, c.clip_cov_lb, c.clip_cov_ub
+
+    def prepare(self, batch: TokenBatch) -> TokenBatch:
+        """With ``clip_cov_logprobs=pi_old``: the Clip-Cov keep-mask over the whole optimizer batch."""
+        c = self.cfg
+        if not c.clip_cov or c.clip_cov_logprobs != "pi_old":
             return batch
         logprobs = batch.old_logprobs if batch.old_logprobs is not None else batch.behavior_logprobs
         keep = clip_cov_keep_mask(
-            batch.require("advantages"),
-            logprobs,
-            self.loss_mask(batch),
-            c.clip_cov_ratio,
-            c.clip_cov_lb,
-            c.clip_cov_ub,
-            self.generator,
+            batch.require("advantages"), logprobs, self.loss_mask(batch), *self.clip_cov_setting(batch), self.generator
         )
         return batch.with_fields(prepared=replace(self.prepared_of(batch), clip_cov_keep=keep))
+
+    def _clip_cov_keep(self, inputs: LossInputs, batch: TokenBatch, mask: torch.Tensor) -> torch.Tensor:
+        """The keep-mask: prepare's (pi_old), or this micro-batch's with the loss's own logprobs,
+        tokens the PPO clip binds on excluded (current)."""
+        c = self.cfg
+        if c.clip_cov_logprobs == "pi_old":
+            keep = self.prepared_of(batch).clip_cov_keep
+            if keep is None:
+                raise ValueError("spear: clip_cov needs prepare(batch) on the whole optimizer batch first")
+            return keep
+        advantages = batch.require("advantages")
+        ratio = (inputs.logprobs.detach() - batch.require("old_logprobs")).exp()
+        flags = clipped_surrogate(ratio, advantages, c.clip_low, c.clip_high, c.dual_clip)
+        clipped = (flags.clipped_low | flags.clipped_high) & (mask > 0)
+        return clip_cov_keep_mask(
+            advantages, inputs.logprobs, mask, *self.clip_cov_setting(batch), self.generator, clipped=clipped
+        )
 
     def token_loss(
         self, inputs: LossInputs, batch: TokenBatch, counts: GlobalCounts
@@ -196,9 +251,7 @@ class SPEAR(Algorithm):
             inputs.logprobs, batch.require("old_logprobs"), batch.require("advantages"), mask, c, counts
         )
         if c.clip_cov:
-            keep = self.prepared_of(batch).clip_cov_keep
-            if keep is None:
-                raise ValueError("spear: clip_cov needs prepare(batch) on the whole optimizer batch first")
+            keep = self._clip_cov_keep(inputs, batch, mask)
             per_token = per_token * keep
             metrics["loss/clip_cov_frac"] = token_mean(1 - keep, mask, counts)
         weight = self.prepared_of(batch).replay_weight

@@ -15,6 +15,8 @@ from batches import counts_of, leaf_inputs, make_batch, prepared
 from agentrl.algos import LossInputs, aggregate, make
 from agentrl.algos.clip import ppo_token_loss
 from agentrl.algos.clip_cov import clip_cov_keep_mask, covariance
+from agentrl.algos.core import clipped_surrogate
+from agentrl.algos.drbot import repetitive_rows, top_std_groups
 from agentrl.algos.replay import ReplayBuffer, largest_power_of_two
 from agentrl.algos.schedules import self_imitation_weight, tool_bonus_weight, tool_call_bonus
 from agentrl.algos.spear import SPEARPrepared
@@ -22,6 +24,23 @@ from agentrl.batch import TokenBatch
 from agentrl.errors import ConfigError
 
 F64 = torch.float64
+
+
+# The settings these tests were written against: each new Dr.BoT filter off, no entropy bonus,
+# Clip-Cov once per optimizer batch on pi_old with one setting (0.02 / 1 / 40). The tests of the
+# reference's settings (below, "as the authors run it") use make("spear") as it comes.
+BEFORE = {
+    "group_filter_ratio": 1.0,
+    "mask_repetitive": False,
+    "entropy_coef": 0.0,
+    "clip_cov_logprobs": "pi_old",
+    "clip_cov_ratio": 0.02,
+    "clip_cov_ub": 40.0,
+}
+
+
+def spear(**options):
+    return make("spear", **(BEFORE | options))
 
 
 def rows_batch(rewards, groups, tool_calls=None, truncated=None, version=0, seed=0) -> TokenBatch:
@@ -65,7 +84,7 @@ def test_tool_bonus_is_capped_at_one():
 
 def test_advantages_by_hand_with_the_bonus():
     """R = [1, 0 | 0, 0], calls [2, 0 | 3, 1]: at t = 0, R' = [1.2, 0 | 0.3, 0.1] -> A = [0.6, -0.6 | 0.1, -0.1]."""
-    algo = make("spear")
+    algo = spear()
     batch = rows_batch([1, 0, 0, 0], [0, 0, 1, 1], tool_calls=[2, 0, 3, 1])
     expected = {0: [0.6, -0.6, 0.1, -0.1], 100: [0.55, -0.55, 0.05, -0.05], 200: [0.5, -0.5, 0.0, 0.0]}
     for step, values in expected.items():
@@ -79,13 +98,13 @@ def test_advantages_by_hand_with_the_bonus():
 
 def test_zero_variance_groups_singletons_and_truncated_rows_leave_the_loss():
     rewards, groups = [1, 0, 0.5, 0.5, 1, 0, 1], [0, 0, 1, 1, 2, 2, 3]
-    algo = make("spear", bonus_T=0)
+    algo = spear(bonus_T=0)
     batch = rows_batch(rewards, groups, truncated=[False, False, False, False, True, False, False])
     advantages = algo.advantages(batch)
     assert row_values(batch, advantages) == [0.5, -0.5, 0.0, 0.0, 0.5, -0.5, 0.0]  # truncated rows count in the mean
     in_loss = algo.loss_mask(algo.with_advantages(batch)).sum(-1) > 0
     assert in_loss.tolist() == [True, True, False, False, False, True, False]
-    kept = make("spear", bonus_T=0, mask_truncated=False, drop_zero_variance=False)
+    kept = spear(bonus_T=0, mask_truncated=False, drop_zero_variance=False)
     assert torch.equal(kept.loss_mask(kept.with_advantages(batch)), batch.loss_mask)
 
 
@@ -93,14 +112,14 @@ def test_zero_variance_can_read_the_task_reward():
     """Group 1 differs only by tool calls: kept by default, dropped when the test reads the task reward."""
     batch = rows_batch([1, 0, 0, 0], [0, 0, 1, 1], tool_calls=[0, 0, 3, 1])
     for on, rows in (("augmented", [True] * 4), ("task", [True, True, False, False])):
-        algo = make("spear", zero_variance_on=on)
+        algo = spear(zero_variance_on=on)
         assert (algo.loss_mask(algo.with_advantages(batch)).sum(-1) > 0).tolist() == rows
 
 
 def test_config_errors_are_one_line():
     for options in ({"tolerate_steps": 11}, {"recalibration": "mean"}, {"clip_cov_ub": 0.5}, {"gamma": 2}):
         with pytest.raises(ConfigError, match="spear"):
-            make("spear", **options)
+            spear(**options)
 
 
 # --- replay buffer -----------------------------------------------------------------------
@@ -119,7 +138,7 @@ def test_admission_never_stores_non_positive_advantages():
 
 
 def test_after_step_admits_only_positive_rows_in_the_loss():
-    algo = make("spear", bonus_T=0)
+    algo = spear(bonus_T=0)
     batch = rows_batch([1, 0, 1, 0, 1, 1], [0, 0, 1, 1, 2, 2], truncated=[False, False, True, False, False, False])
     batch = algo.with_advantages(batch)
     algo.after_step(batch)
@@ -229,7 +248,7 @@ def test_state_dict_round_trip():
 
 
 def test_spear_replay_step_end_to_end():
-    algo = make("spear", buffer_size=2, bonus_T=0, clip_cov=False)
+    algo = spear(buffer_size=2, bonus_T=0, clip_cov=False)
     algo.begin_step(100)  # self-imitation weight 0.5
     for version in range(2):
         batch = rows_batch([1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], version=version, seed=version)
@@ -255,7 +274,7 @@ def test_spear_replay_step_end_to_end():
 
 
 def test_no_replay_step_while_the_weight_is_zero():
-    algo = make("spear", buffer_size=1, bonus_T=0)
+    algo = spear(buffer_size=1, bonus_T=0)
     algo.begin_step(0)
     batch = rows_batch([1, 0, 1, 0], [0, 0, 1, 1])
     batch = algo.with_advantages(batch)
@@ -288,7 +307,7 @@ def test_clip_cov_picks_by_hand():
 
 
 def test_clip_cov_with_no_eligible_token_equals_ppo():
-    algo = make("spear")
+    algo = spear()
     batch = prepared(algo, make_batch(seed=5))
     assert torch.equal(batch.prepared_as(SPEARPrepared).clip_cov_keep, torch.ones_like(batch.loss_mask))
     counts = counts_of(algo, batch)
@@ -304,7 +323,7 @@ def test_clip_cov_with_no_eligible_token_equals_ppo():
 
 
 def clip_cov_active():
-    algo = make("spear", clip_cov_lb=0.05, clip_cov_ratio=0.1)
+    algo = spear(clip_cov_lb=0.05, clip_cov_ratio=0.1)
     return algo, prepared(algo, make_batch(seed=2))
 
 
@@ -319,7 +338,7 @@ def test_clip_cov_picked_tokens_get_exactly_zero_gradient():
     counts = counts_of(algo, batch)
     inputs = leaf_inputs(batch, 0.3)
     algo.loss(inputs, batch, counts).loss.backward()
-    plain = make("spear", clip_cov=False)
+    plain = spear(clip_cov=False)
     reference = leaf_inputs(batch, 0.3)
     plain.loss(reference, batch, counts).loss.backward()
     assert torch.equal(inputs.logprobs.grad[picked], torch.zeros(expected, dtype=F64))
@@ -348,3 +367,67 @@ def test_micro_batch_invariance_with_clip_cov_active(shift):
         total, grads = total + out.detach(), [*grads, part.logprobs.grad]
     assert torch.allclose(total, full.detach(), atol=1e-12, rtol=1e-9)
     assert torch.allclose(torch.cat(grads), whole.logprobs.grad, atol=1e-12, rtol=1e-9)
+
+
+# --- as the authors run it ------------------------------------------------------------------
+
+
+def test_the_defaults_are_the_references():
+    c = make("spear").config
+    assert (c.clip_cov_ratio, c.clip_cov_lb, c.clip_cov_ub) == (0.0002, 1.0, 5.0)
+    assert (c.replay_clip_cov_ratio, c.replay_clip_cov_lb, c.replay_clip_cov_ub) == (0.02, 2.0, 60.0)
+    assert c.clip_cov_logprobs == "current" and c.entropy_coef == 0.001
+    assert (c.group_filter_ratio, c.mask_repetitive, c.repetition_ngram, c.repetition_count) == (0.75, True, 20, 10)
+
+
+def test_the_group_filter_keeps_the_groups_with_the_most_reward_spread():
+    # population stds by group: 0.5, 0, 0.25, 0.1
+    rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 0.75, 0.25, 0.6, 0.4], dtype=F64)
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    assert top_std_groups(rewards, groups, 0.75).tolist() == [True, True, False, False, True, True, True, True]
+    assert top_std_groups(rewards, groups, 0.5).tolist() == [True, True, False, False, True, True, False, False]
+    assert top_std_groups(rewards, groups, 1.0).all()
+    algo = make("spear", bonus_T=0, drop_zero_variance=False, group_filter_ratio=0.5, mask_repetitive=False)
+    batch = rows_batch(rewards.tolist(), groups.tolist())
+    assert (algo.loss_mask(algo.with_advantages(batch)).sum(-1) > 0).tolist() == [True, True, False, False] * 2
+
+
+def test_rows_that_repeat_an_n_gram_leave_the_loss():
+    ids = torch.tensor([[5, 1, 2, 3, 1, 2, 3, 1, 2, 3, 9], [5, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]])
+    mask = torch.tensor([[0] + [1] * 10, [0] + [1] * 10], dtype=F64)
+    assert repetitive_rows(ids, mask, 3, 3).tolist() == [True, False]  # (1, 2, 3) three times
+    assert repetitive_rows(ids, mask, 3, 4).tolist() == [False, False]
+    prompt_only = mask.clone()
+    prompt_only[0, 1:8] = 0  # the repeats outside the generated tokens do not count
+    assert repetitive_rows(ids, prompt_only, 3, 3).tolist() == [False, False]
+
+
+def test_clip_cov_on_the_current_policy_skips_clipped_tokens_and_zeroes_the_picked():
+    algo = make("spear", clip_cov_lb=0.05, clip_cov_ratio=0.1, entropy_coef=0.0, group_filter_ratio=1.0)
+    batch = prepared(algo, make_batch(seed=2))
+    assert batch.prepared_as(SPEARPrepared).clip_cov_keep is None  # nothing precomputed in prepare
+    inputs = leaf_inputs(batch, 0.3)
+    mask = algo.loss_mask(batch)
+    ratio = (inputs.logprobs.detach() - batch.old_logprobs).exp()
+    c = algo.config
+    flags = clipped_surrogate(ratio, batch.advantages, c.clip_low, c.clip_high)
+    clipped = (flags.clipped_low | flags.clipped_high) & (mask > 0)
+    assert clipped.any()
+    keep = clip_cov_keep_mask(
+        batch.advantages, inputs.logprobs, mask, 0.1, 0.05, 5.0, torch.Generator().manual_seed(1), clipped=clipped
+    )
+    picked = keep == 0
+    assert picked.any() and not (picked & clipped).any()
+    counts = counts_of(algo, batch)
+    out = algo.loss(inputs, batch, counts)  # the algorithm's generator starts at seed + 1 = 1 as well
+    out.loss.backward()
+    assert torch.equal(inputs.logprobs.grad[picked], torch.zeros(int(picked.sum()), dtype=F64))
+    assert float(out.metrics["loss/clip_cov_frac"]) > 0
+
+
+def test_the_replay_step_uses_the_replay_clip_cov_setting():
+    algo = make("spear")
+    batch = algo.with_advantages(rows_batch([1, 0], [0, 0]))
+    assert algo.clip_cov_setting(batch) == (0.0002, 1.0, 5.0)
+    replay = batch.with_fields(prepared=replace(batch.prepared, replay_weight=torch.ones(2, dtype=F64)))
+    assert algo.clip_cov_setting(replay) == (0.02, 2.0, 60.0)
