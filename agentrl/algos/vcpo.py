@@ -35,9 +35,11 @@ Choices and readings (recorded as config flags):
 - Weights are combined in log space (``2 log w_i + log n_i`` minus the set's maximum) so a
   very stale trajectory neither overflows nor zeroes the baseline; if every weight of a set
   is 0 (all ``n_i = 0``) the plain mean is used. A singleton set gets ``A = 0``.
-- ``opob_clipped`` (off by default, as the formula reads) weighs the baseline by
-  ``min(w, C)^2``. With very stale batches the unclipped ``w^2`` spans many orders of
-  magnitude and one trajectory sets its group's baseline; the flag bounds that.
+- ``opob_weight`` says what multiplies ``n_i``: ``w2`` (default, the formula), ``capped``
+  (``min(w, C)^2``: with very stale batches the unclipped ``w^2`` spans many orders of magnitude
+  and one trajectory sets its group's baseline; this bounds it) or ``authors``
+  (``min(w, C)^2 w^2``): the reference code measures each trajectory's gradient norm on the loss,
+  which already holds ``min(w, C)``, and then multiplies by ``w^2``.
 - The ``mismatch`` correction (docs/algorithms.md#mismatch-correction) is redundant with ``w`` (which already divides by
   ``mu``); it is left off by default and, if turned on, multiplies in as for any objective.
 """
@@ -64,6 +66,7 @@ from agentrl.batch import TokenBatch
 from agentrl.config import check_choice, check_range, option
 
 STD_FLOOR = 1e-8
+OPOB_WEIGHTS = ("w2", "capped", "authors")
 
 
 @dataclass
@@ -76,8 +79,10 @@ class VCPOConfig(ObjectiveConfig):
     baseline: str = option("group", "OPOB baseline (and reward std) over each group or the whole batch")
     grad_norm: str = option("length", "||g_i||^2 in OPOB: length (|y_i|, cheap) or exact (one backward per row)")
     std_normalize: bool = option(True, "divide advantages by the population std of the baseline's rewards")
-    opob_clipped: bool = option(
-        False, "weigh the OPOB baseline by min(w, C)^2 instead of the unclipped w^2 (a reading for stale batches)"
+    opob_weight: str = option(
+        "w2",
+        "each row's OPOB weight times n_i: w2 (w^2, the paper's formula), capped (min(w, C)^2) or authors "
+        "(min(w, C)^2 w^2: the reference code's norm is taken of the loss, which already holds min(w, C))",
     )
 
     def __post_init__(self) -> None:
@@ -88,6 +93,7 @@ class VCPOConfig(ObjectiveConfig):
         check_range(owner, "rho_base", self.rho_base, 1e-6, 1.0)
         check_choice(owner, "baseline", self.baseline, ("group", "batch"))
         check_choice(owner, "grad_norm", self.grad_norm, ("length", "exact"))
+        check_choice(owner, "opob_weight", self.opob_weight, OPOB_WEIGHTS)
 
 
 def sequence_log_weights(logprobs: torch.Tensor, behavior_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -173,11 +179,17 @@ class VCPO(Algorithm):
         else:
             sq_norms = batch.lengths
         sets = batch.group_index if c.baseline == "group" else torch.zeros_like(batch.group_index)
-        log_w = self._stale_log_weights(batch)
-        if c.opob_clipped:
-            log_w = log_w.clamp(max=math.log(c.is_cap))
-        a = opob_advantages(batch.rewards, sets, log_w, sq_norms, c.std_normalize)
+        a = opob_advantages(batch.rewards, sets, self._opob_log_weights(batch), sq_norms, c.std_normalize)
         return broadcast(a, batch.loss_mask)
+
+    def _opob_log_weights(self, batch: TokenBatch) -> torch.Tensor:
+        """(B,) ``log v_i`` with ``v_i^2`` the row's OPOB weight before ``n_i`` (``opob_weight``)."""
+        log_w, log_cap = self._stale_log_weights(batch), math.log(self.cfg.is_cap)
+        if self.cfg.opob_weight == "capped":
+            return log_w.clamp(max=log_cap)
+        if self.cfg.opob_weight == "authors":
+            return log_w + log_w.clamp(max=log_cap)  # v^2 = w^2 min(w, C)^2
+        return log_w
 
     def lr_scale(self, batch: TokenBatch) -> tuple[float, dict[str, float]]:
         c = self.cfg

@@ -152,14 +152,17 @@ def test_baseline_weights_use_pi_old_over_mu_squared():
     assert torch.allclose(make("vcpo", std_normalize=False).advantages(batch)[:, 0], torch.tensor([0.5, -0.5], dtype=D))
 
 
-def test_clipped_opob_caps_the_weights_in_the_baseline():
+def test_the_opob_weights_by_hand():
     """w = [1, 16], cap 8, equal lengths, R = [1, 0]: unclipped b = (1 * 1 + 256 * 0) / (1 + 256) = 1/257;
-    clipped b = (1 * 1 + 64 * 0) / (1 + 64) = 1/65."""
+    capped b = (1 * 1 + 64 * 0) / (1 + 64) = 1/65."""
     batch = with_log_weights(tiny_batch([[1, 1], [1, 1]], [1.0, 0.0], [0, 0]), [0.0, math.log(16.0)])
     plain = make("vcpo", std_normalize=False).advantages(batch)[:, 0]
     assert torch.allclose(plain, torch.tensor([1 - 1 / 257, -1 / 257], dtype=D))
-    clipped = make("vcpo", std_normalize=False, opob_clipped=True).advantages(batch)[:, 0]
+    clipped = make("vcpo", std_normalize=False, opob_weight="capped").advantages(batch)[:, 0]
     assert torch.allclose(clipped, torch.tensor([1 - 1 / 65, -1 / 65], dtype=D))
+    # authors: min(w, C)^2 w^2 = [1, 64 * 256]: b = 1 / (1 + 16384)
+    authors = make("vcpo", std_normalize=False, opob_weight="authors").advantages(batch)[:, 0]
+    assert torch.allclose(authors, torch.tensor([1 - 1 / 16385, -1 / 16385], dtype=D))
 
 
 def test_batch_baseline_and_degenerate_groups():
