@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--tool-delay", type=float, default=1.0, help="seconds each calculator turn waits")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any train option")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_async"))
+    parser.set_defaults(env="math_tool")  # the environment whose calculator --tool-delay slows (run_one reads it)
     args = parser.parse_args()
     args.set = [f"env_args.tool_delay_s={args.tool_delay}", *args.set]
     chosen = variants([int(k) for k in args.staleness.split(",")])
