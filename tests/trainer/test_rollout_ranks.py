@@ -61,7 +61,9 @@ def test_two_worker_ranks_roll_out_for_one_learner(tmp_path):
     rows = metrics(run)
     assert [r["step"] for r in rows] == list(range(7))
     trained = rows[1:]
-    assert all(r["async/staleness_max"] <= 1 for r in trained)  # the bound holds across workers
+    # the bound holds across workers: groups may arrive out of batch order (one worker ahead of the
+    # other), and a row older than K when its step comes is dropped, never trained on
+    assert all(r["async/staleness/over"] == r["async/dropped_stale"] for r in trained)
     assert sum(r["async/syncs"] for r in trained) > 0  # the workers loaded broadcast weights
     assert all(r["time/publish_s"] > 0 for r in trained)  # the broadcast's time is logged
 

@@ -71,7 +71,10 @@ def test_a_dead_retriever_stops_the_run_and_resume_continues(tmp_path):
     steps = _steps(run)
     assert sorted(s for s in steps if s) == list(range(1, 9)), steps  # each step once, none twice
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert all(r["rollout/tool_unavailable_rate"] == 0.0 for r in rows if "rollout/tool_unavailable_rate" in r)
+    # the resumed steps found the retriever up (a step before the stop may have lost a few calls
+    # to the kill and still trained, below max_tool_unavailable_rate)
+    resumed_rows = [r for r in rows if r["step"] > stopped and "rollout/tool_unavailable_rate" in r]
+    assert resumed_rows and all(r["rollout/tool_unavailable_rate"] == 0.0 for r in resumed_rows)
 
 
 def test_an_unreachable_retriever_is_one_line_before_any_training(tmp_path, capsys):
