@@ -28,6 +28,7 @@ the checkpoint ``agentrl train --resume`` continues from. Never branches on an a
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -47,7 +48,7 @@ from agentrl.rollout.worker import ProcessStream, WorkerSpec
 from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.setup import Models, resolve_model
 from agentrl.trainer.staleness import bound_staleness
-from agentrl.trainer.sync import TaskDraw, check_sampled
+from agentrl.trainer.sync import TaskDraw, check_sampled, env_tasks
 from agentrl.types import Task, Trajectory
 
 Stream = RolloutStream | ProcessStream | RankStream  # what a StreamSource takes groups from
@@ -109,9 +110,7 @@ def worker_spec(config: TrainConfig, draw: Callable[[int], list[Task]]) -> Worke
 
 def serve_rollout_rank(config: TrainConfig, index: int) -> None:
     """A rollout worker rank (``asynchronous.workers``): worker ``index`` of them, until rank 0 stops."""
-    probe = load_env(config.env)(**config.env_args)
-    tasks = probe.tasks("train")
-    probe.close()
+    tasks, _ = env_tasks(functools.partial(load_env(config.env), **config.env_args))
     draw = TaskDraw(tasks, config.seed, config.tasks_per_step)
     a = config.asynchronous
     group = weights_group(config.learner.dist_timeout_min)

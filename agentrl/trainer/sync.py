@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,15 @@ def check_sampled(trajectories: Sequence[Trajectory], step: int) -> None:
     )
 
 
+def env_tasks(env_factory: Callable[[], Any]) -> tuple[Sequence[Task], Sequence[Task]]:
+    """The environment's train and test tasks, read from one instance that is closed after."""
+    probe = env_factory()
+    try:
+        return probe.tasks("train"), probe.tasks("test")
+    finally:
+        probe.close()
+
+
 @dataclass(frozen=True)
 class TaskDraw:
     """The train tasks of each step: ``per_step`` drawn with replacement, seeded by
@@ -96,9 +105,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, *, models: Models | None = None):
         self.config, self.run_dir = config, run_dir
         self.env_factory = functools.partial(load_env(config.env), **config.env_args)
-        probe = self.env_factory()
-        self.train_tasks, self.test_tasks = probe.tasks("train"), probe.tasks("test")
-        probe.close()
+        self.train_tasks, self.test_tasks = env_tasks(self.env_factory)
         self.draw = TaskDraw(self.train_tasks, config.seed, config.tasks_per_step)
         algorithm = make_algorithm(config.algo, **config.algo_args)
         self.models = models or load_models(config, algorithm)
