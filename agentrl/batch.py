@@ -45,10 +45,20 @@ PER_TOKEN: tuple[str, ...] = (
 )
 """Fields shaped (B, T)."""
 
-PER_ROW: tuple[str, ...] = ("rewards", "group_index", "truncated", "num_tool_calls", "sample_weight", "grad_sq_norm")
+PER_ROW: tuple[str, ...] = (
+    "rewards",
+    "group_index",
+    "truncated",
+    "num_tool_calls",
+    "num_tool_turns",
+    "sample_weight",
+    "grad_sq_norm",
+)
 """Fields shaped (B,)."""
 
-OptionalField = Literal["advantages", "old_logprobs", "ref_logprobs", "old_values", "sample_weight", "grad_sq_norm"]
+OptionalField = Literal[
+    "advantages", "old_logprobs", "ref_logprobs", "old_values", "sample_weight", "grad_sq_norm", "num_tool_turns"
+]
 SET_BY: dict[str, str] = {
     "advantages": "the algorithm's with_advantages",
     "old_logprobs": "the learner",
@@ -56,6 +66,7 @@ SET_BY: dict[str, str] = {
     "old_values": "the learner, when the algorithm needs a value head,",
     "sample_weight": "the staleness bound",
     "grad_sq_norm": "the learner, when the algorithm needs score norms,",
+    "num_tool_turns": "TokenBatch.from_trajectories",
 }
 """Who sets each optional tensor field, for ``TokenBatch.require``'s error."""
 
@@ -94,6 +105,7 @@ class TokenBatch:
     group_index: torch.Tensor  # (B,) long, rows with equal index share a prompt group
     truncated: torch.Tensor  # (B,) bool
     num_tool_calls: torch.Tensor  # (B,) float
+    num_tool_turns: torch.Tensor | None = None  # (B,) float, assistant turns that made at least one tool call
     temperature: float = 1.0
     advantages: torch.Tensor | None = None  # (B, T), set by the algorithm's estimator
     old_logprobs: torch.Tensor | None = None  # (B, T), pi_old, set by the learner
@@ -149,6 +161,7 @@ class TokenBatch:
             group_index=torch.tensor([groups.setdefault(t.group_id, len(groups)) for t in kept]),
             truncated=torch.tensor([t.truncated for t in kept]),
             num_tool_calls=torch.tensor([float(t.tool_calls) for t in kept]),
+            num_tool_turns=torch.tensor([float(t.tool_turns) for t in kept]),
             temperature=kept[0].temperature,
             dropped=dropped,
         )

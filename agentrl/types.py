@@ -67,6 +67,7 @@ class Trajectory:
     num_samples: int = 1
     stop_reason: str = ""
     tool_calls: int = 0
+    tool_turns: int = 0  # assistant turns that made at least one tool call
     tool_errors: int = 0
     tool_unavailable: int = 0  # turns whose tool could not be reached (a retriever down)
     parse_errors: int = 0

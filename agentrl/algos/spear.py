@@ -8,6 +8,8 @@ the Clip-Cov keep-mask (computed in ``prepare``), the replay hooks (``after_step
 
 On-policy part ("Dr.BoT"): rewards are augmented by the tool-call bonus
 ``min(1, 0.1 n) (1 + cos(pi t / T)) / 2`` at step ``t = self.step`` (set by ``begin_step``),
+``n`` the row's assistant turns that called a tool (``bonus_counts="turns"``, the reference's
+tool-use recipe) or its calls (``"calls"``),
 ``A = R' - mean_group(R')`` without std normalisation (singleton: 0), PPO clip-higher
 0.2 / 0.28, no KL, seq-mean-token-sum-norm. ``loss_mask`` zeroes the rows of groups with zero
 reward variance and truncated rows; the row mask is computed with the advantages on the whole
@@ -94,7 +96,12 @@ class SPEARConfig(ClipConfig):
     mask_truncated: bool = option(True, "drop truncated / over-long rows from the loss")
     drop_zero_variance: bool = option(True, "drop groups whose rewards are all equal from the loss")
     zero_variance_on: str = option("augmented", "reward the zero-variance test reads: augmented (task + bonus) or task")
-    bonus_per_call: float = option(0.1, "tool-call bonus per call (0 = no bonus)")
+    bonus_per_call: float = option(0.1, "tool-call bonus per counted call (0 = no bonus)")
+    bonus_counts: str = option(
+        "turns",
+        "what the tool-call bonus counts: turns (assistant turns that made a call: the reference's tool-use "
+        "recipe) or calls (every call, parallel ones each)",
+    )
     bonus_cap: float = option(1.0, "cap of the tool-call bonus before the schedule")
     bonus_T: int = option(200, "steps over which the tool-call bonus fades out (cosine); 0 = no bonus")
     replay_coef: float = option(1.0, "self-imitation weight reached at replay_T (0 = no replay)")
@@ -128,6 +135,7 @@ class SPEARConfig(ClipConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("spear", "zero_variance_on", self.zero_variance_on, ("augmented", "task"))
+        check_choice("spear", "bonus_counts", self.bonus_counts, ("turns", "calls"))
         check_range("spear", "bonus_per_call", self.bonus_per_call, 0)
         check_range("spear", "bonus_cap", self.bonus_cap, 0)
         check_range("spear", "bonus_T", self.bonus_T, 0)
@@ -168,7 +176,8 @@ class SPEAR(Algorithm):
     def augmented_rewards(self, batch: TokenBatch) -> torch.Tensor:
         """(B,) task reward plus the tool-call bonus at ``self.step``."""
         c = self.cfg
-        bonus = tool_call_bonus(batch.num_tool_calls, self.step, c.bonus_T, c.bonus_per_call, c.bonus_cap)
+        counted = batch.require("num_tool_turns") if c.bonus_counts == "turns" else batch.num_tool_calls
+        bonus = tool_call_bonus(counted, self.step, c.bonus_T, c.bonus_per_call, c.bonus_cap)
         rewards: torch.Tensor = batch.rewards + bonus
         return rewards
 

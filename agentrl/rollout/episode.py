@@ -80,7 +80,14 @@ class Episode:
         self.turns = 0
         self.reward = 0.0
         self.components: dict[str, float] = {}
-        self.stats = {"tool_calls": 0, "tool_errors": 0, "tool_unavailable": 0, "parse_errors": 0, "call_attempts": 0}
+        self.stats = {
+            "tool_calls": 0,
+            "tool_turns": 0,
+            "tool_errors": 0,
+            "tool_unavailable": 0,
+            "parse_errors": 0,
+            "call_attempts": 0,
+        }
         self.errors_by_kind: dict[str, int] = {}  # failed call attempts by parse error or tool status
         self.tool_seconds = 0.0
         self.done = False
@@ -165,6 +172,7 @@ class Episode:
         calls = len(info.get("tool_calls") or [])
         parse_error = info.get("parse_error")
         self.stats["tool_calls"] += calls
+        self.stats["tool_turns"] += calls > 0
         self.stats["parse_errors"] += parse_error is not None
         attempted = calls > 0 or parse_error in CALL_ERRORS
         self.stats["call_attempts"] += attempted
@@ -210,6 +218,7 @@ class Episode:
             "num_samples": len(self.samples),
             "stop_reason": self.stop_reason,
             "tool_calls": self.stats["tool_calls"],
+            "tool_turns": self.stats["tool_turns"],
             "tool_errors": self.stats["tool_errors"],
             "tool_unavailable": self.stats["tool_unavailable"],
             "parse_errors": self.stats["parse_errors"],

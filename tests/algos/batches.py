@@ -36,7 +36,8 @@ def make_batch(seed: int = 0, rows: int = 8, group: int = 2, length: int = 14, d
         rewards=torch.rand(rows, generator=g, dtype=dtype).round(decimals=1),
         group_index=torch.arange(rows) // group,
         truncated=torch.zeros(rows, dtype=torch.bool),
-        num_tool_calls=torch.randint(0, 4, (rows,), generator=g).to(dtype),
+        num_tool_calls=(calls := torch.randint(0, 4, (rows,), generator=g).to(dtype)),
+        num_tool_turns=calls.clamp(max=1),  # one turn, parallel calls
     ).with_fields(
         old_logprobs=behavior.clone(),
         ref_logprobs=behavior.clone(),

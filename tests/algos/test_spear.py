@@ -43,13 +43,15 @@ def spear(**options):
     return make("spear", **(BEFORE | options))
 
 
-def rows_batch(rewards, groups, tool_calls=None, truncated=None, version=0, seed=0) -> TokenBatch:
-    """make_batch's token layout with the given per-row fields."""
+def rows_batch(rewards, groups, tool_calls=None, truncated=None, version=0, seed=0, tool_turns=None) -> TokenBatch:
+    """make_batch's token layout with the given per-row fields (tool turns = tool calls unless given)."""
     n = len(rewards)
     batch = make_batch(seed=seed, rows=n, group=1)
     batch = batch.with_fields(rewards=torch.tensor(rewards, dtype=F64))
     batch = batch.with_fields(group_index=torch.tensor(groups))
-    batch = batch.with_fields(num_tool_calls=torch.tensor(tool_calls if tool_calls is not None else [0] * n, dtype=F64))
+    calls = tool_calls if tool_calls is not None else [0] * n
+    batch = batch.with_fields(num_tool_calls=torch.tensor(calls, dtype=F64))
+    batch = batch.with_fields(num_tool_turns=torch.tensor(tool_turns if tool_turns is not None else calls, dtype=F64))
     batch = batch.with_fields(truncated=torch.tensor(truncated if truncated is not None else [False] * n))
     batch = batch.with_fields(policy_version=torch.where(batch.loss_mask > 0, version, -1))
     return batch
@@ -94,6 +96,22 @@ def test_advantages_by_hand_with_the_bonus():
         assert torch.equal(advantages * (1 - batch.loss_mask), torch.zeros_like(advantages))
     # at t = 200 the bonus is gone and group 1 (task rewards 0, 0) has zero variance
     assert algo.loss_mask(algo.with_advantages(batch)).sum(-1).tolist() == [*batch.lengths[:2].tolist(), 0.0, 0.0]
+
+
+def test_the_bonus_counts_turns_that_call_a_tool_or_every_call():
+    """Calls [2, 0 | 3, 1] made in turns [1, 0 | 1, 1] (parallel calls in rows 0 and 2). Counting
+    turns (the default): R' = [1.1, 0 | 0.1, 0.1] -> A = [0.55, -0.55 | 0, 0]; counting calls:
+    R' = [1.2, 0 | 0.3, 0.1] -> A = [0.6, -0.6 | 0.1, -0.1]."""
+    batch = rows_batch([1, 0, 0, 0], [0, 0, 1, 1], tool_calls=[2, 0, 3, 1], tool_turns=[1, 0, 1, 1])
+    for counts, values in (("turns", [0.55, -0.55, 0.0, 0.0]), ("calls", [0.6, -0.6, 0.1, -0.1])):
+        algo = spear(bonus_counts=counts)
+        algo.begin_step(0)
+        got = torch.tensor(row_values(batch, algo.advantages(batch)), dtype=F64)
+        assert torch.allclose(got, torch.tensor(values, dtype=F64))
+    with pytest.raises(ValueError, match=r"no num_tool_turns: TokenBatch\.from_trajectories sets it"):
+        spear().advantages(batch.with_fields(num_tool_turns=None))
+    with pytest.raises(ConfigError, match="bonus_counts"):
+        spear(bonus_counts="steps")
 
 
 def test_zero_variance_groups_singletons_and_truncated_rows_leave_the_loss():

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from agentrl.batch import TokenBatch
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.loading import load_tokenizer
 from agentrl.envs import Env, EnvSpec, make, new_info
@@ -79,7 +80,20 @@ def test_empty_output_is_an_observation(tokenizer):
 
 def test_turn_budget_from_env(tokenizer):
     trajectories, _ = run(tokenizer, lambda _: "<calculator>2*3</calculator>", max_turns=3)
-    assert all(t.num_turns == 3 and t.truncated and t.tool_calls == 3 for t in trajectories)
+    assert all(t.num_turns == 3 and t.truncated and t.tool_calls == 3 and t.tool_turns == 3 for t in trajectories)
+
+
+def test_parallel_calls_count_once_per_turn_in_tool_turns(tokenizer):
+    """Two turns, the first with two calls, the second with none (an empty reply)."""
+
+    def respond(prompt: str) -> str:
+        first = "<|im_start|>tool\n" not in prompt
+        return "<calculator>2*3</calculator><calculator>4+1</calculator>" if first else ""
+
+    trajectories, _ = run(tokenizer, respond, max_turns=2)
+    assert [(t.tool_calls, t.tool_turns) for t in trajectories] == [(2, 1)] * len(TASKS)
+    batch = TokenBatch.from_trajectories(trajectories)
+    assert batch.num_tool_calls.tolist() == [2.0] * len(TASKS) and batch.num_tool_turns.tolist() == [1.0] * len(TASKS)
 
 
 class Flaky(Env):
