@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,13 @@ def kl_to_initial(trainer: Trainer, initial: torch.nn.Module, tasks: int = 64) -
 
 def run_one(label: str, overrides: dict[str, Any], seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Train one recipe (``configs/<env>_<algo>.yaml`` plus ``overrides`` plus ``--set``) and
-    measure it. ``args`` brings ``env``, ``minutes``, ``max_steps``, ``eval_every`` and ``set``."""
+    measure it. ``args`` brings ``env``, ``minutes``, ``max_steps``, ``eval_every`` and ``set``.
+
+    The result is kept in ``OUT/<label>-seed<seed>/result.json``; a run whose result is there
+    is read back instead of trained again (so an interrupted benchmark, or several launched
+    side by side on disjoint runs, resumes and then tabulates everything), and a run folder
+    without one (a run that was interrupted) is trained afresh. A kept result of other settings
+    is an error, not a silent reuse."""
     path = CONFIGS / f"{args.env}_{overrides['algo']}.yaml"
     merged: dict[str, Any] = {"seed": seed, "time_limit_min": args.minutes, "eval_every": args.eval_every}
     merged["env"] = args.env
@@ -68,17 +75,26 @@ def run_one(label: str, overrides: dict[str, Any], seed: int, args: argparse.Nam
     if args.max_steps is not None:
         merged["steps"] = args.max_steps
     merged |= parse_env_args(args.set)
-    config = train_config.load(path if path.is_file() else None, merged)
     run_dir = out / f"{label}-seed{seed}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    saved = run_dir / "result.json"
+    if saved.is_file():
+        kept = dict(json.loads(saved.read_text()))
+        if kept.get("settings") != json.loads(json.dumps(merged)):
+            raise SystemExit(f"{run_dir} holds a run of other settings than these; pass another --out or remove it")
+        return kept
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    config = train_config.load(path if path.is_file() else None, merged)
+    run_dir.mkdir(parents=True)
     trainer = make_trainer(config, run_dir)
     summary = trainer.run(progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     entropy = [r["policy/entropy"] for r in rows if "policy/entropy" in r]
     curve = [(r.get("time/elapsed_s", 0.0), r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
     initial = load_model(resolve_model(config.model))
-    return {
+    result = {
         "label": label,
+        "settings": merged,
         "algo": config.algo,
         "seed": seed,
         "initial": summary["accuracy_before"],
@@ -90,6 +106,8 @@ def run_one(label: str, overrides: dict[str, Any], seed: int, args: argparse.Nam
         "curve": curve,
         "rows": rows,
     }
+    saved.write_text(json.dumps(result) + "\n")
+    return result
 
 
 def first_reaching(curve: list[tuple[float, float]], accuracy: float) -> float | None:

@@ -10,6 +10,14 @@ Asynchrony pays where rollouts wait on tools, so each calculator turn waits ``--
 seconds (``math_tool``'s ``tool_delay_s``, 1 s by default, the order of a remote search or
 sandbox call); ``--tool-delay 0`` measures the instant calculator.
 
+``--diagnose`` adds what tells VCPO's behaviour at each K apart: ``vcpo`` with one setting
+changed (``DIAGNOSIS``: a lower learning rate, the linear ESS rule, twice the batch, a lower
+weight cap, weight decay, the authors' OPOB weighting) and ``grpo`` with sequence-level
+truncated IS at VCPO's cap (``mismatch=sequence``, cap 8), and a second table of what each run
+logged per step: the pre-clip gradient norm (mean and max), VCPO's learning-rate factor, the
+share of rows (VCPO) or loss tokens (GRPO) whose weight ``pi_old / mu`` passed the cap, and the
+ESS fraction; with the accuracy drop from a run's best evaluation to its last.
+
 Reports per run the wall time at which held-out accuracy first reached ``--target``
 (evaluations included), the final accuracy, and what asynchrony did: mean staleness, rows
 dropped as too stale, the mean ESS fraction of ``pi_old / mu``, and the idle time of the
@@ -19,6 +27,7 @@ synchronous ``grpo``, and the mean final accuracy. Writes ``OUT/results.md``,
 
     python scripts/bench_async.py                                   # 8 variants x 3 seeds
     python scripts/bench_async.py --staleness 1 --seeds 0 --max-steps 20 --tool-delay 0
+    python scripts/bench_async.py --staleness 16 --diagnose --max-steps 60 --tool-delay 0
 """
 
 from __future__ import annotations
@@ -31,13 +40,28 @@ from typing import Any
 
 from bench_algos import first_reaching, plot, run_one, without_rows
 
+# One VCPO setting changed at a time, each a candidate cause of instability under staleness.
+DIAGNOSIS: dict[str, dict[str, Any]] = {
+    "lr5e-5": {"learner.lr": 5e-5},  # the recipe's lr is 2e-4
+    "linear": {"algo_args.lr_rule": "linear"},  # lr x rho instead of x sqrt(rho)
+    "batch32": {"tasks_per_step": 32},  # 256 rows a step instead of 128
+    "cap2": {"algo_args.is_cap": 2.0},  # C = 2 instead of 8
+    "wd0.1": {"learner.weight_decay": 0.1},  # the authors' weight decay
+    "authors": {"algo_args.opob_weight": "authors"},  # min(w, C)^2 w^2 n_i
+}
 
-def variants(staleness: list[int]) -> dict[str, dict[str, Any]]:
+
+def variants(staleness: list[int], diagnose: bool = False) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"sync-grpo": {"algo": "grpo"}, "sync-vcpo": {"algo": "vcpo"}}
     for k in staleness:
         on = {"asynchronous.enabled": True, "asynchronous.max_staleness": k}
         out[f"async-vcpo-K{k}"] = {"algo": "vcpo", **on}
         out[f"async-grpo-tis-K{k}"] = {"algo": "grpo", "algo_args.mismatch": "token", **on}
+        if diagnose:
+            seq = {"algo_args.mismatch": "sequence", "algo_args.mismatch_cap": 8.0}
+            out[f"async-grpo-seqtis-K{k}"] = {"algo": "grpo", **seq, **on}
+            for name, change in DIAGNOSIS.items():
+                out[f"async-vcpo-K{k}-{name}"] = {"algo": "vcpo", **on, **change}
     return out
 
 
@@ -48,7 +72,19 @@ def summarize_run(result: dict[str, Any], target: float) -> dict[str, Any]:
         values = [r[key] for r in steps if key in r]
         return statistics.mean(values) if values else float("nan")
 
+    def peak(key: str) -> float:
+        values = [r[key] for r in steps if key in r]
+        return max(values) if values else float("nan")
+
+    capped = "is/clipped_frac" if any("is/clipped_frac" in r for r in steps) else "mismatch/capped_frac"
+    accuracies = [acc for _, acc in result["curve"]]
     return {
+        "grad_norm_mean": mean("grad/norm"),
+        "grad_norm_max": peak("grad/norm"),
+        "lr_factor": mean("vcpo/lr_factor"),
+        "capped_frac": mean(capped),
+        "staleness_max": peak("async/staleness_max") if "async/staleness_max" in steps[0] else 0.0,
+        "drop_from_best": max(accuracies) - accuracies[-1],
         "target_min": first_reaching(result["curve"], target),
         "staleness": mean("async/staleness_mean") if "async/staleness_mean" in steps[0] else 0.0,
         "dropped": sum(r.get("async/dropped_stale", 0.0) for r in steps),
@@ -72,6 +108,29 @@ def table(results: list[dict[str, Any]], target: float) -> str:
             f"| {r['learner_idle_min']:.2f} | {r['rollout_idle_min']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def diagnosis_table(results: list[dict[str, Any]]) -> str:
+    """Per variant, the mean over its seeds of what each run logged per step."""
+    lines = [
+        "| variant | seeds | final acc (min-max) | drop from best | mean / max staleness | grad norm mean | "
+        "grad norm max | lr factor | share w > C | ESS frac |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label in dict.fromkeys(r["label"] for r in results):
+        runs = [r for r in results if r["label"] == label]
+
+        def avg(key: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.mean(r[key] for r in runs)
+
+        finals = [r["final"] for r in runs]
+        lines.append(
+            f"| {label} | {len(runs)} | {avg('final'):.3f} ({min(finals):.3f}-{max(finals):.3f}) "
+            f"| {avg('drop_from_best'):.3f} | {avg('staleness'):.1f} / {max(r['staleness_max'] for r in runs):.0f} "
+            f"| {avg('grad_norm_mean'):.3f} | {max(r['grad_norm_max'] for r in runs):.2f} | {avg('lr_factor'):.2f} "
+            f"| {avg('capped_frac'):.3f} | {avg('ess_frac'):.3f} |"
+        )
+    return "\n".join(lines).replace("| nan |", "| n/a |")
 
 
 def summary_table(results: list[dict[str, Any]], target: float) -> str:
@@ -102,6 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--staleness", default="1,4,16", help="the K of the asynchronous variants")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the variant names")
+    parser.add_argument("--diagnose", action="store_true", help="add the VCPO diagnosis variants at each K")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--target", type=float, default=0.8, help="held-out accuracy to time")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap of each run")
@@ -113,7 +173,7 @@ def main() -> None:
     parser.set_defaults(env="math_tool")  # the environment whose calculator --tool-delay slows (run_one reads it)
     args = parser.parse_args()
     args.set = [f"env_args.tool_delay_s={args.tool_delay}", *args.set]
-    chosen = variants([int(k) for k in args.staleness.split(",")])
+    chosen = variants([int(k) for k in args.staleness.split(",")], args.diagnose)
     if args.variants:
         chosen = {name: chosen[name] for name in args.variants.split(",")}
     results = []
@@ -125,6 +185,8 @@ def main() -> None:
             print(table(results[-1:], args.target).splitlines()[2], flush=True)
     setting = f"math_tool, tool delay {args.tool_delay:g} s per calculator turn, seeds {args.seeds}"
     text = setting + "\n\n" + table(results, args.target) + "\n\n" + summary_table(results, args.target)
+    if args.diagnose:
+        text += "\n\n" + diagnosis_table(results)
     (args.out / "results.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps([without_rows(r) for r in results], indent=2) + "\n")
     plot(results, args.out / "curves.png")

@@ -229,6 +229,7 @@ def mismatch_weights(
         "mismatch/ratio_mean": token_mean(w, mask, counts),
         "mismatch/ratio/max": masked_max(w, mask),
         "mismatch/frac_outside_0.9_1.1": token_mean(outside, mask, counts),
+        "mismatch/capped_frac": token_mean((w > config.mismatch_cap).to(w.dtype), mask, counts),
     }
     return weights * mask, metrics
 

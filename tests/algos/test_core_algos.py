@@ -160,6 +160,7 @@ def test_mismatch_correction_numbers():
     assert out.loss.item() == pytest.approx(want)
     assert out.metrics["mismatch/ratio/max"].item() == pytest.approx(3.0)
     assert out.metrics["mismatch/frac_outside_0.9_1.1"].item() == pytest.approx(0.5)
+    assert out.metrics["mismatch/capped_frac"].item() == pytest.approx(0.5)  # the row at ratio 3 > cap 2
     masked = make("reinforce", mismatch="token", mismatch_mask=True, mismatch_low=0.5, mismatch_high=2.0)
     out = masked.loss(LossInputs(logprobs), batch, GlobalCounts.of(batch.loss_mask))
     assert out.loss.item() == pytest.approx(-0.5 * -0.5 / 2)  # the row at ratio 3 is masked out

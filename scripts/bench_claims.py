@@ -1,0 +1,397 @@
+"""The papers' claims, reproduced at small scale: one table, one row per claim.
+
+Each claim names its paper, says in one sentence what the paper claims, runs the small-scale
+setup that tests it on the default model over ``--seeds``, and reports agentrl's number
+against the baseline the paper compares with, and a verdict by the rule written beside the
+claim (``verdict_*``): holds, holds in part, or does not hold at this scale. Writes
+``OUT/claims.md`` (the table, then each claim's per-run details), ``OUT/claims.json`` and one
+PNG of curves per claim (``OUT/<claim>.png``).
+
+- ``vcpo``: VCPO at K = 16 against GRPO with sequence- and token-level truncated IS, and
+  synchronous VCPO (the runs of ``scripts/bench_async.py --staleness 16 --diagnose
+  --max-steps 60 --eval-every 10 --tool-delay 0 --out OUT/vcpo_k16``, which adds the diagnosis
+  variants to the same folder);
+- ``opo``: the policy gradient's relative variance of OPO, GRPO and the plain group-mean
+  baseline on the same batches (``scripts/grad_variance.py``);
+- ``st_ppo``: ST-PPO against token-level PPO clipping (GRPO's surrogate, the same group
+  advantages) with eight optimizer steps per rollout batch (four minibatches, two epochs), so
+  seven of them are off-policy;
+- ``spear``: SPEAR against GRPO on ``tool_use`` (calls per episode, accuracy, entropy).
+
+Every training run is kept (``bench_algos.run_one``): an interrupted benchmark resumes, and
+copies launched side by side with disjoint ``--claims`` or ``--seeds`` share one ``--out``;
+the last to finish, or a rerun, tabulates everything.
+
+    python scripts/bench_claims.py                        # every claim, seeds 0,1,2
+    python scripts/bench_claims.py --claims opo,st_ppo --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bench_async
+import grad_variance
+from bench_algos import run_one
+
+
+@dataclass
+class Outcome:
+    measured: str  # agentrl's number
+    baseline: str  # the baseline's number
+    verdict: str
+    details: str  # markdown: the runs behind the numbers
+
+
+@dataclass
+class Claim:
+    paper: str
+    claim: str
+    setup: str
+    measure: Callable[[argparse.Namespace], Outcome]
+    verdict: Callable[..., str]  # the rule, in its docstring
+
+
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    sd = f" +- {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.{digits}f}{sd}"
+
+
+def step_values(result: dict[str, Any], key: str) -> list[float]:
+    return [r[key] for r in result["rows"] if r.get("step", 0) > 0 and key in r]
+
+
+def spikes(result: dict[str, Any], factor: float = 3.0) -> int:
+    """Steps whose pre-clip gradient norm exceeds ``factor`` times the run's median."""
+    norms = step_values(result, "grad/norm")
+    median = statistics.median(norms)
+    return sum(n > factor * median for n in norms)
+
+
+def runs(
+    args: argparse.Namespace,
+    folder: str,
+    chosen: dict[str, dict[str, Any]],
+    env: str,
+    steps: int,
+    eval_every: int,
+    sets: list[str],
+    minutes: float | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each of ``chosen``'s variants over ``--seeds``, kept in ``OUT/<folder>``."""
+    ns = argparse.Namespace(env=env, minutes=minutes or args.minutes, max_steps=steps, eval_every=eval_every, set=sets)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    return {label: [run_one(label, o, s, ns, args.out / folder) for s in seeds] for label, o in chosen.items()}
+
+
+def plot(path: Path, results: dict[str, list[dict[str, Any]]], panels: list[tuple[str, str]]) -> None:
+    """One panel per ``(metric, title)`` against the step; ``eval/accuracy`` reads the evaluations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels, strict=True):
+        for i, (label, per_seed) in enumerate(results.items()):
+            for j, result in enumerate(per_seed):
+                points = [(r["step"], r[key]) for r in result["rows"] if key in r]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, color=f"C{i}", alpha=0.7, lw=1.2, label=label if j == 0 else None)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---- VCPO ---------------------------------------------------------------------------------
+K = 16
+VCPO_STEPS, VCPO_EVAL_EVERY, VCPO_TOOL_DELAY = 60, 10, 0.0
+
+
+def vcpo_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """The runs ``bench_async.py --staleness 16 --diagnose`` makes for these four variants."""
+    every = bench_async.variants([K], diagnose=True)
+    chosen = {v: every[v] for v in ("sync-vcpo", f"async-vcpo-K{K}", f"async-grpo-seqtis-K{K}", f"async-grpo-tis-K{K}")}
+    sets = [f"env_args.tool_delay_s={VCPO_TOOL_DELAY}"]
+    out = runs(args, f"vcpo_k{K}", chosen, "math_tool", VCPO_STEPS, VCPO_EVAL_EVERY, sets)
+    return {label: [r | bench_async.summarize_run(r, 0.8) for r in per_seed] for label, per_seed in out.items()}
+
+
+def verdict_vcpo(finals: dict[str, list[float]], norm_max: dict[str, float]) -> str:
+    """Holds when asynchronous VCPO's mean final accuracy is within 0.05 of synchronous VCPO's
+    and sequence-level TIS is worse: a mean final accuracy 0.05 lower, or a gradient-norm peak
+    three times VCPO's."""
+    vcpo, sync, seq = (statistics.mean(finals[k]) for k in (f"async-vcpo-K{K}", "sync-vcpo", f"async-grpo-seqtis-K{K}"))
+    matches = vcpo >= sync - 0.05
+    seq_worse = seq <= vcpo - 0.05 or norm_max[f"async-grpo-seqtis-K{K}"] >= 3 * norm_max[f"async-vcpo-K{K}"]
+    if matches and seq_worse:
+        return "holds"
+    if matches:
+        return "holds in part: VCPO matches synchronous accuracy, but sequence-level TIS is as stable at this scale"
+    return "does not hold at this scale: VCPO falls more than 0.05 below synchronous accuracy"
+
+
+def measure_vcpo(args: argparse.Namespace) -> Outcome:
+    results = vcpo_runs(args)
+    finals = {label: [r["final"] for r in rs] for label, rs in results.items()}
+    norm_max = {label: max(r["grad_norm_max"] for r in rs) for label, rs in results.items()}
+    plot(
+        args.out / "vcpo.png",
+        results,
+        [
+            ("eval/accuracy", "held-out accuracy"),
+            ("grad/norm", "pre-clip gradient norm"),
+            ("async/staleness_mean", "mean staleness"),
+        ],
+    )
+
+    def line(label: str) -> str:
+        return f"{label}: final {mean_sd(finals[label])}, grad norm max {norm_max[label]:.2f}"
+
+    return Outcome(
+        measured=f"{line(f'async-vcpo-K{K}')}; {line('sync-vcpo')}",
+        baseline=f"{line(f'async-grpo-seqtis-K{K}')}; {line(f'async-grpo-tis-K{K}')}",
+        verdict=verdict_vcpo(finals, norm_max),
+        details=bench_async.diagnosis_table([r for rs in results.values() for r in rs]),
+    )
+
+
+# ---- OPO ----------------------------------------------------------------------------------
+def verdict_opo(relative: dict[str, list[float]]) -> str:
+    """Holds when OPO's relative variance is below GRPO's for every seed."""
+    pairs = list(zip(relative["opo"], relative["grpo"], strict=True))
+    lower = sum(o < g for o, g in pairs)
+    if lower == len(pairs):
+        return "holds"
+    return f"does not hold at this scale: OPO's variance is lower for {lower} of {len(pairs)} seeds"
+
+
+def measure_opo(args: argparse.Namespace) -> Outcome:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    algos = ["opo", "grpo", "reinforce"]
+    results = grad_variance.run("math_tool", algos, seeds, args.batches, args.out / "grad_variance")
+    relative = {a: [results[s][a]["relative_var"] for s in seeds] for a in algos}
+    plot_bars(args.out / "opo.png", relative)
+    return Outcome(
+        measured=f"OPO relative variance {mean_sd(relative['opo'])}",
+        baseline=f"GRPO {mean_sd(relative['grpo'])}; group-mean baseline {mean_sd(relative['reinforce'])}",
+        verdict=verdict_opo(relative),
+        details=grad_variance.table(results),
+    )
+
+
+def plot_bars(path: Path, relative: dict[str, list[float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for i, values in enumerate(relative.values()):
+        ax.bar(i, statistics.mean(values), color=f"C{i}", alpha=0.6)
+        ax.scatter([i] * len(values), values, color="k", s=12, zorder=3)
+    ax.set_xticks(range(len(relative)), list(relative))
+    ax.set_ylabel("trace Var(g) / |mean g|^2")
+    ax.set_title("gradient variance at equal batch", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---- ST-PPO -------------------------------------------------------------------------------
+OFF_POLICY = {"learner.minibatches": 4, "learner.epochs": 2}
+
+
+def clip_frac(result: dict[str, Any]) -> float:
+    low, high = step_values(result, "loss/clipfrac_low"), step_values(result, "loss/clipfrac_high")
+    return statistics.mean(a + b for a, b in zip(low, high, strict=True))
+
+
+def verdict_st_ppo(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Holds when ST-PPO has fewer gradient-norm spikes than token-level clipping (summed over
+    seeds) and a mean final accuracy no more than 0.05 below it."""
+    st, tok = results["st_ppo"], results["token-ppo"]
+    st_spikes, tok_spikes = sum(map(spikes, st)), sum(map(spikes, tok))
+    st_final, tok_final = statistics.mean(r["final"] for r in st), statistics.mean(r["final"] for r in tok)
+    if st_spikes < tok_spikes and st_final >= tok_final - 0.05:
+        return "holds"
+    if tok_spikes == 0:
+        return "does not hold at this scale: token-level clipping shows no spike to remove"
+    return "does not hold at this scale"
+
+
+def measure_st_ppo(args: argparse.Namespace) -> Outcome:
+    chosen = {"st_ppo": {"algo": "st_ppo", **OFF_POLICY}, "token-ppo": {"algo": "grpo", **OFF_POLICY}}
+    results = runs(args, "st_ppo_offpolicy", chosen, "math_tool", 40, 10, [])
+    plot(
+        args.out / "st_ppo.png",
+        results,
+        [
+            ("eval/accuracy", "held-out accuracy"),
+            ("grad/norm", "pre-clip gradient norm"),
+            ("ratio/abs_dev/max", "max |ratio - 1|"),
+        ],
+    )
+
+    def line(label: str) -> str:
+        rs = results[label]
+        return (
+            f"{label}: final {mean_sd([r['final'] for r in rs])}, clip frac {mean_sd([clip_frac(r) for r in rs])}, "
+            f"grad-norm spikes {sum(map(spikes, rs))}"
+        )
+
+    details = "\n".join(
+        f"- {label} seed {r['seed']}: initial {r['initial']:.3f}, final {r['final']:.3f}, clip frac "
+        f"{clip_frac(r):.4f}, spikes {spikes(r)}, grad norm max {max(step_values(r, 'grad/norm')):.2f}, "
+        f"max |r - 1| {max(step_values(r, 'ratio/abs_dev/max')):.3f}"
+        for label, rs in results.items()
+        for r in rs
+    )
+    return Outcome(line("st_ppo"), line("token-ppo"), verdict_st_ppo(results), details)
+
+
+# ---- SPEAR --------------------------------------------------------------------------------
+def verdict_spear(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Holds when SPEAR's mean final accuracy and mean tool calls per episode (over its last five
+    steps) are at least GRPO's."""
+    acc = {k: statistics.mean(r["final"] for r in rs) for k, rs in results.items()}
+    calls = {k: statistics.mean(late(r, "rollout/tool_calls_per_episode") for r in rs) for k, rs in results.items()}
+    if acc["spear"] >= acc["grpo"] and calls["spear"] >= calls["grpo"]:
+        return "holds"
+    if acc["spear"] >= acc["grpo"]:
+        return "holds in part: accuracy at least GRPO's, fewer tool calls"
+    return "does not hold at this scale"
+
+
+def early(result: dict[str, Any], key: str, n: int = 5) -> float:
+    return statistics.mean(step_values(result, key)[:n])
+
+
+def late(result: dict[str, Any], key: str, n: int = 5) -> float:
+    return statistics.mean(step_values(result, key)[-n:])
+
+
+def measure_spear(args: argparse.Namespace) -> Outcome:
+    chosen = {"spear": {"algo": "spear"}, "grpo": {"algo": "grpo"}}
+    results = runs(args, "spear_tool_use", chosen, "tool_use", 30, 5, [], minutes=args.tool_minutes)
+    plot(
+        args.out / "spear.png",
+        results,
+        [
+            ("eval/accuracy", "held-out accuracy"),
+            ("rollout/tool_calls_per_episode", "tool calls per episode"),
+            ("policy/entropy", "entropy"),
+        ],
+    )
+
+    def line(label: str) -> str:
+        rs = results[label]
+        calls = [
+            f"{early(r, 'rollout/tool_calls_per_episode'):.2f}->{late(r, 'rollout/tool_calls_per_episode'):.2f}"
+            for r in rs
+        ]
+        ent = [f"{early(r, 'policy/entropy'):.2f}->{late(r, 'policy/entropy'):.2f}" for r in rs]
+        final = mean_sd([r["final"] for r in rs])
+        return f"{label}: final {final}, calls/episode {', '.join(calls)}, entropy {', '.join(ent)}"
+
+    details = "\n".join(
+        f"- {label} seed {r['seed']}: initial {r['initial']:.3f}, final {r['final']:.3f}, steps {r['steps']}, "
+        f"wall {r['wall_min']:.1f} min"
+        for label, rs in results.items()
+        for r in rs
+    )
+    return Outcome(line("spear"), line("grpo"), verdict_spear(results), details)
+
+
+CLAIMS: dict[str, Claim] = {
+    "vcpo": Claim(
+        "VCPO (Huang et al., 2026)",
+        "Under high staleness VCPO trains stably where sequence-level truncated IS does not, and matches "
+        "synchronous accuracy.",
+        f"math_tool, asynchronous at K = {K} (tool delay 0, so rollouts run ahead of the learner), "
+        f"{VCPO_STEPS} steps of 128 episodes; baselines GRPO with sequence TIS (cap 8) and token TIS (cap 2)",
+        measure_vcpo,
+        verdict_vcpo,
+    ),
+    "opo": Claim(
+        "OPO (Hao et al., 2025)",
+        "The length-weighted optimal baseline gives a lower-variance policy gradient than GRPO.",
+        "math_tool, the default model untrained, the same rollout batches (16 tasks x 8) for every "
+        "objective; variance across batches relative to the mean gradient's squared norm",
+        measure_opo,
+        verdict_opo,
+    ),
+    "st_ppo": Claim(
+        "ST-PPO (Li et al., 2025)",
+        "Turn-level importance ratios with the clipping-bias correction keep off-policy multi-turn PPO "
+        "stable where token-level clipping gives loss spikes.",
+        "math_tool, 8 optimizer steps per rollout batch (4 minibatches x 2 epochs), 40 steps; baseline "
+        "token-level PPO clipping with the same group advantages (grpo)",
+        measure_st_ppo,
+        verdict_st_ppo,
+    ),
+    "spear": Claim(
+        "SPEAR (Qin et al., 2025)",
+        "Self-imitation with the tool-call curriculum and entropy control beats GRPO on tool-use tasks, "
+        "with more tool use early and entropy that does not collapse.",
+        "tool_use (code in a sandbox), 30 steps of 64 episodes or the time cap; calls and entropy as "
+        "mean of the first -> last 5 steps per seed",
+        measure_spear,
+        verdict_spear,
+    ),
+}
+
+
+def render(rows: dict[str, tuple[Claim, Outcome]], seeds: str) -> str:
+    lines = [
+        f"Seeds {seeds}; each number is the mean +- sd over them. Made by `python scripts/bench_claims.py`.",
+        "",
+        "| paper | claim | setup | agentrl | baseline | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for claim, outcome in rows.values():
+        lines.append(
+            f"| {claim.paper} | {claim.claim} | {claim.setup} | {outcome.measured} | {outcome.baseline} "
+            f"| **{outcome.verdict}** |"
+        )
+    for name, (claim, outcome) in rows.items():
+        rule = (claim.verdict.__doc__ or "").split("\n")
+        lines += ["", f"## {name}", "", " ".join(s.strip() for s in rule), "", f"![{name}]({name}.png)", ""]
+        lines.append(outcome.details)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--claims", default=",".join(CLAIMS), help="comma-separated subset of " + ", ".join(CLAIMS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap of each math_tool run")
+    parser.add_argument("--tool-minutes", type=float, default=6.0, help="wall-time cap of each tool_use run")
+    parser.add_argument("--batches", type=int, default=12, help="rollout batches per seed for the variance")
+    parser.add_argument("--out", type=Path, default=Path("runs/claims"))
+    args = parser.parse_args()
+    unknown = set(args.claims.split(",")) - set(CLAIMS)
+    if unknown:
+        parser.error(f"unknown claims {sorted(unknown)}; choose from {', '.join(CLAIMS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = {name: (CLAIMS[name], CLAIMS[name].measure(args)) for name in args.claims.split(",")}
+    text = render(rows, args.seeds)
+    (args.out / "claims.md").write_text(text)
+    (args.out / "claims.json").write_text(json.dumps({n: vars(o) for n, (_, o) in rows.items()}, indent=2) + "\n")
+    print(text)
+    print(f"wrote {args.out}/claims.md, claims.json and a PNG per claim")
+
+
+if __name__ == "__main__":
+    main()
