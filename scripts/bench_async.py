@@ -85,6 +85,7 @@ def summarize_run(result: dict[str, Any], target: float) -> dict[str, Any]:
         "capped_frac": mean(capped),
         "staleness_max": peak("async/staleness_max") if "async/staleness_max" in steps[0] else 0.0,
         "drop_from_best": max(accuracies) - accuracies[-1],
+        "late": statistics.mean(accuracies[-3:]),  # the last three evaluations: less noisy than the last one
         "target_min": first_reaching(result["curve"], target),
         "staleness": mean("async/staleness_mean") if "async/staleness_mean" in steps[0] else 0.0,
         "dropped": sum(r.get("async/dropped_stale", 0.0) for r in steps),
@@ -113,9 +114,9 @@ def table(results: list[dict[str, Any]], target: float) -> str:
 def diagnosis_table(results: list[dict[str, Any]]) -> str:
     """Per variant, the mean over its seeds of what each run logged per step."""
     lines = [
-        "| variant | seeds | final acc (min-max) | drop from best | mean / max staleness | grad norm mean | "
-        "grad norm max | lr factor | share w > C | ESS frac |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | final acc (min-max) | last 3 evals | drop from best | mean / max staleness "
+        "| grad norm mean | grad norm max | lr factor | share w > C | ESS frac |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in dict.fromkeys(r["label"] for r in results):
         runs = [r for r in results if r["label"] == label]
@@ -124,9 +125,10 @@ def diagnosis_table(results: list[dict[str, Any]]) -> str:
             return statistics.mean(r[key] for r in runs)
 
         finals = [r["final"] for r in runs]
+        staleness_max = max(r["staleness_max"] for r in runs)
         lines.append(
             f"| {label} | {len(runs)} | {avg('final'):.3f} ({min(finals):.3f}-{max(finals):.3f}) "
-            f"| {avg('drop_from_best'):.3f} | {avg('staleness'):.1f} / {max(r['staleness_max'] for r in runs):.0f} "
+            f"| {avg('late'):.3f} | {avg('drop_from_best'):.3f} | {avg('staleness'):.1f} / {staleness_max:.0f} "
             f"| {avg('grad_norm_mean'):.3f} | {max(r['grad_norm_max'] for r in runs):.2f} | {avg('lr_factor'):.2f} "
             f"| {avg('capped_frac'):.3f} | {avg('ess_frac'):.3f} |"
         )

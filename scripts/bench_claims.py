@@ -11,8 +11,8 @@ PNG of curves per claim (``OUT/<claim>.png``).
   synchronous VCPO (the runs of ``scripts/bench_async.py --staleness 16 --diagnose
   --max-steps 60 --eval-every 10 --tool-delay 0 --out OUT/vcpo_k16``, which adds the diagnosis
   variants to the same folder);
-- ``opo``: the policy gradient's relative variance of OPO, GRPO and the plain group-mean
-  baseline on the same batches (``scripts/grad_variance.py``);
+- ``opo``: the policy gradient's relative variance of OPO, GRPO, the plain group-mean baseline
+  and OPO's baseline with exact score norms, on the same batches (``scripts/grad_variance.py``);
 - ``st_ppo``: ST-PPO against token-level PPO clipping (GRPO's surrogate, the same group
   advantages) with eight optimizer steps per rollout batch (four minibatches, two epochs), so
   seven of them are off-policy;
@@ -128,11 +128,12 @@ def vcpo_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     return {label: [r | bench_async.summarize_run(r, 0.8) for r in per_seed] for label, per_seed in out.items()}
 
 
-def verdict_vcpo(finals: dict[str, list[float]], norm_max: dict[str, float]) -> str:
-    """Holds when asynchronous VCPO's mean final accuracy is within 0.05 of synchronous VCPO's
-    and sequence-level TIS is worse: a mean final accuracy 0.05 lower, or a gradient-norm peak
-    three times VCPO's."""
-    vcpo, sync, seq = (statistics.mean(finals[k]) for k in (f"async-vcpo-K{K}", "sync-vcpo", f"async-grpo-seqtis-K{K}"))
+def verdict_vcpo(late: dict[str, list[float]], norm_max: dict[str, float]) -> str:
+    """Accuracy is the mean of a run's last three evaluations (steps 40, 50, 60), less noisy than
+    the last alone. Holds when asynchronous VCPO's, averaged over seeds, is within 0.05 of
+    synchronous VCPO's and sequence-level TIS is worse: 0.05 lower, or a gradient-norm peak three
+    times VCPO's."""
+    vcpo, sync, seq = (statistics.mean(late[k]) for k in (f"async-vcpo-K{K}", "sync-vcpo", f"async-grpo-seqtis-K{K}"))
     matches = vcpo >= sync - 0.05
     seq_worse = seq <= vcpo - 0.05 or norm_max[f"async-grpo-seqtis-K{K}"] >= 3 * norm_max[f"async-vcpo-K{K}"]
     if matches and seq_worse:
@@ -145,6 +146,7 @@ def verdict_vcpo(finals: dict[str, list[float]], norm_max: dict[str, float]) -> 
 def measure_vcpo(args: argparse.Namespace) -> Outcome:
     results = vcpo_runs(args)
     finals = {label: [r["final"] for r in rs] for label, rs in results.items()}
+    late = {label: [r["late"] for r in rs] for label, rs in results.items()}
     norm_max = {label: max(r["grad_norm_max"] for r in rs) for label, rs in results.items()}
     plot(
         args.out / "vcpo.png",
@@ -157,34 +159,46 @@ def measure_vcpo(args: argparse.Namespace) -> Outcome:
     )
 
     def line(label: str) -> str:
-        return f"{label}: final {mean_sd(finals[label])}, grad norm max {norm_max[label]:.2f}"
+        return (
+            f"{label}: last 3 evals {mean_sd(late[label])}, final {mean_sd(finals[label])}, "
+            f"grad norm max {norm_max[label]:.2f}"
+        )
 
     return Outcome(
         measured=f"{line(f'async-vcpo-K{K}')}; {line('sync-vcpo')}",
         baseline=f"{line(f'async-grpo-seqtis-K{K}')}; {line(f'async-grpo-tis-K{K}')}",
-        verdict=verdict_vcpo(finals, norm_max),
+        verdict=verdict_vcpo(late, norm_max),
         details=bench_async.diagnosis_table([r for rs in results.values() for r in rs]),
     )
 
 
 # ---- OPO ----------------------------------------------------------------------------------
 def verdict_opo(relative: dict[str, list[float]]) -> str:
-    """Holds when OPO's relative variance is below GRPO's for every seed."""
-    pairs = list(zip(relative["opo"], relative["grpo"], strict=True))
-    lower = sum(o < g for o, g in pairs)
-    if lower == len(pairs):
+    """Holds when OPO's relative variance is below GRPO's for every seed; holds in part when only
+    the optimal baseline with exact score norms (opo-exact) is."""
+
+    def below(name: str) -> int:
+        return sum(o < g for o, g in zip(relative[name], relative["grpo"], strict=True))
+
+    seeds = len(relative["grpo"])
+    if below("opo") == seeds:
         return "holds"
-    return f"does not hold at this scale: OPO's variance is lower for {lower} of {len(pairs)} seeds"
+    if below("opo-exact") == seeds:
+        return (
+            "holds in part: the optimal baseline with exact score norms lowers the variance for every seed; "
+            f"OPO's length proxy does so for {below('opo')} of {seeds}"
+        )
+    return f"does not hold at this scale: OPO's variance is lower for {below('opo')} of {seeds} seeds"
 
 
 def measure_opo(args: argparse.Namespace) -> Outcome:
     seeds = [int(s) for s in args.seeds.split(",")]
-    algos = ["opo", "grpo", "reinforce"]
+    algos = ["opo", "grpo", "reinforce", "opo-exact"]
     results = grad_variance.run("math_tool", algos, seeds, args.batches, args.out / "grad_variance")
     relative = {a: [results[s][a]["relative_var"] for s in seeds] for a in algos}
     plot_bars(args.out / "opo.png", relative)
     return Outcome(
-        measured=f"OPO relative variance {mean_sd(relative['opo'])}",
+        measured=f"OPO relative variance {mean_sd(relative['opo'])}; with exact norms {mean_sd(relative['opo-exact'])}",
         baseline=f"GRPO {mean_sd(relative['grpo'])}; group-mean baseline {mean_sd(relative['reinforce'])}",
         verdict=verdict_opo(relative),
         details=grad_variance.table(results),
@@ -233,7 +247,7 @@ def verdict_st_ppo(results: dict[str, list[dict[str, Any]]]) -> str:
 
 def measure_st_ppo(args: argparse.Namespace) -> Outcome:
     chosen = {"st_ppo": {"algo": "st_ppo", **OFF_POLICY}, "token-ppo": {"algo": "grpo", **OFF_POLICY}}
-    results = runs(args, "st_ppo_offpolicy", chosen, "math_tool", 40, 10, [])
+    results = runs(args, "st_ppo_offpolicy", chosen, "math_tool", 30, 10, [])
     plot(
         args.out / "st_ppo.png",
         results,
@@ -328,7 +342,8 @@ CLAIMS: dict[str, Claim] = {
         "OPO (Hao et al., 2025)",
         "The length-weighted optimal baseline gives a lower-variance policy gradient than GRPO.",
         "math_tool, the default model untrained, the same rollout batches (16 tasks x 8) for every "
-        "objective; variance across batches relative to the mean gradient's squared norm",
+        "objective, 12 batches per seed; variance across batches relative to the mean gradient's squared "
+        "norm; also the baseline with exact score norms (opo-exact) and the plain group mean (reinforce)",
         measure_opo,
         verdict_opo,
     ),
@@ -336,7 +351,7 @@ CLAIMS: dict[str, Claim] = {
         "ST-PPO (Li et al., 2025)",
         "Turn-level importance ratios with the clipping-bias correction keep off-policy multi-turn PPO "
         "stable where token-level clipping gives loss spikes.",
-        "math_tool, 8 optimizer steps per rollout batch (4 minibatches x 2 epochs), 40 steps; baseline "
+        "math_tool, 8 optimizer steps per rollout batch (4 minibatches x 2 epochs), 30 steps; baseline "
         "token-level PPO clipping with the same group advantages (grpo)",
         measure_st_ppo,
         verdict_st_ppo,
@@ -345,7 +360,7 @@ CLAIMS: dict[str, Claim] = {
         "SPEAR (Qin et al., 2025)",
         "Self-imitation with the tool-call curriculum and entropy control beats GRPO on tool-use tasks, "
         "with more tool use early and entropy that does not collapse.",
-        "tool_use (code in a sandbox), 30 steps of 64 episodes or the time cap; calls and entropy as "
+        "tool_use (code in a sandbox), 30 steps of 64 episodes or 4 minutes; calls and entropy as "
         "mean of the first -> last 5 steps per seed",
         measure_spear,
         verdict_spear,
@@ -377,7 +392,7 @@ def main() -> None:
     parser.add_argument("--claims", default=",".join(CLAIMS), help="comma-separated subset of " + ", ".join(CLAIMS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap of each math_tool run")
-    parser.add_argument("--tool-minutes", type=float, default=6.0, help="wall-time cap of each tool_use run")
+    parser.add_argument("--tool-minutes", type=float, default=4.0, help="wall-time cap of each tool_use run")
     parser.add_argument("--batches", type=int, default=12, help="rollout batches per seed for the variance")
     parser.add_argument("--out", type=Path, default=Path("runs/claims"))
     args = parser.parse_args()

@@ -12,6 +12,12 @@ see the same batches, so they are compared at equal batch. Per objective it repo
 - ``relative var``: their ratio, which a rescaling of the loss (as GRPO's division by the group
   std does) leaves unchanged, so objectives of different scales compare.
 
+Besides the registered objectives, ``--algos`` takes the estimators of ``VARIANTS``:
+``opo-exact`` is OPO's baseline with each trajectory's exact squared score norm
+``||grad sum_t log pi||^2`` in place of its length ``|y|`` (on an on-policy batch, ``vcpo``
+with every weight 1, no std scaling, token-mean and no lr rule computes exactly that), which
+tells whether OPO's length proxy or the baseline itself sets its variance.
+
     python scripts/grad_variance.py --algos grpo,opo,reinforce --seeds 0,1,2 --batches 12
 """
 
@@ -27,12 +33,20 @@ from typing import Any
 import torch
 
 from agentrl.algos import make as make_algorithm
+from agentrl.algos.base import Algorithm
 from agentrl.batch import TokenBatch
 from agentrl.learner import LearnerConfig, TorchLearner
 from agentrl.trainer import config as train_config
 from agentrl.trainer import make_trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "opo-exact": (
+        "vcpo",
+        {"grad_norm": "exact", "std_normalize": False, "aggregation": "token-mean", "lr_rule": "off"},
+    ),
+}
 
 
 class Moments:
@@ -54,6 +68,12 @@ class Moments:
         return {"trace_var": trace, "mean_sq": signal, "relative_var": trace / signal}
 
 
+def estimator(name: str) -> Algorithm:
+    """A registered objective by name, or one of ``VARIANTS``."""
+    algo, options = VARIANTS.get(name, (name, {}))
+    return make_algorithm(algo, **options)
+
+
 def flat_gradient(learner: TorchLearner, batch: TokenBatch) -> torch.Tensor:
     prepared = learner.prepare_batch(batch.to(learner.device, learner.dtype))
     learner.compute_gradients(prepared)
@@ -68,12 +88,8 @@ def measure(env: str, algos: list[str], seed: int, batches: int) -> dict[str, di
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(config, Path(run_dir))
         model = trainer.models.learner.model
-        learners = {
-            name: TorchLearner(
-                model, make_algorithm(name), LearnerConfig(micro_batch_size=config.learner.micro_batch_size)
-            )
-            for name in algos
-        }
+        micro = LearnerConfig(micro_batch_size=config.learner.micro_batch_size)
+        learners = {name: TorchLearner(model, estimator(name), micro) for name in algos}
         moments = {name: Moments() for name in algos}
         for b in range(batches):
             trajectories, _ = trainer.source.collect(b)  # the policy never changes: no step is taken
