@@ -119,10 +119,13 @@ K = 16
 VCPO_STEPS, VCPO_EVAL_EVERY, VCPO_TOOL_DELAY = 60, 10, 0.0
 
 
+ASYNC_RECIPE = "lr5e-5"  # the diagnosis variant configs/math_tool_vcpo_async.yaml adopts
+
+
 def vcpo_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    """The runs ``bench_async.py --staleness 16 --diagnose`` makes for these four variants."""
-    every = bench_async.variants([K], diagnose=True)
-    chosen = {v: every[v] for v in ("sync-vcpo", f"async-vcpo-K{K}", f"async-grpo-seqtis-K{K}", f"async-grpo-tis-K{K}")}
+    """The runs of ``bench_async.py --staleness 16 --diagnose`` (but synchronous GRPO): the claim's
+    four variants and the diagnosis of VCPO under staleness, one setting changed at a time."""
+    chosen = {k: v for k, v in bench_async.variants([K], diagnose=True).items() if k != "sync-grpo"}
     sets = [f"env_args.tool_delay_s={VCPO_TOOL_DELAY}"]
     out = runs(args, f"vcpo_k{K}", chosen, "math_tool", VCPO_STEPS, VCPO_EVAL_EVERY, sets)
     return {label: [r | bench_async.summarize_run(r, 0.8) for r in per_seed] for label, per_seed in out.items()}
@@ -130,17 +133,24 @@ def vcpo_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 def verdict_vcpo(late: dict[str, list[float]], norm_max: dict[str, float]) -> str:
     """Accuracy is the mean of a run's last three evaluations (steps 40, 50, 60), less noisy than
-    the last alone. Holds when asynchronous VCPO's, averaged over seeds, is within 0.05 of
-    synchronous VCPO's and sequence-level TIS is worse: 0.05 lower, or a gradient-norm peak three
-    times VCPO's."""
-    vcpo, sync, seq = (statistics.mean(late[k]) for k in (f"async-vcpo-K{K}", "sync-vcpo", f"async-grpo-seqtis-K{K}"))
-    matches = vcpo >= sync - 0.05
-    seq_worse = seq <= vcpo - 0.05 or norm_max[f"async-grpo-seqtis-K{K}"] >= 3 * norm_max[f"async-vcpo-K{K}"]
+    the last alone, averaged over seeds. Holds when asynchronous VCPO (at the recipe's lr 2e-4, or
+    at the asynchronous recipe's 5e-5) comes within 0.05 of synchronous VCPO, and sequence-level
+    TIS at the same lr (2e-4) is worse than VCPO: 0.05 lower, or a gradient-norm peak three times
+    VCPO's. Holds in part when only one of the two is true."""
+    mean = {label: statistics.mean(values) for label, values in late.items()}
+    base, recipe, seq = f"async-vcpo-K{K}", f"async-vcpo-K{K}-{ASYNC_RECIPE}", f"async-grpo-seqtis-K{K}"
+    sync = mean["sync-vcpo"]
+    matches = max(mean[base], mean[recipe]) >= sync - 0.05
+    gap, peak = mean[base] - mean[seq], norm_max[seq] / norm_max[base]
+    seq_worse = gap >= 0.05 or peak >= 3
+    versus = f"sequence-level TIS ends {gap:.3f} below VCPO with a gradient-norm peak {peak:.1f}x VCPO's"
     if matches and seq_worse:
         return "holds"
     if matches:
-        return "holds in part: VCPO matches synchronous accuracy, but sequence-level TIS is as stable at this scale"
-    return "does not hold at this scale: VCPO falls more than 0.05 below synchronous accuracy"
+        return f"holds in part: VCPO matches synchronous accuracy; {versus}, short of the rule's 0.05 or 3x"
+    if seq_worse:
+        return f"holds in part: {versus}, but VCPO ends more than 0.05 below synchronous accuracy"
+    return "does not hold at this scale"
 
 
 def measure_vcpo(args: argparse.Namespace) -> Outcome:
@@ -148,9 +158,10 @@ def measure_vcpo(args: argparse.Namespace) -> Outcome:
     finals = {label: [r["final"] for r in rs] for label, rs in results.items()}
     late = {label: [r["late"] for r in rs] for label, rs in results.items()}
     norm_max = {label: max(r["grad_norm_max"] for r in rs) for label, rs in results.items()}
+    shown = ("sync-vcpo", f"async-vcpo-K{K}", f"async-vcpo-K{K}-{ASYNC_RECIPE}", f"async-grpo-seqtis-K{K}")
     plot(
         args.out / "vcpo.png",
-        results,
+        {label: results[label] for label in (*shown, f"async-grpo-tis-K{K}")},
         [
             ("eval/accuracy", "held-out accuracy"),
             ("grad/norm", "pre-clip gradient norm"),
@@ -165,7 +176,7 @@ def measure_vcpo(args: argparse.Namespace) -> Outcome:
         )
 
     return Outcome(
-        measured=f"{line(f'async-vcpo-K{K}')}; {line('sync-vcpo')}",
+        measured=f"{line(f'async-vcpo-K{K}')}; {line(f'async-vcpo-K{K}-{ASYNC_RECIPE}')}; {line('sync-vcpo')}",
         baseline=f"{line(f'async-grpo-seqtis-K{K}')}; {line(f'async-grpo-tis-K{K}')}",
         verdict=verdict_vcpo(late, norm_max),
         details=bench_async.diagnosis_table([r for rs in results.values() for r in rs]),
@@ -334,7 +345,8 @@ CLAIMS: dict[str, Claim] = {
         "Under high staleness VCPO trains stably where sequence-level truncated IS does not, and matches "
         "synchronous accuracy.",
         f"math_tool, asynchronous at K = {K} (tool delay 0, so rollouts run ahead of the learner), "
-        f"{VCPO_STEPS} steps of 128 episodes; baselines GRPO with sequence TIS (cap 8) and token TIS (cap 2)",
+        f"{VCPO_STEPS} steps of 128 episodes, lr 2e-4 (and VCPO at 5e-5, its asynchronous recipe); baselines "
+        "GRPO with sequence TIS (cap 8) and token TIS (cap 2)",
         measure_vcpo,
         verdict_vcpo,
     ),
@@ -368,9 +380,24 @@ CLAIMS: dict[str, Claim] = {
 }
 
 
+HEADER = """# The papers' claims at small scale
+
+Each headline objective's paper claims something about how it trains. This page puts each
+claim to a test that fits a laptop: the default model (0.87M parameters), the environments
+that ship with agentrl, 2 CPU cores, minutes per run. A verdict says what the measurement
+shows at this scale, by the rule given under each claim: **holds**, **holds in part** or
+**does not hold at this scale**. A claim that does not hold here may still hold for the
+paper's models, tasks and batch sizes; the numbers say how far this scale is from it.
+
+Made by `python scripts/bench_claims.py` (every run is kept under `runs/claims/`, so a rerun
+only tabulates)."""
+
+
 def render(rows: dict[str, tuple[Claim, Outcome]], seeds: str) -> str:
     lines = [
-        f"Seeds {seeds}; each number is the mean +- sd over them. Made by `python scripts/bench_claims.py`.",
+        HEADER,
+        "",
+        f"Seeds {seeds}; each number is the mean +- sd over them.",
         "",
         "| paper | claim | setup | agentrl | baseline | verdict |",
         "|---|---|---|---|---|---|",
