@@ -170,9 +170,10 @@ def measure_vcpo(args: argparse.Namespace) -> Outcome:
     )
 
     def line(label: str) -> str:
+        drop = mean_sd([r["drop_from_best"] for r in results[label]])
         return (
             f"{label}: last 3 evals {mean_sd(late[label])}, final {mean_sd(finals[label])}, "
-            f"grad norm max {norm_max[label]:.2f}"
+            f"drop from best {drop}, grad norm max {norm_max[label]:.2f}"
         )
 
     return Outcome(
