@@ -67,15 +67,20 @@ def variants(staleness: list[int], diagnose: bool = False) -> dict[str, dict[str
     return out
 
 
+def step_values(result: dict[str, Any], key: str) -> list[float]:
+    """``key`` as each training step of a run logged it (the step-0 evaluation row left out)."""
+    return [r[key] for r in result["rows"] if r.get("step", 0) > 0 and key in r]
+
+
 def summarize_run(result: dict[str, Any], target: float) -> dict[str, Any]:
     steps = [r for r in result["rows"] if r["step"] > 0]
 
     def mean(key: str) -> float:
-        values = [r[key] for r in steps if key in r]
+        values = step_values(result, key)
         return statistics.mean(values) if values else float("nan")
 
     def peak(key: str) -> float:
-        values = [r[key] for r in steps if key in r]
+        values = step_values(result, key)
         return max(values) if values else float("nan")
 
     capped = "is/clipped_frac" if any("is/clipped_frac" in r for r in steps) else "mismatch/capped_frac"

@@ -39,6 +39,7 @@ from typing import Any
 import bench_async
 import grad_variance
 from bench_algos import run_one
+from bench_async import step_values
 
 
 @dataclass
@@ -61,10 +62,6 @@ class Claim:
 def mean_sd(values: list[float], digits: int = 3) -> str:
     sd = f" +- {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
     return f"{statistics.mean(values):.{digits}f}{sd}"
-
-
-def step_values(result: dict[str, Any], key: str) -> list[float]:
-    return [r[key] for r in result["rows"] if r.get("step", 0) > 0 and key in r]
 
 
 def spikes(result: dict[str, Any], factor: float = 3.0) -> int:

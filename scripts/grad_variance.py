@@ -62,9 +62,8 @@ class Moments:
         self.n += 1
 
     def stats(self) -> dict[str, float]:
-        mean = self.total / self.n
-        trace = (self.sq - self.n * float(mean.square().sum())) / (self.n - 1)
-        signal = float(mean.square().sum())
+        signal = float((self.total / self.n).square().sum())  # |mean g|^2
+        trace = (self.sq - self.n * signal) / (self.n - 1)
         return {"trace_var": trace, "mean_sq": signal, "relative_var": trace / signal}
 
 
@@ -77,7 +76,8 @@ def estimator(name: str) -> Algorithm:
 def flat_gradient(learner: TorchLearner, batch: TokenBatch) -> torch.Tensor:
     prepared = learner.prepare_batch(batch.to(learner.device, learner.dtype))
     learner.compute_gradients(prepared)
-    grads = [p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in learner.model.parameters()]
+    params = learner.model.parameters()
+    grads = [p.grad.flatten() if p.grad is not None else torch.zeros(p.numel(), device=p.device) for p in params]
     return torch.cat(grads).detach().cpu()
 
 
@@ -119,8 +119,9 @@ def run(env: str, algos: list[str], seeds: list[int], batches: int, out: Path) -
     results: dict[int, dict[str, Any]] = {}
     for seed in seeds:
         saved = out / f"{env}-seed{seed}-b{batches}.json"
-        if saved.is_file() and set(json.loads(saved.read_text())) >= set(algos):
-            results[seed] = {a: v for a, v in json.loads(saved.read_text()).items() if a in algos}
+        kept = json.loads(saved.read_text()) if saved.is_file() else {}
+        if set(kept) >= set(algos):
+            results[seed] = {a: kept[a] for a in algos}
             continue
         results[seed] = measure(env, algos, seed, batches)
         saved.write_text(json.dumps(results[seed], indent=2) + "\n")
