@@ -14,7 +14,7 @@ sandbox call); ``--tool-delay 0`` measures the instant calculator.
 changed (``DIAGNOSIS``: a lower learning rate, the linear ESS rule, twice the batch, a lower
 weight cap, weight decay, the authors' OPOB weighting) and ``grpo`` with sequence-level
 truncated IS at VCPO's cap (``mismatch=sequence``, cap 8), at the recipe's lr and at the lower
-one, and a second table of what each run
+one, token-level truncated IS at the lower lr too, and a second table of what each run
 logged per step: the pre-clip gradient norm (mean and max), VCPO's learning-rate factor, the
 share of rows (VCPO) or loss tokens (GRPO) whose weight ``pi_old / mu`` passed the cap, and the
 ESS fraction; with the accuracy drop from a run's best evaluation to its last.
@@ -62,6 +62,7 @@ def variants(staleness: list[int], diagnose: bool = False) -> dict[str, dict[str
             seq = {"algo_args.mismatch": "sequence", "algo_args.mismatch_cap": 8.0}
             out[f"async-grpo-seqtis-K{k}"] = {"algo": "grpo", **seq, **on}
             out[f"async-grpo-seqtis-K{k}-lr5e-5"] = {"algo": "grpo", **seq, **on, **DIAGNOSIS["lr5e-5"]}
+            out[f"async-grpo-tis-K{k}-lr5e-5"] = out[f"async-grpo-tis-K{k}"] | DIAGNOSIS["lr5e-5"]
             for name, change in DIAGNOSIS.items():
                 out[f"async-vcpo-K{k}-{name}"] = {"algo": "vcpo", **on, **change}
     return out
