@@ -178,7 +178,15 @@ def measure_vcpo(args: argparse.Namespace) -> Outcome:
 
     return Outcome(
         measured=f"{line(f'async-vcpo-K{K}')}; {line(f'async-vcpo-K{K}-{ASYNC_RECIPE}')}; {line('sync-vcpo')}",
-        baseline=f"{line(f'async-grpo-seqtis-K{K}')}; {line(seq_recipe)}; {line(f'async-grpo-tis-K{K}')}",
+        baseline="; ".join(
+            line(label)
+            for label in (
+                f"async-grpo-seqtis-K{K}",
+                seq_recipe,
+                f"async-grpo-tis-K{K}",
+                f"async-grpo-tis-K{K}-{ASYNC_RECIPE}",
+            )
+        ),
         verdict=verdict_vcpo(late, norm_max),
         details=bench_async.diagnosis_table([r for rs in results.values() for r in rs]),
     )
@@ -244,12 +252,10 @@ def clip_frac(result: dict[str, Any]) -> float:
     return statistics.mean(a + b for a, b in zip(low, high, strict=True))
 
 
-def verdict_st_ppo(results: dict[str, list[dict[str, Any]]]) -> str:
-    """Holds when ST-PPO has fewer gradient-norm spikes than token-level clipping (summed over
-    seeds) and a mean final accuracy no more than 0.05 below it."""
-    st, tok = results["st_ppo"], results["token-ppo"]
-    st_spikes, tok_spikes = sum(map(spikes, st)), sum(map(spikes, tok))
-    st_final, tok_final = statistics.mean(r["final"] for r in st), statistics.mean(r["final"] for r in tok)
+def st_ppo_verdict(results: dict[str, list[dict[str, Any]]], st: str, tok: str) -> str:
+    st_spikes, tok_spikes = sum(map(spikes, results[st])), sum(map(spikes, results[tok]))
+    st_final = statistics.mean(r["final"] for r in results[st])
+    tok_final = statistics.mean(r["final"] for r in results[tok])
     if st_spikes < tok_spikes and st_final >= tok_final - 0.05:
         return "holds"
     if tok_spikes == 0:
@@ -257,9 +263,28 @@ def verdict_st_ppo(results: dict[str, list[dict[str, Any]]]) -> str:
     return "does not hold at this scale"
 
 
-def st_ppo_outcome(args: argparse.Namespace, name: str, chosen: dict[str, dict[str, Any]]) -> Outcome:
-    """ST-PPO (``st_ppo``) against token-level PPO clipping (``token-ppo``), off-policy, in
-    ``OUT/<name>_offpolicy`` with curves in ``OUT/<name>.png``."""
+def verdict_st_ppo(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Holds when ST-PPO has fewer gradient-norm spikes than token-level clipping (summed over
+    seeds) and a mean final accuracy no more than 0.05 below it."""
+    return st_ppo_verdict(results, "st_ppo", "token-ppo")
+
+
+def verdict_st_ppo_critic(results: dict[str, list[dict[str, Any]]]) -> str:
+    """The rule of st_ppo, at each learning rate on its own (the recipe's 2e-4, and 5e-5)."""
+    return "; ".join(
+        f"lr {lr}: {st_ppo_verdict(results, f'st_ppo{suffix}', f'token-ppo{suffix}')}"
+        for lr, suffix in (("2e-4", ""), ("5e-5", LOW_LR_SUFFIX))
+    )
+
+
+def st_ppo_outcome(
+    args: argparse.Namespace,
+    name: str,
+    chosen: dict[str, dict[str, Any]],
+    verdict: Callable[[dict[str, list[dict[str, Any]]]], str],
+) -> Outcome:
+    """ST-PPO (labels ``st_ppo...``) against token-level PPO clipping (``token-ppo...``),
+    off-policy, in ``OUT/<name>_offpolicy`` with curves in ``OUT/<name>.png``."""
     results = runs(args, f"{name}_offpolicy", chosen, "math_tool", 30, 10, [])
     plot(
         args.out / f"{name}.png",
@@ -285,20 +310,27 @@ def st_ppo_outcome(args: argparse.Namespace, name: str, chosen: dict[str, dict[s
         for label, rs in results.items()
         for r in rs
     )
-    return Outcome(line("st_ppo"), line("token-ppo"), verdict_st_ppo(results), details)
+    measured = "; ".join(line(label) for label in results if label.startswith("st_ppo"))
+    baseline = "; ".join(line(label) for label in results if label.startswith("token-ppo"))
+    return Outcome(measured, baseline, verdict(results), details)
 
 
 def measure_st_ppo(args: argparse.Namespace) -> Outcome:
     chosen = {"st_ppo": {"algo": "st_ppo", **OFF_POLICY}, "token-ppo": {"algo": "grpo", **OFF_POLICY}}
-    return st_ppo_outcome(args, "st_ppo", chosen)
+    return st_ppo_outcome(args, "st_ppo", chosen, verdict_st_ppo)
+
+
+LOW_LR_SUFFIX = "-lr5e-5"
 
 
 def measure_st_ppo_critic(args: argparse.Namespace) -> Outcome:
     """The paper's own pairing: both sides learn a value head (``configs/math_tool_ppo.yaml`` is
-    PPO with a token-level critic; ST-PPO's ``advantage=gae`` is its turn-level one)."""
+    PPO with a token-level critic; ST-PPO's ``advantage=gae`` is its turn-level one), at the
+    recipes' lr and at a quarter of it."""
     critic = {"algo_args.advantage": "gae"}
-    chosen = {"st_ppo": {"algo": "st_ppo", **critic, **OFF_POLICY}, "token-ppo": {"algo": "ppo", **OFF_POLICY}}
-    return st_ppo_outcome(args, "st_ppo_critic", chosen)
+    pair = {"st_ppo": {"algo": "st_ppo", **critic, **OFF_POLICY}, "token-ppo": {"algo": "ppo", **OFF_POLICY}}
+    chosen = pair | {label + LOW_LR_SUFFIX: o | {"learner.lr": 5e-5} for label, o in pair.items()}
+    return st_ppo_outcome(args, "st_ppo_critic", chosen, verdict_st_ppo_critic)
 
 
 # ---- SPEAR --------------------------------------------------------------------------------
@@ -370,7 +402,7 @@ CLAIMS: dict[str, Claim] = {
         "synchronous accuracy.",
         f"math_tool, asynchronous at K = {K} (tool delay 0, so rollouts run ahead of the learner), "
         f"{VCPO_STEPS} steps of 128 episodes, lr 2e-4 (and 5e-5, VCPO's asynchronous recipe); baselines "
-        "GRPO with sequence TIS (cap 8, at both lrs) and token TIS (cap 2)",
+        "GRPO with sequence TIS (cap 8) and token TIS (cap 2), each at both lrs",
         measure_vcpo,
         verdict_vcpo,
     ),
@@ -396,9 +428,10 @@ CLAIMS: dict[str, Claim] = {
         "ST-PPO (Li et al., 2025), with critics",
         "As above, in the paper's own setting: both methods learn a value function.",
         "as st_ppo, but ST-PPO learns a turn-level value (the value at each turn's first token) with turn-level "
-        "GAE (advantage=gae) and the baseline is PPO with a token-level value and GAE (ppo); gamma = lambda = 1",
+        "GAE (advantage=gae) and the baseline is PPO with a token-level value and GAE (ppo); gamma = lambda = 1; "
+        "at the recipes' lr 2e-4 and at 5e-5",
         measure_st_ppo_critic,
-        verdict_st_ppo,
+        verdict_st_ppo_critic,
     ),
     "spear": Claim(
         "SPEAR (Qin et al., 2025)",
