@@ -18,7 +18,7 @@ from agentrl.algos.base import LossInputs
 from agentrl.algos.core import GlobalCounts
 from agentrl.algos.registry import register
 from agentrl.algos.s_ppo import SPPO, SPPOConfig, corrected_ppo_loss
-from agentrl.algos.turn_ppo import turn_log_ratio
+from agentrl.algos.turn_ppo import token_spread_metrics, turn_log_ratio
 from agentrl.batch import TokenBatch
 
 
@@ -39,4 +39,5 @@ class STPPO(SPPO):
         per_token, metrics = corrected_ppo_loss(
             inputs.logprobs, old, advantages, mask, self.config, counts, log_ratio=log_ratio
         )
+        metrics |= token_spread_metrics(inputs.logprobs, old, mask)
         return self.with_value_loss(per_token, metrics, inputs, batch, counts)

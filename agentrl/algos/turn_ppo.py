@@ -39,7 +39,7 @@ import torch
 from agentrl.algos.advantages import group_baseline, group_normalized, turn_gae
 from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.clip import ClipConfig, ppo_token_loss
-from agentrl.algos.core import GlobalCounts, broadcast, token_mean, turn_mean
+from agentrl.algos.core import GlobalCounts, broadcast, masked_max, token_mean, turn_mean
 from agentrl.algos.ppo import clipped_value_loss
 from agentrl.algos.registry import register
 from agentrl.batch import Prepared, TokenBatch
@@ -149,6 +149,16 @@ def turn_log_ratio(
     return (log_rho + logprobs - logprobs.detach()) * mask
 
 
+def token_spread_metrics(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """``ratio/token_abs_dev/max``: the largest ``|r_t - 1|`` of a single token's own ratio. The
+    turn ratio is a geometric mean, so the clip bounds a turn's mean log-ratio, not each token's:
+    one token of an n-token turn can move up to n times as far (in log-ratio) before its turn clips."""
+    ratio = ((logprobs - old_logprobs) * mask).detach().exp()
+    return {"ratio/token_abs_dev/max": masked_max((ratio - 1).abs(), mask)}
+
+
 @register
 class TurnPPO(TurnAdvantages):
     name = "turn_ppo"
@@ -163,4 +173,5 @@ class TurnPPO(TurnAdvantages):
         per_token, metrics = ppo_token_loss(
             inputs.logprobs, old, advantages, mask, self.turn_config, counts, log_ratio=log_ratio
         )
+        metrics |= token_spread_metrics(inputs.logprobs, old, mask)
         return self.with_value_loss(per_token, metrics, inputs, batch, counts)

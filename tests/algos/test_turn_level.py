@@ -258,3 +258,15 @@ def prepared_weights(batch):
     from agentrl.algos.turn_ppo import TurnValuePrepared
 
     return batch.prepared_as(TurnValuePrepared).weights
+
+
+@pytest.mark.parametrize("name", ["turn_ppo", "st_ppo"])
+def test_token_spread_is_the_largest_single_token_move(name):
+    """Within a turn the geometric mean hides a single token's move; the metric shows it."""
+    batch = prepared(make(name), make_batch(seed=9))
+    out, _ = loss_and_grad(name, batch, 0.3)
+    logprobs = leaf_inputs(batch, 0.3).logprobs.detach()
+    mask = batch.loss_mask
+    expected = ((logprobs - batch.old_logprobs).exp() - 1).abs()[mask > 0].max()
+    assert out.metrics["ratio/token_abs_dev/max"].item() == pytest.approx(expected.item())
+    assert out.metrics["ratio/token_abs_dev/max"] > out.metrics["ratio/abs_dev/max"], "the turn mean should hide it"
