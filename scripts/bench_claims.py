@@ -16,7 +16,13 @@ PNG of curves per claim (``OUT/<claim>.png``).
 - ``st_ppo``: ST-PPO against token-level PPO clipping (GRPO's surrogate, the same group
   advantages) with eight optimizer steps per rollout batch (four minibatches, two epochs), so
   seven of them are off-policy;
+- ``st_ppo_critic``: the same with critics (ST-PPO's turn-level one against PPO's token-level
+  one), at the recipes' lr and at a quarter of it;
 - ``spear``: SPEAR against GRPO on ``tool_use`` (calls per episode, accuracy, entropy).
+
+This file holds the claims' list, VCPO's and OPO's claims, the table and the CLI; the claims
+that compare two objectives' training runs are in ``claims_training.py``, what all share in
+``claims_common.py``.
 
 Every training run is kept (``bench_algos.run_one``): an interrupted benchmark resumes, and
 copies launched side by side with disjoint ``--claims`` or ``--seeds`` share one ``--out``;
@@ -37,17 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import bench_async
+import claims_training as training
 import grad_variance
-from bench_algos import run_one
-from bench_async import step_values
-
-
-@dataclass
-class Outcome:
-    measured: str  # agentrl's number
-    baseline: str  # the baseline's number
-    verdict: str
-    details: str  # markdown: the runs behind the numbers
+from claims_common import Outcome, mean_sd, plot, runs
 
 
 @dataclass
@@ -57,65 +55,6 @@ class Claim:
     setup: str
     measure: Callable[[argparse.Namespace], Outcome]
     verdict: Callable[..., str]  # the rule, in its docstring
-
-
-def mean_sd(values: list[float], digits: int = 3) -> str:
-    sd = f" +- {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-    return f"{statistics.mean(values):.{digits}f}{sd}"
-
-
-def spikes(result: dict[str, Any], factor: float = 3.0, window: int = 5) -> int:
-    """Steps whose pre-clip gradient norm jumps past ``factor`` times both the median of the
-    ``window`` steps before it and the run's median. The local median keeps a critic's large early
-    norms (the value head fitting, decaying over the first steps) from counting; the run's median
-    keeps jitter among small norms from counting."""
-    norms = step_values(result, "grad/norm")
-    run_median = statistics.median(norms)
-    return sum(
-        n > factor * max(run_median, statistics.median(norms[max(0, i - window) : i]))
-        for i, n in enumerate(norms)
-        if i > 0
-    )
-
-
-def runs(
-    args: argparse.Namespace,
-    folder: str,
-    chosen: dict[str, dict[str, Any]],
-    env: str,
-    steps: int,
-    eval_every: int,
-    sets: list[str],
-    minutes: float | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """Each of ``chosen``'s variants over ``--seeds``, kept in ``OUT/<folder>``."""
-    ns = argparse.Namespace(env=env, minutes=minutes or args.minutes, max_steps=steps, eval_every=eval_every, set=sets)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    return {label: [run_one(label, o, s, ns, args.out / folder) for s in seeds] for label, o in chosen.items()}
-
-
-def plot(path: Path, results: dict[str, list[dict[str, Any]]], panels: list[tuple[str, str]]) -> None:
-    """One panel per ``(metric, title)`` against the step; ``eval/accuracy`` reads the evaluations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (key, title) in zip(axes[0], panels, strict=True):
-        for i, (label, per_seed) in enumerate(results.items()):
-            for j, result in enumerate(per_seed):
-                points = [(r["step"], r[key]) for r in result["rows"] if key in r]
-                if points:
-                    xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, color=f"C{i}", alpha=0.7, lw=1.2, label=label if j == 0 else None)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # ---- VCPO ---------------------------------------------------------------------------------
@@ -250,164 +189,7 @@ def plot_bars(path: Path, relative: dict[str, list[float]]) -> None:
     plt.close(fig)
 
 
-# ---- ST-PPO -------------------------------------------------------------------------------
-OFF_POLICY = {"learner.minibatches": 4, "learner.epochs": 2}
-
-
-def clip_frac(result: dict[str, Any]) -> float:
-    low, high = step_values(result, "loss/clipfrac_low"), step_values(result, "loss/clipfrac_high")
-    return statistics.mean(a + b for a, b in zip(low, high, strict=True))
-
-
-def st_ppo_verdict(results: dict[str, list[dict[str, Any]]], st: str, tok: str) -> str:
-    st_spikes, tok_spikes = sum(map(spikes, results[st])), sum(map(spikes, results[tok]))
-    st_final = statistics.mean(r["final"] for r in results[st])
-    tok_final = statistics.mean(r["final"] for r in results[tok])
-    if st_spikes < tok_spikes and st_final >= tok_final - 0.05:
-        return "holds"
-    reasons = []
-    if st_final < tok_final - 0.05:
-        reasons.append(f"ST-PPO ends {tok_final - st_final:.3f} below token-level clipping")
-    if st_spikes == tok_spikes == 0:
-        reasons.append("token-level clipping shows no spike to remove")
-    elif st_spikes >= tok_spikes:
-        reasons.append(f"ST-PPO spikes {st_spikes} times against {tok_spikes}")
-    return "does not hold at this scale: " + "; ".join(reasons)
-
-
-def verdict_st_ppo(results: dict[str, list[dict[str, Any]]]) -> str:
-    """Holds when ST-PPO has fewer gradient-norm spikes than token-level clipping (summed over
-    seeds) and a mean final accuracy no more than 0.05 below it. A spike is a step whose pre-clip
-    gradient norm passes 3 times both the median of the 5 steps before it and the run's median."""
-    return st_ppo_verdict(results, "st_ppo", "token-ppo")
-
-
-def verdict_st_ppo_critic(results: dict[str, list[dict[str, Any]]]) -> str:
-    """The rule of st_ppo, at each learning rate on its own (the recipe's 2e-4, and 5e-5)."""
-    return "; ".join(
-        f"lr {lr}: {st_ppo_verdict(results, f'st_ppo{suffix}', f'token-ppo{suffix}')}"
-        for lr, suffix in (("2e-4", ""), ("5e-5", LOW_LR_SUFFIX))
-    )
-
-
-def st_ppo_outcome(
-    args: argparse.Namespace,
-    name: str,
-    chosen: dict[str, dict[str, Any]],
-    verdict: Callable[[dict[str, list[dict[str, Any]]]], str],
-) -> Outcome:
-    """ST-PPO (labels ``st_ppo...``) against token-level PPO clipping (``token-ppo...``),
-    off-policy, in ``OUT/<name>_offpolicy`` with curves in ``OUT/<name>.png``."""
-    results = runs(args, f"{name}_offpolicy", chosen, "math_tool", 30, 10, [])
-    plot(
-        args.out / f"{name}.png",
-        results,
-        [
-            ("eval/accuracy", "held-out accuracy"),
-            ("grad/norm", "pre-clip gradient norm"),
-            ("ratio/abs_dev/max", "max |ratio - 1|"),
-        ],
-    )
-
-    def line(label: str) -> str:
-        rs = results[label]
-        return (
-            f"{label}: final {mean_sd([r['final'] for r in rs])}, clip frac {mean_sd([clip_frac(r) for r in rs])}, "
-            f"grad-norm spikes {sum(map(spikes, rs))}"
-        )
-
-    details = "\n".join(
-        f"- {label} seed {r['seed']}: initial {r['initial']:.3f}, final {r['final']:.3f}, clip frac "
-        f"{clip_frac(r):.4f}, spikes {spikes(r)}, grad norm max {max(step_values(r, 'grad/norm')):.2f}, "
-        f"max |r - 1| {max(step_values(r, 'ratio/abs_dev/max')):.3f}"
-        for label, rs in results.items()
-        for r in rs
-    )
-    measured = "; ".join(line(label) for label in results if label.startswith("st_ppo"))
-    baseline = "; ".join(line(label) for label in results if label.startswith("token-ppo"))
-    return Outcome(measured, baseline, verdict(results), details)
-
-
-def measure_st_ppo(args: argparse.Namespace) -> Outcome:
-    chosen = {"st_ppo": {"algo": "st_ppo", **OFF_POLICY}, "token-ppo": {"algo": "grpo", **OFF_POLICY}}
-    return st_ppo_outcome(args, "st_ppo", chosen, verdict_st_ppo)
-
-
-LOW_LR_SUFFIX = "-lr5e-5"
-
-
-def measure_st_ppo_critic(args: argparse.Namespace) -> Outcome:
-    """The paper's own pairing: both sides learn a value head (``configs/math_tool_ppo.yaml`` is
-    PPO with a token-level critic; ST-PPO's ``advantage=gae`` is its turn-level one), at the
-    recipes' lr and at a quarter of it."""
-    critic = {"algo_args.advantage": "gae"}
-    pair = {"st_ppo": {"algo": "st_ppo", **critic, **OFF_POLICY}, "token-ppo": {"algo": "ppo", **OFF_POLICY}}
-    chosen = pair | {label + LOW_LR_SUFFIX: o | {"learner.lr": 5e-5} for label, o in pair.items()}
-    return st_ppo_outcome(args, "st_ppo_critic", chosen, verdict_st_ppo_critic)
-
-
-# ---- SPEAR --------------------------------------------------------------------------------
-def verdict_spear(results: dict[str, list[dict[str, Any]]]) -> str:
-    """Holds when SPEAR's mean final accuracy and mean tool calls per episode (over its last five
-    steps) are at least GRPO's."""
-    acc = {k: statistics.mean(r["final"] for r in rs) for k, rs in results.items()}
-    calls = {k: statistics.mean(late(r, "rollout/tool_calls_per_episode") for r in rs) for k, rs in results.items()}
-    if acc["spear"] >= acc["grpo"] and calls["spear"] >= calls["grpo"]:
-        return "holds"
-    if acc["spear"] >= acc["grpo"]:
-        return "holds in part: accuracy at least GRPO's, fewer tool calls"
-    return "does not hold at this scale"
-
-
-def early(result: dict[str, Any], key: str, n: int = 5) -> float:
-    return statistics.mean(step_values(result, key)[:n])
-
-
-def late(result: dict[str, Any], key: str, n: int = 5) -> float:
-    return statistics.mean(step_values(result, key)[-n:])
-
-
-SPEAR_STEPS = 30
-# SPEAR's curriculum runs on the optimizer-step count: the bonus fades out over ``bonus_T`` and
-# the self-imitation weight fades in over ``replay_T`` (both 200 by default, the reference's
-# length). In a 30-step run at the defaults the replay weight never passes 0.06 and the bonus
-# keeps about 95% of its size to the end, so neither schedule is tested; the claim compresses both
-# to the run's length.
-SPEAR_SCHEDULES = {"algo_args.bonus_T": SPEAR_STEPS, "algo_args.replay_T": SPEAR_STEPS}
-
-
-def measure_spear(args: argparse.Namespace) -> Outcome:
-    chosen = {"spear": {"algo": "spear", **SPEAR_SCHEDULES}, "grpo": {"algo": "grpo"}}
-    results = runs(args, "spear_tool_use", chosen, "tool_use", SPEAR_STEPS, 5, [], minutes=args.tool_minutes)
-    plot(
-        args.out / "spear.png",
-        results,
-        [
-            ("eval/accuracy", "held-out accuracy"),
-            ("rollout/tool_calls_per_episode", "tool calls per episode"),
-            ("policy/entropy", "entropy"),
-        ],
-    )
-
-    def line(label: str) -> str:
-        rs = results[label]
-        calls = [
-            f"{early(r, 'rollout/tool_calls_per_episode'):.2f}->{late(r, 'rollout/tool_calls_per_episode'):.2f}"
-            for r in rs
-        ]
-        ent = [f"{early(r, 'policy/entropy'):.2f}->{late(r, 'policy/entropy'):.2f}" for r in rs]
-        final = mean_sd([r["final"] for r in rs])
-        return f"{label}: final {final}, calls/episode {', '.join(calls)}, entropy {', '.join(ent)}"
-
-    details = "\n".join(
-        f"- {label} seed {r['seed']}: initial {r['initial']:.3f}, final {r['final']:.3f}, steps {r['steps']}, "
-        f"wall {r['wall_min']:.1f} min"
-        for label, rs in results.items()
-        for r in rs
-    )
-    return Outcome(line("spear"), line("grpo"), verdict_spear(results), details)
-
-
+STEPS = training.SPEAR_STEPS
 CLAIMS: dict[str, Claim] = {
     "vcpo": Claim(
         "VCPO (Huang et al., 2026)",
@@ -434,8 +216,8 @@ CLAIMS: dict[str, Claim] = {
         "stable where token-level clipping gives loss spikes.",
         "math_tool, 8 optimizer steps per rollout batch (4 minibatches x 2 epochs), 30 steps; baseline "
         "token-level PPO clipping with the same group advantages (grpo)",
-        measure_st_ppo,
-        verdict_st_ppo,
+        training.measure_st_ppo,
+        training.verdict_st_ppo,
     ),
     "st_ppo_critic": Claim(
         "ST-PPO (Li et al., 2025), with critics",
@@ -443,18 +225,18 @@ CLAIMS: dict[str, Claim] = {
         "as st_ppo, but ST-PPO learns a turn-level value (the value at each turn's first token) with turn-level "
         "GAE (advantage=gae) and the baseline is PPO with a token-level value and GAE (ppo); gamma = lambda = 1; "
         "at the recipes' lr 2e-4 and at 5e-5",
-        measure_st_ppo_critic,
-        verdict_st_ppo_critic,
+        training.measure_st_ppo_critic,
+        training.verdict_st_ppo_critic,
     ),
     "spear": Claim(
         "SPEAR (Qin et al., 2025)",
         "Self-imitation with the tool-call curriculum and entropy control beats GRPO on tool-use tasks, "
         "with more tool use early and entropy that does not collapse.",
-        f"tool_use (code in a sandbox), {SPEAR_STEPS} steps of 64 episodes, SPEAR's bonus and replay schedules "
-        f"compressed to the {SPEAR_STEPS} steps (bonus_T = replay_T = {SPEAR_STEPS}); calls and entropy as mean of "
+        f"tool_use (code in a sandbox), {STEPS} steps of 64 episodes, SPEAR's bonus and replay schedules "
+        f"compressed to the {STEPS} steps (bonus_T = replay_T = {STEPS}); calls and entropy as mean of "
         "the first -> last 5 steps per seed",
-        measure_spear,
-        verdict_spear,
+        training.measure_spear,
+        training.verdict_spear,
     ),
 }
 
