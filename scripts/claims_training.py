@@ -10,11 +10,13 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+import bench_async
 from bench_async import step_values
 from claims_common import Outcome, mean_sd, plot, runs, spikes
 
 # ---- ST-PPO -------------------------------------------------------------------------------
 OFF_POLICY = {"learner.minibatches": 4, "learner.epochs": 2}
+LOW_LR = "lr5e-5"  # bench_async's diagnosis variant: a quarter of the recipes' lr 2e-4
 
 
 def clip_frac(result: dict[str, Any]) -> float:
@@ -49,7 +51,7 @@ def verdict_st_ppo_critic(results: dict[str, list[dict[str, Any]]]) -> str:
     """The rule of st_ppo, at each learning rate on its own (the recipe's 2e-4, and 5e-5)."""
     return "; ".join(
         f"lr {lr}: {st_ppo_verdict(results, f'st_ppo{suffix}', f'token-ppo{suffix}')}"
-        for lr, suffix in (("2e-4", ""), ("5e-5", LOW_LR_SUFFIX))
+        for lr, suffix in (("2e-4", ""), ("5e-5", f"-{LOW_LR}"))
     )
 
 
@@ -96,16 +98,13 @@ def measure_st_ppo(args: argparse.Namespace) -> Outcome:
     return st_ppo_outcome(args, "st_ppo", chosen, verdict_st_ppo)
 
 
-LOW_LR_SUFFIX = "-lr5e-5"
-
-
 def measure_st_ppo_critic(args: argparse.Namespace) -> Outcome:
     """The paper's own pairing: both sides learn a value head (``configs/math_tool_ppo.yaml`` is
     PPO with a token-level critic; ST-PPO's ``advantage=gae`` is its turn-level one), at the
     recipes' lr and at a quarter of it."""
     critic = {"algo_args.advantage": "gae"}
     pair = {"st_ppo": {"algo": "st_ppo", **critic, **OFF_POLICY}, "token-ppo": {"algo": "ppo", **OFF_POLICY}}
-    chosen = pair | {label + LOW_LR_SUFFIX: o | {"learner.lr": 5e-5} for label, o in pair.items()}
+    chosen = pair | {f"{label}-{LOW_LR}": o | bench_async.DIAGNOSIS[LOW_LR] for label, o in pair.items()}
     return st_ppo_outcome(args, "st_ppo_critic", chosen, verdict_st_ppo_critic)
 
 
