@@ -3,17 +3,21 @@
 Each of ``--concurrency`` episodes (threads, as the rollout's tool calls run) opens a session
 and makes ``--calls`` trivial calls (``x = i``, then ``print(x)``...); a session's first call
 waits for its sandbox unless the pool had one ready. Printed per backend, pool and concurrency:
-calls per second, p50 and p99 latency of every call, and p50 of first calls. The baseline is
-the naive way: one ``docker run --rm`` per call (a fresh container each time, no state).
+calls per second, p50 and p99 latency of the calls after the first (the sandbox is running),
+and p50 of first calls (with a cold pool: the session start). ``--repeat`` runs each row that
+many times and prints the median of each figure. The baseline is the naive way: one
+``docker run --rm`` per call (a fresh container each time, no state).
 
     python scripts/bench_sandbox.py
-    python scripts/bench_sandbox.py --backends bwrap --concurrency 1 8 --calls 20
+    python scripts/bench_sandbox.py --backends bwrap --concurrency 1 8 --calls 200 --repeat 3
+    python scripts/bench_sandbox.py --json figures.json      # the rows as JSON too
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import statistics
 import subprocess
 import time
@@ -28,7 +32,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def episode(pool, calls: int) -> tuple[list[float], float]:
+def episode(pool, calls: int) -> list[float]:
     session = PythonSession(pool)
     latencies = []
     try:
@@ -40,7 +44,7 @@ def episode(pool, calls: int) -> tuple[list[float], float]:
             latencies.append(time.perf_counter() - start)
     finally:
         session.close()
-    return latencies, latencies[0]
+    return latencies
 
 
 def measure(backend: str, warm: int, concurrency: int, calls: int) -> dict[str, float]:
@@ -54,14 +58,17 @@ def measure(backend: str, warm: int, concurrency: int, calls: int) -> dict[str, 
         results = list(executor.map(lambda _: episode(pool, calls), range(concurrency)))
     wall = time.perf_counter() - start
     pool.close()
-    every = [t for latencies, _ in results for t in latencies]
-    firsts = [first for _, first in results]
+    later = [t for latencies in results for t in latencies[1:]]
     return {
-        "calls_per_s": len(every) / wall,
-        "p50_ms": 1000 * statistics.median(every),
-        "p99_ms": 1000 * percentile(every, 0.99),
-        "first_p50_ms": 1000 * statistics.median(firsts),
+        "calls_per_s": sum(map(len, results)) / wall,
+        "p50_ms": 1000 * statistics.median(later),
+        "p99_ms": 1000 * percentile(later, 0.99),
+        "first_p50_ms": 1000 * statistics.median(latencies[0] for latencies in results),
     }
+
+
+def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
 
 
 def docker_run_baseline(concurrency: int, calls: int) -> dict[str, float]:
@@ -88,32 +95,40 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["bwrap", "docker"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64])
     parser.add_argument("--calls", type=int, default=10, help="calls per episode")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row; each figure is their median")
     parser.add_argument("--baseline-calls", type=int, default=3, help="docker run calls per thread")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
+    rows = []
     print("| backend | pool | episodes at once | calls/s | p50 ms | p99 ms | first call p50 ms |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for backend in args.backends:
         for concurrency in args.concurrency:
             for warm in (concurrency, 0):
                 try:
-                    row = measure(backend, warm, concurrency, args.calls)
+                    row = median_row([measure(backend, warm, concurrency, args.calls) for _ in range(args.repeat)])
                 except SandboxUnavailable as exc:
                     print(f"| {backend} | - | {concurrency} | unavailable: {exc} | | | |")
                     break
                 pool = f"warm {warm}" if warm else "cold"
+                rows.append({"backend": backend, "pool": pool, "concurrency": concurrency, **row})
                 print(
-                    f"| {backend} | {pool} | {concurrency} | {row['calls_per_s']:.0f} | {row['p50_ms']:.1f} | "
-                    f"{row['p99_ms']:.1f} | {row['first_p50_ms']:.1f} |",
+                    f"| {backend} | {pool} | {concurrency} | {row['calls_per_s']:.0f} | {row['p50_ms']:.3f} | "
+                    f"{row['p99_ms']:.2f} | {row['first_p50_ms']:.1f} |",
                     flush=True,
                 )
-    if "docker" in args.backends:
+    if "docker" in args.backends and args.baseline_calls > 0:
         for concurrency in args.concurrency[:2]:
             row = docker_run_baseline(concurrency, args.baseline_calls)
+            rows.append({"backend": "docker run --rm per call", "concurrency": concurrency, **row})
             print(
                 f"| docker run --rm per call | - | {concurrency} | {row['calls_per_s']:.1f} | {row['p50_ms']:.0f} | "
                 f"{row['p99_ms']:.0f} | - |",
                 flush=True,
             )
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(rows, out, indent=1)
 
 
 if __name__ == "__main__":
