@@ -1,11 +1,19 @@
-"""A started sandbox as the host sees it: a line channel to its interpreter, and a kill switch.
+"""A started sandbox as the host sees it: a line channel to its interpreter, read within a
+byte budget the host sets, and a kill switch.
 
 Owns ``Channel`` (send a line, wait for a line with a deadline, kill) and its two transports:
 the pipes of a local process (``ProcessChannel``, used by bwrap) and Docker's attach socket
 (``SocketChannel``, whose stream interleaves stdout and stderr in frames of
-``[kind, 0, 0, 0, size (4 bytes, big-endian)]``). A reader thread per channel turns the
-interpreter's stdout into lines and keeps the last few KB of its stderr for diagnostics.
-Must not know about the protocol's JSON, tools or backends' options.
+``[kind, 0, 0, 0, size (4 bytes, big-endian)]``, read a bounded chunk at a time whatever size
+a frame claims). A reader thread per channel turns the interpreter's stdout into lines and
+keeps the last few KB of its stderr for diagnostics.
+
+The host trusts nothing the sandbox writes. Every byte read counts against ``budget``, which
+each ``send`` renews: what arrives between two calls counts against the next, so it is
+bounded too. A line longer than ``max_line`` bytes, or more than ``budget`` bytes since the
+last ``send``, ends the sandbox at once; ``readline`` then raises ``ChannelClosed`` saying so.
+Lines left unread when a request is sent are dropped. Must not know about the protocol's
+JSON, tools or backends' options.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import socket
 import struct
 import subprocess
@@ -21,25 +28,41 @@ import threading
 from collections.abc import Callable
 
 _STDERR_KEEP = 4096
+_CHUNK = 65536
 _EOF = None
 
 
 class ChannelClosed(Exception):
-    """The interpreter's output ended: it exited or was killed."""
+    """The interpreter's output ended: it exited, was killed, or wrote past its budget."""
 
 
 class Channel:
-    """Lines from a sandboxed interpreter, read by a thread; ``kill`` ends the sandbox."""
+    """Lines from a sandboxed interpreter, read by a thread within ``budget`` bytes per
+    request; ``kill`` ends the sandbox."""
 
-    def __init__(self, kill: Callable[[], None]):
+    def __init__(self, kill: Callable[[], None], max_line: int = 1 << 20, budget: int = 4 << 20):
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._partial = bytearray()
         self._kill = kill
+        self.max_line, self.budget = max_line, budget
+        self._received = 0  # bytes since the last send
+        self._lock = threading.Lock()
+        self.overflow = ""  # why the host ended the sandbox, when it was the sandbox's output
         self.stderr_tail = bytearray()
         self.closed = threading.Event()
 
     def send(self, line: bytes) -> None:
-        raise NotImplementedError
+        """Write one request line; what the sandbox wrote before it is dropped unread."""
+        with self._lock:
+            self._received = 0
+            while True:
+                try:
+                    if self._lines.get_nowait() is _EOF:
+                        self._lines.put(_EOF)
+                        break
+                except queue.Empty:
+                    break
+        self._write(line + b"\n")
 
     def readline(self, timeout: float | None) -> bytes:
         """The next line; ``TimeoutError`` past ``timeout`` seconds, ``ChannelClosed`` at EOF."""
@@ -49,7 +72,8 @@ class Channel:
             raise TimeoutError(f"no answer within {timeout:g} s") from None
         if line is _EOF:
             self._lines.put(_EOF)  # every later read sees the end too
-            raise ChannelClosed(self.stderr_tail.decode("utf-8", "replace").strip()[-500:])
+            why = self.overflow or self.stderr_tail.decode("utf-8", "replace").strip()[-500:]
+            raise ChannelClosed(why)
         return line
 
     def kill(self) -> None:
@@ -57,15 +81,43 @@ class Channel:
         with contextlib.suppress(Exception):
             self._kill()
 
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _count(self, data: bytes) -> bool:
+        """Charge ``data`` to the budget; False (and the sandbox ended) past it."""
+        with self._lock:
+            if self.overflow:
+                return False
+            self._received += len(data)
+            if self._received <= self.budget:
+                return True
+            self.overflow = f"the sandbox wrote more than {self.budget} bytes to the host for one call"
+        self._stop()
+        return False
+
     def _stdout(self, data: bytes) -> None:
+        if not self._count(data):
+            return
         self._partial += data
         while (end := self._partial.find(b"\n")) >= 0:
             self._lines.put(bytes(self._partial[:end]))
             del self._partial[: end + 1]
+        if len(self._partial) > self.max_line:
+            with self._lock:
+                self.overflow = f"the sandbox wrote a line of more than {self.max_line} bytes to the host"
+            self._stop()
 
     def _stderr(self, data: bytes) -> None:
+        if not self._count(data):
+            return
         self.stderr_tail += data
         del self.stderr_tail[: max(0, len(self.stderr_tail) - _STDERR_KEEP)]
+
+    def _stop(self) -> None:
+        self._partial.clear()
+        self._lines.put(_EOF)  # a reader waiting for an answer hears at once
+        threading.Thread(target=self.kill, daemon=True).start()  # not on the reader thread: it may join it
 
     def _ended(self) -> None:
         self._lines.put(_EOF)
@@ -73,37 +125,44 @@ class Channel:
 
 
 class ProcessChannel(Channel):
-    """A local process (its own process group) spoken to over its stdin and stdout."""
+    """A local process (its own process group) spoken to over its stdin and stdout.
+    ``teardown`` ends whatever the process started (its cgroup); it runs before the process
+    group is killed and reaped."""
 
-    def __init__(self, argv: list[str], **popen):
+    def __init__(
+        self, argv: list[str], teardown: Callable[[], None] | None = None, max_line=1 << 20, budget=4 << 20, **popen
+    ):
+        self.teardown = teardown
         self.process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **popen
         )
-        super().__init__(self._kill_group)
+        super().__init__(self._kill_all, max_line, budget)
         threading.Thread(target=self._pump, args=(self.process.stdout, self._stdout, True), daemon=True).start()
         threading.Thread(target=self._pump, args=(self.process.stderr, self._stderr, False), daemon=True).start()
 
-    def send(self, line: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         try:
             assert self.process.stdin is not None
-            self.process.stdin.write(line + b"\n")
+            self.process.stdin.write(data)
             self.process.stdin.flush()
         except (BrokenPipeError, ValueError, OSError) as exc:
-            raise ChannelClosed(str(exc)) from None
+            raise ChannelClosed(self.overflow or str(exc)) from None
 
     def _pump(self, stream, sink: Callable[[bytes], None], main: bool) -> None:
         try:
             fd = stream.fileno()
-            while chunk := os.read(fd, 65536):
+            while chunk := os.read(fd, _CHUNK):
                 sink(chunk)
         except (OSError, ValueError):  # closed by kill() while reading: the end, as EOF is
             pass
         if main:
             self._ended()
 
-    def _kill_group(self) -> None:
+    def _kill_all(self) -> None:
+        if self.teardown is not None:
+            self.teardown()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, 9)
         self.process.wait()
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
@@ -114,28 +173,33 @@ class ProcessChannel(Channel):
 class SocketChannel(Channel):
     """Docker's attach socket (no TTY): stdin written raw, stdout/stderr read as frames."""
 
-    def __init__(self, sock: socket.socket, kill: Callable[[], None], keep: object = None):
-        super().__init__(kill)
+    def __init__(
+        self, sock: socket.socket, kill: Callable[[], None], keep: object = None, max_line=1 << 20, budget=4 << 20
+    ):
+        super().__init__(kill, max_line, budget)
         self.sock = sock
         self._keep = keep  # the SDK's wrapper: when it is collected, the socket closes
         self._send_lock = threading.Lock()
         threading.Thread(target=self._pump, daemon=True).start()
 
-    def send(self, line: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         try:
             with self._send_lock:
-                self.sock.sendall(line + b"\n")
+                self.sock.sendall(data)
         except OSError as exc:
-            raise ChannelClosed(str(exc)) from None
+            raise ChannelClosed(self.overflow or str(exc)) from None
 
     def _pump(self) -> None:
         try:
-            while header := self._exactly(8):
-                kind, size = header[0], struct.unpack(">I", header[4:])[0]
-                payload = self._exactly(size)
-                if payload is None:
-                    break
-                (self._stderr if kind == 2 else self._stdout)(payload)
+            while (header := self._exactly(8)) is not None:
+                sink = self._stderr if header[0] == 2 else self._stdout
+                left = struct.unpack(">I", header[4:])[0]
+                while left > 0:  # a frame may claim up to 4 GB: it is read, and charged, a chunk at a time
+                    chunk = self.sock.recv(min(left, _CHUNK))
+                    if not chunk:
+                        raise OSError("the stream ended inside a frame")
+                    left -= len(chunk)
+                    sink(chunk)
         except OSError:
             pass
         self._ended()

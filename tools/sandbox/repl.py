@@ -3,8 +3,12 @@
 Started as ``python3 -u -c <this file's text> <limits JSON>`` by a backend; it uses the
 standard library only and is never imported by agentrl itself. Protocol, one JSON object per
 line: it first writes ``{"ready": true, "pid": ...}``, then for each request
-``{"code": str, "max_output_bytes": int}`` read from stdin it writes
-``{"status": "ok"|"error", "stdout", "stderr", "stdout_bytes", "stderr_bytes"}``.
+``{"id": str, "code": str, "max_output_bytes": int}`` read from stdin it writes
+``{"id", "status": "ok"|"error", "stdout", "stderr", "stdout_bytes", "stderr_bytes"}``, the
+``id`` being the request's. Nothing here is trusted by the host: user code runs in this
+process and could write anything on the protocol's descriptors. The host reads within a budget,
+takes only the reply that carries the id it sent, and caps the output again
+(``channel.py``, ``session.py``); the caps here only keep honest replies small.
 
 Choices:
 
@@ -12,9 +16,13 @@ Choices:
   fds 1 and 2 are pipes read by two threads (so ``print``, ``os.write(1, ...)`` and child
   processes are all captured) and fd 0 is ``/dev/null``. Each reader keeps the first and last
   ``max_output_bytes / 2`` bytes and counts the rest, so 100 MB of output costs no memory.
-- A last statement that is an expression has its ``repr`` printed, as in a notebook.
-- Limits from the backend (address space, processes, file size, open files) are set as hard
-  rlimits before any user code runs, so user code cannot raise them.
+- A last statement that is an expression has its ``repr`` printed, as in a notebook. The
+  traceback of an error is written to the stderr capture, so it is capped with the rest.
+- Per-process rlimits from the backend (address space, file size, open files) are set as hard
+  limits before any user code runs, so user code cannot raise them: they turn one big
+  allocation or file into a ``MemoryError`` or ``File too large`` the code can see. The limits
+  on the sandbox as a whole (memory, tasks, CPU, disk, inodes) are the host's (cgroups,
+  tmpfs sizes); nothing here enforces those.
 - A process forked by user code that returns to this loop exits at once: only the session
   answers. After every call, in its own PID namespace (pid 1 is its parent), it kills every other
   process: nothing a call starts outlives the call.
@@ -35,7 +43,6 @@ import traceback
 
 _RLIMITS = {
     "memory_bytes": resource.RLIMIT_AS,
-    "processes": resource.RLIMIT_NPROC,
     "file_bytes": resource.RLIMIT_FSIZE,
     "open_files": resource.RLIMIT_NOFILE,
 }
@@ -61,9 +68,11 @@ class _Capture(threading.Thread):
             self.head, self.tail, self.total, self.token = bytearray(), bytearray(), 0, token
             self.done.clear()
 
-    def end(self, timeout):
+    def end(self, timeout, extra=b""):
         os.dup2(self.write_fd, self.fd)  # whatever the code did to the fd
-        os.write(self.fd, self.token)
+        data = memoryview(extra + self.token)
+        while data:
+            data = data[os.write(self.fd, data) :]
         self.done.wait(timeout)
 
     def run(self):
@@ -158,12 +167,19 @@ def _call(request, namespace, captures):
             stream.flush()
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     _kill_strays()
-    for capture in captures:
-        capture.end(2.0)
     out, err = captures
-    reply = {"status": status, "stdout": out.text(), "stderr": err.text() + error}
+    out.end(2.0)
+    err.end(2.0, error.encode("utf-8", "replace"))
+    reply = {"id": request.get("id"), "status": status, "stdout": out.text(), "stderr": err.text()}
     reply.update(stdout_bytes=out.total, stderr_bytes=err.total)
     return reply
+
+
+def _request_id(line):
+    try:
+        return json.loads(line).get("id")
+    except Exception:
+        return None
 
 
 def main():
@@ -194,6 +210,7 @@ def main():
             reply = _call(json.loads(line), namespace, captures)
         except MemoryError:
             reply = {"status": "error", "stdout": "", "stderr": "MemoryError\n", "stdout_bytes": 0, "stderr_bytes": 0}
+            reply["id"] = _request_id(line)
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 

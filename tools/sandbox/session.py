@@ -5,22 +5,28 @@ and whether the session's state was lost), the ``Backend`` contract (start the i
 ``repl.py`` in a fresh sandbox, return its ``Channel``), the warm ``Pool`` of started sandboxes
 and ``PythonSession``. A session takes a fresh sandbox for its first call, never one another
 episode used. A call past ``timeout_s`` kills the whole sandbox (every process in it); so does
-an interpreter that dies (``os._exit``, a killed interpreter): the next call starts afresh and
-the result says the state was lost. Knows nothing of tools' text, environments or tokens; which
-sandbox is used is the backend's business.
+an interpreter that dies (``os._exit``, a killed interpreter) and a sandbox that writes past
+its budget to the host: the next call starts afresh and the result says the state was lost.
+Each call carries a random id; only a reply with that id answers it (a forged or late reply is
+dropped), and its stdout and stderr are capped again here, whatever the interpreter claims.
+Knows nothing of tools' text, environments or tokens; which sandbox is used is the backend's
+business.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from agentrl.errors import AgentRLError
+from agentrl.config import check_range
+from agentrl.errors import AgentRLError, ConfigError
 from agentrl_tools.base import ToolStatus
 from agentrl_tools.sandbox.channel import Channel, ChannelClosed
 
@@ -29,40 +35,66 @@ REPL_SOURCE = (Path(__file__).with_name("repl.py")).read_text(encoding="utf-8")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sandbox may use. Each backend enforces all of them (see README, Sandbox)."""
+    """What one sandbox may use, as a whole (see docs/sandbox.md for how each backend enforces
+    each limit). A value out of range is a one-line ``ConfigError``."""
 
     timeout_s: float = 5.0
     """wall-clock seconds per call; past it the sandbox is killed and the session restarts"""
     memory_mb: int = 512
-    """address space (rlimit) and, for docker, the container's memory"""
+    """memory of the whole sandbox, its work dir's files included; also each process's address space"""
     processes: int = 32
-    """processes and threads in the sandbox"""
-    disk_mb: int = 16
-    """size of the writable work dir (a tmpfs); files bigger than this cannot be written"""
+    """processes and threads in the whole sandbox (its interpreter uses 3)"""
     cpus: float = 1.0
-    """CPU share (docker)"""
-    max_output_bytes: int = 4096
+    """CPUs the whole sandbox may use at once (a share of each scheduling period)"""
+    disk_mb: int = 16
+    """size of the work dir (a tmpfs, the only writable place); also the largest file"""
+    inodes: int = 4096
+    """files, directories and links the work dir may hold"""
+    max_output_bytes: int = 2048
     """stdout and stderr each keep this many bytes (head and tail) per call"""
     start_timeout_s: float = 30.0
     """seconds to wait for a new sandbox's interpreter to say it is ready"""
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not value > 0:
-                raise ValueError(f"sandbox limit {name} must be > 0, got {value!r}")
+        for name, (low, high) in _RANGES.items():
+            check_range("sandbox", name, getattr(self, name), low, high() if callable(high) else high)
+        for name in ("memory_mb", "processes", "disk_mb", "inodes", "max_output_bytes"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ConfigError(f"sandbox: {name}={getattr(self, name)!r} must be a whole number")
 
-    def interpreter_args(self, workdir: str, rlimit_processes: bool = True) -> list[str]:
-        """``python3`` arguments that start the session's interpreter with its rlimits.
-        ``rlimit_processes=False`` leaves the process count to the backend: the rlimit counts
-        a user's processes across sandboxes unless each sandbox has its own user namespace."""
+    @property
+    def max_frame_bytes(self) -> int:
+        """The longest reply line the host accepts: two capped streams, JSON-escaped (at most 6
+        bytes a character), and the rest of the reply."""
+        return 12 * self.max_output_bytes + 4096
+
+    @property
+    def max_call_bytes(self) -> int:
+        """The most the host reads from a sandbox for one call, what it writes between calls
+        included; past it the sandbox is killed."""
+        return 4 * self.max_frame_bytes
+
+    def interpreter_args(self, workdir: str) -> list[str]:
+        """``python3`` arguments that start the session's interpreter with its per-process rlimits."""
         rlimits = {
             "memory_bytes": self.memory_mb << 20,
-            "processes": self.processes if rlimit_processes else 0,
             "file_bytes": self.disk_mb << 20,
             "open_files": 256,
             "workdir": workdir,
         }
         return ["-u", "-c", REPL_SOURCE, json.dumps(rlimits)]
+
+
+_RANGES = {
+    "timeout_s": (0.01, 3600.0),
+    "memory_mb": (64, 1 << 20),
+    "processes": (8, 4096),
+    "cpus": (0.01, lambda: float(os.cpu_count() or 1)),
+    "disk_mb": (1, 1 << 20),
+    "inodes": (16, 1 << 24),
+    "max_output_bytes": (64, 1 << 20),
+    "start_timeout_s": (1.0, 600.0),
+}
 
 
 @dataclass(frozen=True)
@@ -80,14 +112,12 @@ class CallResult:
 
 class Backend(Protocol):
     """Starts sandboxes. ``name`` is what the run log shows; ``workdir`` the sandbox's writable
-    dir; ``rlimit_processes`` whether the interpreter must cap its processes itself (False
-    when the backend caps each sandbox's processes, as Docker's pids limit does); ``start``
-    returns the channel of a fresh sandbox running ``python3 <args>`` and raises
+    dir; ``start`` returns the channel of a fresh sandbox running ``python3 <args>``, with the
+    whole-sandbox limits of ``Limits`` in force and the channel's budget from them, and raises
     ``SandboxUnavailable`` when it cannot."""
 
     name: str
     workdir: str
-    rlimit_processes: bool
 
     def start(self, args: list[str]) -> Channel: ...
 
@@ -106,7 +136,7 @@ class Pool:
 
     def __init__(self, backend: Backend, limits: Limits, size: int = 0):
         self.backend, self.limits, self.size = backend, limits, size
-        self.args = limits.interpreter_args(backend.workdir, backend.rlimit_processes)
+        self.args = limits.interpreter_args(backend.workdir)
         # Sandboxes are started from these long-lived threads only: a parent-death signal
         # (bwrap's --die-with-parent) fires when the *thread* that started the sandbox ends,
         # so one started from a short-lived thread (asyncio.to_thread's) would die with it.
@@ -211,17 +241,23 @@ class PythonSession:
                 self._channel = None
 
     def _call(self, channel: Channel, code: str, start: float) -> CallResult:
-        request = json.dumps({"code": code, "max_output_bytes": self.limits.max_output_bytes})
+        limits = self.limits
+        request_id = secrets.token_hex(16)  # a reply without it is not this call's answer
+        request = json.dumps({"id": request_id, "code": code, "max_output_bytes": limits.max_output_bytes})
+        deadline = time.monotonic() + limits.timeout_s
         try:
             channel.send(request.encode("utf-8"))
-            reply = json.loads(channel.readline(self.limits.timeout_s))
+            while (reply := _reply(channel.readline(max(0.0, deadline - time.monotonic())), request_id)) is None:
+                pass  # forged, late or garbage: dropped
         except TimeoutError:
-            return self._lost("timeout", f"the call ran past its {self.limits.timeout_s:g} s timeout", start)
-        except (ChannelClosed, ValueError) as exc:
-            detail = f" ({exc})" if str(exc) else ""
-            return self._lost("error", f"the Python process exited{detail}", start)
-        seconds = time.perf_counter() - start
-        return CallResult(reply["status"], reply["stdout"], reply["stderr"], seconds)
+            return self._lost("timeout", f"the call ran past its {limits.timeout_s:g} s timeout", start)
+        except ChannelClosed as exc:
+            why = channel.overflow or f"the Python process exited{f' ({exc})' if str(exc) else ''}"
+            return self._lost("error", why, start)
+        if reply.get("status") not in ("ok", "error") or not all(isinstance(reply.get(k), str) for k in _TEXTS):
+            return self._lost("error", "the interpreter's reply was malformed", start)
+        stdout, stderr = (cap_text(reply[key], limits.max_output_bytes) for key in _TEXTS)
+        return CallResult(reply["status"], stdout, stderr, time.perf_counter() - start)
 
     def _lost(self, status: ToolStatus, why: str, start: float) -> CallResult:
         assert self._channel is not None
@@ -229,3 +265,31 @@ class PythonSession:
         self._channel = None
         message = f"{why}; the session was restarted and its variables, imports and files are lost"
         return CallResult(status, message=message, seconds=time.perf_counter() - start, lost_state=True)
+
+
+_TEXTS = ("stdout", "stderr")
+
+
+def _reply(line: bytes, request_id: str) -> dict | None:
+    """The reply in ``line`` if it is a JSON object carrying ``request_id``, else None."""
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) and reply.get("id") == request_id else None
+
+
+def cap_text(text: str, cap: int) -> str:
+    """``text`` kept to its first and last ``cap / 2`` bytes with a ``...[N bytes cut]...``
+    marker between, as the interpreter caps it; the host applies it again to every reply."""
+    if len(text) <= cap // 4:  # at most 4 bytes a character: short enough without encoding
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= cap + _MARKER_ROOM:
+        return text
+    head, tail = raw[: cap // 2], raw[len(raw) - (cap - cap // 2) :]
+    cut = len(raw) - len(head) - len(tail)
+    return (head + b"\n...[%d bytes cut]...\n" % cut + tail).decode("utf-8", "replace")
+
+
+_MARKER_ROOM = 64  # the interpreter's own marker: what it kept is cap bytes plus the marker
