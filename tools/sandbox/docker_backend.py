@@ -2,45 +2,39 @@
 
 Owns the container's settings and the clean-up of containers a killed run left behind. Each
 container runs the image built by ``image.py`` with no network (``network_mode=none``), a
-read-only root, a tmpfs work dir of ``Limits.disk_mb``, memory (no swap), CPU and pids limits,
-every capability dropped, ``no-new-privileges``, user ``nobody``, an init process as pid 1, and
-``auto_remove``. The interpreter's stdin/stdout are Docker's attach socket. Every container
-carries the labels ``agentrl.sandbox`` and ``agentrl.owner`` (host, pid and start time of the
-process that made it); at start-up the backend removes labelled containers whose owner is no
-longer running, such as those of a run killed mid-call. Must not know about tools or environments.
+read-only root, a tmpfs work dir of ``Limits.disk_mb`` and ``Limits.inodes`` (the only
+writable place: no ``/dev/shm`` (``ipc_mode=none``) and a read-only ``/dev/mqueue``), memory
+(no swap), CPU and task limits for the container as a whole, every capability dropped,
+``no-new-privileges``, the seccomp profile of ``seccomp.py`` in place of Docker's default, user
+``nobody``, an init process as pid 1, no log driver (what the container writes reaches the
+host only through the attach socket, within the channel's budget: no log file grows on the
+host's disk), and ``auto_remove``. Every container carries the labels ``agentrl.sandbox`` and
+``agentrl.owner`` (host, pid and start time of the process that made it); the run's reaper
+(``reaper.py``) removes a killed run's containers, and at start-up the backend removes any
+whose owner is no longer running. Must not know about tools or environments.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
+import platform
 import threading
-from pathlib import Path
 from typing import Any
 
+from agentrl_tools.sandbox import reaper, seccomp
 from agentrl_tools.sandbox.channel import Channel, SocketChannel
+from agentrl_tools.sandbox.owner import Owner
 from agentrl_tools.sandbox.session import Limits, SandboxUnavailable
 
 LABEL = "agentrl.sandbox"
 OWNER = "agentrl.owner"
 WORKDIR = "/work"
-
-
-def owner_id(pid: int) -> str | None:
-    """``host:pid:start-time`` of a running process, or None when it is not running here."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    start_ticks = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command's parentheses
-    return f"{socket.gethostname()}:{pid}:{start_ticks}"
+OWN_TASKS = 1  # the init process shares the container's task limit
 
 
 class DockerBackend:
     name = "docker"
     workdir = WORKDIR
-    rlimit_processes = False  # pids_limit caps each container; the rlimit would count all of them
 
     def __init__(self, limits: Limits, image: str, client: Any = None):
         try:
@@ -58,10 +52,14 @@ class DockerBackend:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
             raise SandboxUnavailable(f"the sandbox image {image} is missing; build it: agentrl sandbox build") from None
+        if not seccomp.supported():
+            raise SandboxUnavailable(f"the docker sandbox has no seccomp profile for {platform.machine()}")
         self.limits, self.image = limits, image
-        self.owner = owner_id(os.getpid())
+        self.owner = Owner.this_process()
+        self.profile = seccomp.docker_profile()
         self._starting = threading.BoundedSemaphore(8)  # the daemon drops attaches when too many start at once
         self.removed_orphans = self.remove_orphans()
+        reaper.ensure()
 
     def start(self, args: list[str]) -> Channel:
         limits = self.limits
@@ -72,42 +70,41 @@ class DockerBackend:
                     ["python3", *args],
                     stdin_open=True,
                     network_mode="none",
+                    ipc_mode="none",  # no /dev/shm
                     read_only=True,
                     tmpfs={
-                        WORKDIR: f"size={limits.disk_mb}m,mode=1777,exec"
+                        WORKDIR: f"size={limits.disk_mb}m,nr_inodes={limits.inodes},mode=1777,exec",
+                        "/dev/mqueue": "ro,size=4k,nr_inodes=1",
                     },  # no working_dir: it makes /work root-owned
                     environment={"HOME": WORKDIR, "PATH": "/usr/bin:/bin", "MALLOC_ARENA_MAX": "2"},
                     mem_limit=f"{limits.memory_mb}m",
                     memswap_limit=f"{limits.memory_mb}m",
                     nano_cpus=int(limits.cpus * 1e9),
-                    pids_limit=limits.processes,
+                    pids_limit=limits.processes + OWN_TASKS,
                     cap_drop=["ALL"],
-                    security_opt=["no-new-privileges"],
+                    security_opt=["no-new-privileges", f"seccomp={self.profile}"],
+                    log_config={"type": "none"},
                     user="65534:65534",
                     init=True,
                     auto_remove=True,
-                    labels={LABEL: "1", OWNER: self.owner or ""},
+                    labels={LABEL: "1", OWNER: str(self.owner)},
                 )
                 sock = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
                 container.start()
         except Exception as exc:
             raise SandboxUnavailable(f"docker could not start a sandbox: {exc}") from None
         raw = getattr(sock, "_sock", sock)  # the SDK wraps the unix socket in a SocketIO
-        return SocketChannel(raw, lambda: _remove(container), keep=sock)
+        limits = self.limits
+        return SocketChannel(raw, lambda: _remove(container), sock, limits.max_frame_bytes, limits.max_call_bytes)
 
     def remove_orphans(self) -> int:
         """Remove sandbox containers whose owning process is gone; how many were removed."""
         removed = 0
         # ignore_removed: a container that auto-removes between the listing and its inspection is no error
         for container in self.client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True):
-            owner = container.labels.get(OWNER, "")
-            host, _, rest = owner.partition(":")
-            pid = rest.split(":")[0]
-            mine = host == socket.gethostname()
-            if mine and pid.isdigit() and owner_id(int(pid)) == owner:
-                continue  # its run is alive
-            if not mine and owner:
-                continue  # another machine's run sharing this daemon
+            owner = Owner.parse(container.labels.get(OWNER, ""))
+            if owner is not None and owner.alive():
+                continue  # its run is alive, or it is another machine's run sharing this daemon
             _remove(container)
             removed += 1
         return removed
