@@ -36,7 +36,7 @@ from agentrl_envs.tool_turn import close_tools, reopen_tools, take_turn
 from agentrl_tools.base import Tool, tool_spec
 from agentrl_tools.calculator import Limits
 from agentrl_tools.parsers import FORMATS
-from agentrl_tools.sandbox.backends import BACKENDS
+from agentrl_tools.python_tool import PythonToolOptions
 
 _VERBS = {"calculator": "Call the calculator", "python": "Run Python"}
 _PYTHON_PROMPTS = {
@@ -55,7 +55,7 @@ _PROMPTS = {
 
 
 @dataclass
-class MathToolConfig(MathTaskConfig):
+class MathToolConfig(MathTaskConfig, PythonToolOptions):
     max_turns: int = option(4, "turn budget; the episode is truncated when it runs out")
     tool_format: str = option("xml", "tool-call format: xml or hermes")
     max_calls_per_turn: int = option(4, "more calls than this in one turn are refused (too_many_calls)")
@@ -63,18 +63,15 @@ class MathToolConfig(MathTaskConfig):
     max_digits_result: int = option(100, "calculator: largest number accepted, in digits")
     tool_delay_s: float = option(0.0, "seconds each turn that calls the calculator waits (a remote tool's latency)")
     tool: str = option("calculator", "the tool: calculator, or python (a sandboxed session per episode, as tool_use's)")
-    sandbox: str = option(
-        "auto", "tool=python: the sandbox, auto (docker if it runs here, else bwrap), docker or bwrap"
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        PythonToolOptions.__post_init__(self)  # the python tool's sandbox and limits (tool=python)
         check_range("math_tool", "max_turns", self.max_turns, 1, 64)
         check_choice("math_tool", "tool_format", self.tool_format, FORMATS)
         check_range("math_tool", "max_calls_per_turn", self.max_calls_per_turn, 1)
         check_range("math_tool", "tool_delay_s", self.tool_delay_s, 0.0, 600.0)
         check_choice("math_tool", "tool", self.tool, ("calculator", "python"))
-        check_choice("math_tool", "sandbox", self.sandbox, BACKENDS)
 
 
 class MathToolEnv(MathTaskMixin, Env):
@@ -101,7 +98,7 @@ class MathToolEnv(MathTaskMixin, Env):
     def _tool_options(self) -> dict[str, dict[str, Any]]:
         c = self.config
         if c.tool == "python":
-            return {"python": {"backend": c.sandbox}}
+            return {"python": c.tool_options()}
         return {"calculator": {"limits": Limits(max_length=c.max_expression_length, max_digits=c.max_digits_result)}}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list[Message], dict]:

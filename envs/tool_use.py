@@ -14,7 +14,8 @@ tasks from the installed ``bfcl-eval`` package (``agentrl_envs.bfcl``: the task'
 the tools, written in Hermes JSON; the first turn with calls ends the episode and is graded
 against BFCL's possible answers, nothing runs); or a question file / ``hf:`` dataset
 (``question``/``answer`` columns, as ``math``'s). Tools come from the ``agentrl.tools``
-registry; the ``python`` tool's sandbox is the ``sandbox`` backend with the limits below, one
+registry; the ``python`` tool's sandbox is the ``sandbox`` backend with the limits of
+``PythonToolOptions`` (memory, processes, CPUs, disk, inodes, timeout, output cap), one
 session per episode (closed by ``close`` and at the next ``reset``). A sandbox that cannot
 start is a one-line error when the environment is made, before any episode runs.
 """
@@ -41,7 +42,7 @@ from agentrl_envs.grading import extract_answer, gold_answer, shared_grader
 from agentrl_envs.tool_turn import close_tools, reopen_tools, take_turn
 from agentrl_tools.base import Tool, tool_spec
 from agentrl_tools.parsers import FORMATS, parse_tool_calls
-from agentrl_tools.sandbox.backends import BACKENDS
+from agentrl_tools.python_tool import PythonToolOptions
 
 _BFCL_PROMPT = (
     "Answer the user by calling functions, each as "
@@ -57,7 +58,7 @@ PROMPTS = {
 
 
 @dataclass
-class ToolUseConfig:
+class ToolUseConfig(PythonToolOptions):
     source: str = option("code", "'code' (generated problems), a .jsonl/.parquet question file ({split}), or hf:NAME")
     num_tasks: int = option(500, "code: tasks per split")
     seed: int = option(0, "code: generator seed")
@@ -68,24 +69,15 @@ class ToolUseConfig:
     max_turns: int = option(4, "turn budget; the episode is truncated when it runs out")
     max_calls_per_turn: int = option(4, "more calls than this in one turn are refused (too_many_calls)")
     tool_format: str = option("xml", "tool-call format: xml (<python>code</python>) or hermes (<tool_call>)")
-    sandbox: str = option("auto", "python tool's sandbox: auto (docker if it runs here, else bwrap), docker or bwrap")
-    timeout_s: float = option(5.0, "python: seconds per call; past it the session is killed and restarted")
-    memory_mb: int = option(512, "python: memory of a session")
-    max_output_bytes: int = option(2048, "python: stdout and stderr each keep this many bytes per call")
-    warm: int = option(0, "python: sandboxes kept started ahead of need")
     grader_timeout_s: float = option(5.0, "seconds before a math-verify check counts as wrong")
     system_prompt: str | None = option(None, "system message; None uses the environment's default")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("tool_use", "num_tasks", self.num_tasks, 1)
         check_range("tool_use", "max_turns", self.max_turns, 1, 64)
         check_range("tool_use", "max_calls_per_turn", self.max_calls_per_turn, 1)
         check_choice("tool_use", "tool_format", self.tool_format, FORMATS)
-        check_choice("tool_use", "sandbox", self.sandbox, BACKENDS)
-        check_range("tool_use", "timeout_s", self.timeout_s, 0.01, 600)
-        check_range("tool_use", "memory_mb", self.memory_mb, 64)
-        check_range("tool_use", "max_output_bytes", self.max_output_bytes, 64)
-        check_range("tool_use", "warm", self.warm, 0, 256)
         if not self.tool_names:
             raise ConfigError("tool_use: tools must name at least one tool")
 
@@ -189,14 +181,7 @@ class ToolUseEnv(Env):
 
     def _tool_options(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Each named tool's options: the python tool's sandbox and limits, none for the others."""
-        c = self.config
-        python = {
-            "backend": c.sandbox,
-            "warm": c.warm,
-            "timeout_s": c.timeout_s,
-            "memory_mb": c.memory_mb,
-            "max_output_bytes": c.max_output_bytes,
-        }
+        python = self.config.tool_options()
         return {name: python if name == "python" else {} for name in names}
 
 
