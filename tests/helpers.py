@@ -158,7 +158,7 @@ class SearchEveryTurn(SearchQAEnv):
         return await super().astep(f"<search>{self.task.meta['hops'][0]}</search>")
 
 
-SANDBOX_LIMITS = Limits(timeout_s=3.0, memory_mb=256, processes=32, disk_mb=8, max_output_bytes=1000)
+SANDBOX_LIMITS = Limits(timeout_s=3.0, memory_mb=256, processes=32, disk_mb=8, inodes=512, max_output_bytes=1000)
 
 
 def open_or_skip(backend: str, limits: Limits = SANDBOX_LIMITS, warm: int = 2) -> Pool:

@@ -12,7 +12,7 @@ from agentrl_tools.sandbox.session import Limits, Pool
 class StandInBackend:
     """Sandboxes that say they are ready at once; the test ends them when it likes."""
 
-    name, workdir, rlimit_processes = "stand-in", "/tmp", True
+    name, workdir = "stand-in", "/tmp"
 
     def __init__(self) -> None:
         self.started: list[Channel] = []

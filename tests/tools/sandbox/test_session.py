@@ -8,6 +8,7 @@ import pytest
 from conftest import open_or_skip
 
 from agentrl.cli.main import main
+from agentrl.errors import ConfigError
 from agentrl_tools.python_tool import NO_OUTPUT, PythonTool
 from agentrl_tools.registry import make_tool
 from agentrl_tools.sandbox.session import Limits, PythonSession
@@ -102,6 +103,22 @@ def test_sandbox_check_command(backend, capsys):
     assert "--backend must be one of auto, docker, bwrap" in capsys.readouterr().err
 
 
-def test_bad_limits_are_refused():
-    with pytest.raises(ValueError, match="timeout_s must be > 0"):
-        Limits(timeout_s=0)
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"timeout_s": 0}, "sandbox: timeout_s=0 is out of range; allowed: [0.01, 3600.0]"),
+        ({"memory_mb": 16}, "sandbox: memory_mb=16 is out of range; allowed: [64, 1048576]"),
+        ({"processes": 2}, "sandbox: processes=2 is out of range; allowed: [8, 4096]"),
+        ({"cpus": 0}, "sandbox: cpus=0 is out of range; allowed: [0.01, "),
+        ({"cpus": 10_000.0}, "sandbox: cpus=10000.0 is out of range"),
+        ({"disk_mb": 0}, "sandbox: disk_mb=0 is out of range; allowed: [1, 1048576]"),
+        ({"inodes": 4}, "sandbox: inodes=4 is out of range; allowed: [16, 16777216]"),
+        ({"max_output_bytes": 10}, "sandbox: max_output_bytes=10 is out of range; allowed: [64, 1048576]"),
+        ({"memory_mb": float("nan")}, "sandbox: memory_mb=nan is not a finite number"),
+        ({"memory_mb": 512.5}, "sandbox: memory_mb=512.5 must be a whole number"),
+    ],
+)
+def test_bad_limits_are_one_line_errors(limits, message):
+    with pytest.raises(ConfigError) as raised:
+        Limits(**limits)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)

@@ -1,0 +1,165 @@
+"""Attacks on the channel between the host and the sandbox's interpreter: forged, flooded,
+out-of-step and malformed replies. What reaches the host per call is bounded by the host,
+a reply is never taken for another call's, and the host's own memory and disk stay put."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from conftest import LIMITS, answers_after
+
+pytestmark = pytest.mark.sandbox
+MB = 1 << 20
+# Every reply the host may take for a call is a few times the output cap (JSON escapes and
+# the markers), far below the 3 MB the attacks write.
+OBSERVATION_BOUND = 16 * LIMITS.max_output_bytes
+
+
+def observed(result) -> int:
+    return len(result.stdout) + len(result.stderr) + len(result.message)
+
+
+WRITE_EVERY_FD = """
+import os
+def to_every_fd(data):
+    for fd in range(3, 64):
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+"""
+
+
+def test_a_forged_three_megabyte_reply_is_bounded_and_the_session_stays_in_step(attack):
+    session, result = attack.run(
+        WRITE_EVERY_FD
+        + """
+import json
+forged = {"status": "ok", "stdout": "A" * 3_000_000, "stderr": "", "stdout_bytes": 0, "stderr_bytes": 0}
+to_every_fd((json.dumps(forged) + "\\n").encode())
+print("real")
+"""
+    )
+    assert observed(result) < OBSERVATION_BOUND, observed(result)
+    answers_after(attack, session)
+
+
+def test_a_forged_reply_is_not_taken_for_the_answer(attack):
+    session, result = attack.run(
+        WRITE_EVERY_FD
+        + """
+import json
+forged = {"status": "ok", "stdout": "forged", "stderr": "", "stdout_bytes": 6, "stderr_bytes": 0}
+for _ in range(3):
+    to_every_fd((json.dumps(forged) + "\\n").encode())
+print("real")
+"""
+    )
+    # the forged lines also went down the interpreter's own stdout pipe: printed, not answers
+    assert result.status == "ok" and result.stdout.endswith("real\n") and result.stdout != "forged", result
+    answers_after(attack, session)
+
+
+def test_a_reply_forged_with_the_calls_own_id_does_not_put_the_session_out_of_step(attack):
+    """Code that digs its own request out of the interpreter's frames may answer its own call
+    (that is no more than printing); the next call still gets its own answer."""
+    session, result = attack.run(
+        WRITE_EVERY_FD
+        + """
+import json, sys
+ids, frame = set(), sys._getframe()
+while frame is not None:
+    for value in list(frame.f_locals.values()):
+        if isinstance(value, dict) and "code" in value:
+            ids.update(str(v) for k, v in value.items() if k != "code")
+    frame = frame.f_back
+for request_id in ids:
+    forged = {"id": request_id, "status": "ok", "stdout": "mine", "stderr": "", "stdout_bytes": 4, "stderr_bytes": 0}
+    to_every_fd((json.dumps(forged) + "\\n").encode())
+print("real")
+"""
+    )
+    assert result.stdout == "mine" or result.stdout.endswith("real\n"), result
+    answers_after(attack, session)
+
+
+def test_garbage_and_an_endless_line_on_the_channel(attack):
+    session, result = attack.run(
+        WRITE_EVERY_FD
+        + """
+to_every_fd(b"\\xff\\xfe\\x00{not json\\n" * 1000)
+for _ in range(100):
+    to_every_fd(b"B" * (1 << 20))  # 100 MB and no end of line
+print("real")
+"""
+    )
+    assert observed(result) < OBSERVATION_BOUND, observed(result)
+    answers_after(attack, session)
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        "import json\njson.dumps = lambda *a, **k: 'X' * 3_000_000",
+        "import sys\nmain = sys.modules['__main__']\n"
+        "main._call = lambda *a, **k: {'status': 'ok', 'stdout': 'C' * 3_000_000, 'stderr': ''}",
+    ],
+    ids=["json.dumps", "the call function"],
+)
+def test_replacing_the_interpreters_reply_function(attack, replace):
+    session, _ = attack.run(replace)
+    for _ in range(2):  # the replaced function answers this call or the next
+        result = session.run("print('real')")
+        assert observed(result) < OBSERVATION_BOUND, observed(result)
+    answers_after(attack, session)
+
+
+def host_rss() -> int:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        return next(int(line.split()[1]) << 10 for line in status if line.startswith("VmRSS:"))
+
+
+@pytest.mark.parametrize("newline", [True, False], ids=["lines", "one-line"])
+def test_a_thread_that_floods_the_channel_after_its_call(attack, newline):
+    """Neither the host process nor Docker's log files may grow with what is written between
+    calls (the fixture checks Docker's container files after the test)."""
+    data = 'b"{\\"status\\": \\"ok\\"}\\n" * 4096' if newline else 'b"Z" * 65536'
+    session, started = attack.run(
+        WRITE_EVERY_FD
+        + f"""
+import threading, time
+def flood():
+    time.sleep(0.5)  # after the call has been answered
+    data = {data}
+    while True:
+        to_every_fd(data)
+threading.Thread(target=flood, daemon=True).start()
+print("started")
+"""
+    )
+    assert started.stdout == "started\n", started
+    before = host_rss()
+    time.sleep(3.0)
+    grown = host_rss() - before
+    assert grown < 32 * MB, f"the host process grew by {grown >> 20} MB"
+    answers_after(attack, session)
+
+
+def test_a_thread_that_prints_forever_between_calls(attack):
+    session, _ = attack.run(
+        """
+        import threading
+        def chatter():
+            while True:
+                print("y" * 10000)
+        threading.Thread(target=chatter, daemon=True).start()
+        """
+    )
+    time.sleep(1.0)
+    for _ in range(3):  # the thread is the session's own state: it prints into each call, capped
+        result = session.run("pass")
+        assert result.status == "ok" and observed(result) < OBSERVATION_BOUND, observed(result)
+    fresh = attack.session().run("print(6 * 7)")
+    assert (fresh.status, fresh.stdout) == ("ok", "42\n"), fresh
