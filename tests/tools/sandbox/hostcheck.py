@@ -85,7 +85,7 @@ def mounts() -> set[str]:
 
 def sandbox_cgroups() -> set[str]:
     """Every cgroup directory agentrl made for a sandbox, in any hierarchy."""
-    return {str(path) for path in Path("/sys/fs/cgroup").glob("**/agentrl-sandbox/*/*") if path.is_dir()}
+    return {str(path) for path in Path("/sys/fs/cgroup").glob("**/agentrl-sandbox.*") if path.is_dir()}
 
 
 def sandbox_files() -> set[str]:
