@@ -4,7 +4,7 @@ Owns ``BACKENDS``, ``make_backend`` (a backend, or a one-line ``SandboxUnavailab
 what to install or start), ``open_pool`` (a backend's warm pool, which sessions draw from)
 and ``shared_pool`` (one pool per process and settings).
 ``auto`` takes Docker when a daemon answers and the image is built, else bubblewrap, and says
-which and why in the log. There is no unsandboxed backend: model-written code never runs on
+which and why in the log; when neither can start, its one line gives both reasons. There is no unsandboxed backend: model-written code never runs on
 the host directly. Must not know about tools or environments.
 """
 
@@ -32,9 +32,14 @@ def make_backend(name: str, limits: Limits, image: str = IMAGE) -> Backend:
     if name == "auto":
         try:
             backend = makers["docker"]()
-        except SandboxUnavailable as exc:
-            log.info("sandbox: bwrap (docker: %s)", exc)
-            return makers["bwrap"]()
+        except SandboxUnavailable as docker_exc:
+            try:
+                backend = makers["bwrap"]()
+            except SandboxUnavailable as bwrap_exc:
+                why = f"docker: {docker_exc}; bwrap: {bwrap_exc}"
+                raise SandboxUnavailable(f"no sandbox can start here: {why}") from None
+            log.info("sandbox: bwrap (docker: %s)", docker_exc)
+            return backend
         log.info("sandbox: docker (image %s)", image)
         return backend
     if name not in makers:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import open_or_skip
@@ -122,3 +125,17 @@ def test_bad_limits_are_one_line_errors(limits, message):
     with pytest.raises(ConfigError) as raised:
         Limits(**limits)
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a command as another user")
+def test_bwrap_refuses_to_run_without_root_rather_than_without_its_limits():
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    if subprocess.run([*as_nobody, sys.executable, "-c", "import agentrl_tools"], capture_output=True).returncode:
+        pytest.skip("the sandbox user cannot read this checkout")
+    agentrl = [sys.executable, "-m", "agentrl", "sandbox", "check", "--backend", "bwrap"]
+    done = subprocess.run([*as_nobody, *agentrl], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.strip() == (
+        "agentrl: error: the bwrap sandbox needs root: the host sets its limits as a whole (cgroups) and mounts its "
+        "work dir (size and inodes); run as root or use the docker backend"
+    )

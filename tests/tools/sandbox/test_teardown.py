@@ -5,6 +5,7 @@ signals) are what each case leaves behind."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -61,19 +62,57 @@ session.run("while True:\\n    pass")
 """
 
 
-@pytest.mark.parametrize("backend", ["bwrap", "docker"])
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill-9", "term", "ctrl-c"])
-def test_a_run_killed_mid_call_leaves_nothing(backend, how, tmp_path):
-    """No next run is needed: the run's reaper, outside the run and outside the sandboxes,
-    removes whatever the run left when it dies."""
-    open_or_skip(backend, warm=0).close()
-    before = HostState.now()
+def start_victim(backend: str, tmp_path: Path) -> subprocess.Popen:
+    """A run (its own process group) whose session hides processes, then spins in a call."""
     script = tmp_path / "victim.py"
     script.write_text(VICTIM.format(tests=str(Path(__file__).parents[2]), hide=HIDE))
-    victim = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        [sys.executable, str(script), backend], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert victim.stdout is not None
     assert victim.stdout.readline().strip() == "ready"
     time.sleep(0.5)  # the call is spinning now
-    victim.send_signal(how)
+    return victim
+
+
+def reaper_of(victim: subprocess.Popen) -> int:
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agentrl_tools.sandbox.reaper" in command and any(f":{victim.pid}:".encode() in part for part in command):
+            return int(entry.name)
+    raise AssertionError("the run has no reaper")
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+@pytest.mark.parametrize(
+    "how", ["kill-9", "term", "ctrl-c", "kill-9-group"], ids=["kill-9", "term", "ctrl-c", "kill-9-group"]
+)
+def test_a_run_killed_mid_call_leaves_nothing(backend, how, tmp_path):
+    """No next run is needed: the run's reaper, outside the run's process group and outside
+    the sandboxes, removes whatever the run left when it dies."""
+    open_or_skip(backend, warm=0).close()
+    before = HostState.now()
+    victim = start_victim(backend, tmp_path)
+    if how == "kill-9-group":
+        os.killpg(victim.pid, signal.SIGKILL)  # everything in the run's process group
+    else:
+        victim.send_signal({"kill-9": signal.SIGKILL, "term": signal.SIGTERM, "ctrl-c": signal.SIGINT}[how])
     victim.wait(timeout=30)
+    HostState.now().assert_back_to(before, wait_s=15.0)
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+def test_what_a_run_and_its_reaper_left_is_removed_by_the_next_run(backend, tmp_path):
+    open_or_skip(backend, warm=0).close()
+    before = HostState.now()
+    victim = start_victim(backend, tmp_path)
+    os.kill(reaper_of(victim), signal.SIGKILL)
+    victim.kill()
+    victim.wait(timeout=30)
+    time.sleep(1.0)
+    assert HostState.now().left_over(before)  # the sandbox outlived its run: nobody removed it
+    open_or_skip(backend, warm=0).close()  # the next run's backend
     HostState.now().assert_back_to(before, wait_s=15.0)
