@@ -4,8 +4,9 @@ Owns ``BACKENDS``, ``make_backend`` (a backend, or a one-line ``SandboxUnavailab
 what to install or start), ``open_pool`` (a backend's warm pool, which sessions draw from)
 and ``shared_pool`` (one pool per process and settings).
 ``auto`` takes Docker when a daemon answers and the image is built, else bubblewrap, and says
-which and why in the log; when neither can start, its one line gives both reasons. There is no unsandboxed backend: model-written code never runs on
-the host directly. Must not know about tools or environments.
+which and why in the log; when neither can start, its one line gives both reasons. There is
+no unsandboxed backend: model-written code never runs on the host directly. Must not know
+about tools or environments.
 """
 
 from __future__ import annotations
