@@ -92,3 +92,19 @@ def test_helpers_catch_what_they_look_for():
     assert repo_paths(page) == ["agentrl/nowhere.py"]
     assert anchor("Where the code differs: from the brief") == "where-the-code-differs-from-the-brief"
     assert anchor("dr_grpo") == "dr_grpo"
+
+
+def test_the_sandbox_limits_are_documented_with_their_real_defaults():
+    """docs/sandbox.md's table of limits and the README's lists give the defaults the code has."""
+    import dataclasses
+
+    from agentrl_tools.python_tool import PythonToolOptions
+
+    defaults = {f.name: f.default for f in dataclasses.fields(PythonToolOptions)}
+    table = re.findall(r"^\| `(\w+)` \| `?([\w.]+)`? \|", (ROOT / "docs" / "sandbox.md").read_text(), re.MULTILINE)
+    assert {name: value for name, value in table} == {name: str(value) for name, value in defaults.items()}
+    readme = (ROOT / "README.md").read_text()
+    for name, value in defaults.items():
+        if name != "sandbox":
+            shown = f"{value:g}" if name == "timeout_s" else str(value)
+            assert f"`{name}` ({shown}" in readme, f"the README does not give {name}'s default {shown}"

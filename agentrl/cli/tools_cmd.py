@@ -39,20 +39,35 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+_PROBE = """
+import os, sys
+disk = os.statvfs(".")
+seccomp = next((line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")), "0")
+print(sys.version.split()[0], os.getcwd(), disk.f_blocks * disk.f_frsize >> 20, disk.f_files, seccomp)
+"""
+
+
 def _check(args: argparse.Namespace) -> int:
     from agentrl_tools.sandbox.backends import BACKENDS, open_pool
     from agentrl_tools.sandbox.session import Limits, PythonSession
 
     if args.backend not in BACKENDS:
         raise AgentRLError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
-    pool = open_pool(args.backend, Limits())
+    limits = Limits()
+    pool = open_pool(args.backend, limits)
     session = PythonSession(pool)
     try:
-        result = session.run("import sys; print(sys.version.split()[0])")
+        result = session.run(_PROBE)
     finally:
         session.close()
         pool.close()
     if result.status != "ok":
         raise AgentRLError(f"the {pool.backend.name} sandbox failed a call: {result.message or result.stderr}")
-    print(f"{pool.backend.name} sandbox: Python {result.stdout.strip()}, a call took {result.seconds * 1000:.0f} ms")
+    version, workdir, disk_mb, inodes, seccomp = result.stdout.split()
+    print(f"{pool.backend.name} sandbox: Python {version}, a call took {result.seconds * 1000:.0f} ms")
+    print(
+        f"  work dir {workdir}: {disk_mb} MB, {inodes} inodes; seccomp filter {'on' if seccomp == '2' else 'OFF'}; "
+        f"limits: memory {limits.memory_mb} MB, {limits.processes} tasks, {limits.cpus:g} CPU, "
+        f"{limits.timeout_s:g} s per call (docs/sandbox.md)"
+    )
     return 0

@@ -101,7 +101,10 @@ def test_the_registry_makes_a_python_tool_on_the_shared_pool(backend):
 def test_sandbox_check_command(backend, capsys):
     open_or_skip(backend).close()
     assert main(["sandbox", "check", "--backend", backend]) == 0
-    assert capsys.readouterr().out.startswith(f"{backend} sandbox: Python 3.")
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"{backend} sandbox: Python 3.")
+    defaults = Limits()
+    assert f": {defaults.disk_mb} MB, {defaults.inodes} inodes; seccomp filter on;" in second
     assert main(["sandbox", "check", "--backend", "none"]) == 2
     assert "--backend must be one of auto, docker, bwrap" in capsys.readouterr().err
 
