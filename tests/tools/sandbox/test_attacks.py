@@ -78,6 +78,43 @@ def test_memory_across_forked_children_is_bounded_as_a_whole(attack):
     answers_after(attack, session)
 
 
+SOCKET_BUFFERS = """
+import os, socket, time
+def fill():
+    held, queued = [], 0
+    try:
+        while True:
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            held.append((a, b))
+            try:
+                while True:
+                    queued += a.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+    except OSError:  # out of descriptors, or of memory
+        return held, queued
+pipes = []
+for _ in range(12):
+    read, write = os.pipe()
+    if os.fork() == 0:
+        held, queued = fill()
+        os.write(write, b"%d\\n" % queued)
+        time.sleep(2.0)
+        os._exit(0)
+    pipes.append(read)
+print(sum(int(os.read(read, 64) or b"0") for read in pipes) >> 20)
+"""
+
+
+def test_socket_buffers_across_children_count_against_the_memory_limit(attack):
+    """Kernel memory held in socket buffers: twelve children each queue what their descriptors
+    allow (about 27 MB each); the sandbox as a whole may not hold more than its memory."""
+    session, result = attack.run(SOCKET_BUFFERS)
+    assert result.lost_state or int(result.stdout) <= LIMITS.memory_mb, result
+    answers_after(attack, session)
+
+
 def test_cpu_across_processes_is_bounded_as_a_whole(attack):
     session, result = attack.run(
         """
