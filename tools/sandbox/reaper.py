@@ -27,9 +27,14 @@ log = logging.getLogger("agentrl.sandbox")
 _LABEL, _OWNER = "agentrl.sandbox", "agentrl.owner"
 
 
-@functools.cache
 def ensure() -> subprocess.Popen | None:
-    """This process's reaper, started on first use; None (logged) when it cannot start."""
+    """This process's reaper, started on first use; None (logged) when it cannot start. A
+    forked child gets a reaper of its own: the parent's watches the parent."""
+    return _start(os.getpid())
+
+
+@functools.cache
+def _start(pid: int) -> subprocess.Popen | None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     for key in ("DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "HOME"):
         if key in os.environ:
