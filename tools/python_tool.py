@@ -16,10 +16,10 @@ import asyncio
 import dataclasses
 from typing import Any, ClassVar
 
-from agentrl.config import check_choice, check_range, option
+from agentrl.config import check_choice, option
 from agentrl_tools.base import ToolInputError, ToolResult
 from agentrl_tools.sandbox.backends import BACKENDS, shared_pool
-from agentrl_tools.sandbox.session import CallResult, Limits, Pool, PythonSession
+from agentrl_tools.sandbox.session import CallResult, Limits, Pool, PythonSession, check_warm
 
 NO_OUTPUT = "(no output)"
 _DEFAULT = Limits()
@@ -47,7 +47,7 @@ class PythonToolOptions:
 
     def __post_init__(self) -> None:
         check_choice("python", "sandbox", self.sandbox, BACKENDS)
-        check_range("python", "warm", self.warm, 0, 256)
+        check_warm(self.warm)
         self.limits()  # a limit out of range is a one-line ConfigError here, before any sandbox starts
 
     def limits(self) -> Limits:

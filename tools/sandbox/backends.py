@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from agentrl_tools.sandbox import bwrap, docker_backend
 from agentrl_tools.sandbox.image import IMAGE
-from agentrl_tools.sandbox.session import Backend, Limits, Pool, SandboxUnavailable
+from agentrl_tools.sandbox.session import Backend, Limits, Pool, SandboxUnavailable, check_warm
 
 BACKENDS = ("auto", "docker", "bwrap")
 log = logging.getLogger("agentrl.sandbox")
@@ -50,6 +50,7 @@ def make_backend(name: str, limits: Limits, image: str = IMAGE) -> Backend:
 
 def open_pool(name: str, limits: Limits, warm: int = 0, image: str = IMAGE) -> Pool:
     """A warm pool of ``warm`` started sandboxes of backend ``name`` (0: start on demand)."""
+    check_warm(warm)  # before the backend: a bad value starts nothing
     return Pool(make_backend(name, limits, image), limits, size=warm)
 
 

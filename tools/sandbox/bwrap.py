@@ -10,7 +10,8 @@ from outside it, before it starts:
   tmpfs of ``disk_mb`` and ``inodes`` over ``/tmp``; that tmpfs is the sandbox's work dir and
   the only writable place (``/``, ``/usr`` and ``/dev`` are read-only). The host never sees the
   mount, and it goes away with the sandbox's last process;
-- it then drops to user ``nobody`` (``setpriv``) and runs ``bwrap``: new user, PID, network,
+- it then drops to a user of the sandbox's own (``owner.sandbox_uid``, with ``setpriv``) and
+  runs ``bwrap``: new user, PID, network,
   IPC, UTS and cgroup namespaces (``--unshare-all``: only a loopback interface), the host's
   ``/usr`` read-only (the interpreter is the host's ``/usr/bin/python3``, standard library
   only), a fresh ``/proc``, a minimal ``/dev``, no environment variables but ``PATH``,
@@ -35,19 +36,19 @@ from pathlib import Path
 
 from agentrl_tools.sandbox import cgroups, reaper, seccomp
 from agentrl_tools.sandbox.channel import Channel, ProcessChannel
-from agentrl_tools.sandbox.owner import Owner
+from agentrl_tools.sandbox.owner import Owner, sandbox_uid
 from agentrl_tools.sandbox.session import Limits, SandboxUnavailable
 
 WORKDIR = "/tmp"
-NOBODY = 65534
 OWN_TASKS = 2  # the outer bwrap process and bwrap's pid 1 share the sandbox's cgroup
 _ENV = {"PATH": "/usr/bin:/bin"}
-# $1: tmpfs options; then cgroup.procs files up to "--"; then the command. Joins the cgroups
-# first, so that everything after (the mount, bwrap, the sandbox) is inside them.
-LAUNCH = """opts=$1; shift
+# $1: the sandbox's user id; $2: tmpfs options; then cgroup.procs files up to "--"; then the
+# command. Joins the cgroups first, so that everything after (the mount, bwrap, the sandbox)
+# is inside them.
+LAUNCH = """uid=$1; opts=$2; shift 2
 while [ "$1" != -- ]; do echo $$ > "$1" || exit 111; shift; done; shift
 mount -t tmpfs -o "$opts" agentrl-sandbox /tmp || exit 112
-exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
+exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@"
 """
 
 
@@ -84,7 +85,7 @@ class BwrapBackend:
         reaper.ensure()
 
     def command(self, args: list[str], filter_fd: int) -> list[str]:
-        """The ``bwrap`` command line, run as ``nobody`` in the launcher's mount namespace."""
+        """The ``bwrap`` command line, run as the sandbox's user in the launcher's mount namespace."""
         argv = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             target = Path("/", name)
@@ -101,11 +102,11 @@ class BwrapBackend:
         return [*argv, self.python, *args]
 
     def launcher(self, group: cgroups.Group, command: list[str]) -> list[str]:
-        """Joins ``group``, mounts the work dir, drops to ``nobody`` and runs ``command``."""
-        limits = self.limits
-        tmpfs = f"size={limits.disk_mb}m,nr_inodes={limits.inodes},mode=0700,uid={NOBODY},gid={NOBODY},nosuid,nodev"
+        """Joins ``group``, mounts the work dir, drops to a user of its own and runs ``command``."""
+        limits, uid = self.limits, sandbox_uid()
+        tmpfs = f"size={limits.disk_mb}m,nr_inodes={limits.inodes},mode=0700,uid={uid},gid={uid},nosuid,nodev"
         procs = [str(path) for path in group.procs_files]
-        script = ["/bin/sh", "-c", LAUNCH, "agentrl-sandbox", tmpfs, *procs, "--", *command]
+        script = ["/bin/sh", "-c", LAUNCH, "agentrl-sandbox", str(uid), tmpfs, *procs, "--", *command]
         return [str(self.tools["unshare"]), "--mount", "--propagation", "private", "--", *script]
 
     def start(self, args: list[str]) -> Channel:

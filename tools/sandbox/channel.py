@@ -12,8 +12,10 @@ The host trusts nothing the sandbox writes. Every byte read counts against ``bud
 each ``send`` renews: what arrives between two calls counts against the next, so it is
 bounded too. A line longer than ``max_line`` bytes, or more than ``budget`` bytes since the
 last ``send``, ends the sandbox at once; ``readline`` then raises ``ChannelClosed`` saying so.
-Lines left unread when a request is sent are dropped. Must not know about the protocol's
-JSON, tools or backends' options.
+Lines left unread when a request is sent are dropped. Nor does the host wait on the sandbox to
+read: a request is written without blocking, within the call's deadline (code inside can keep
+the request pipe and stop reading it). Must not know about the protocol's JSON, tools or
+backends' options.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import select
 import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 
 _STDERR_KEEP = 4096
@@ -51,8 +55,9 @@ class Channel:
         self.stderr_tail = bytearray()
         self.closed = threading.Event()
 
-    def send(self, line: bytes) -> None:
-        """Write one request line; what the sandbox wrote before it is dropped unread."""
+    def send(self, line: bytes, timeout: float | None = None) -> None:
+        """Write one request line within ``timeout`` seconds (``TimeoutError`` past it); what the
+        sandbox wrote before it is dropped unread."""
         with self._lock:
             self._received = 0
             while True:
@@ -62,7 +67,18 @@ class Channel:
                         break
                 except queue.Empty:
                     break
-        self._write(line + b"\n")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        data = memoryview(line + b"\n")
+        while data:
+            try:
+                data = data[self._write_some(data) :]
+            except BlockingIOError:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"the sandbox read no request for {timeout:g} s") from None
+                self._wait_writable(remaining)
+            except (BrokenPipeError, ValueError, OSError) as exc:
+                raise ChannelClosed(self.overflow or str(exc)) from None
 
     def readline(self, timeout: float | None) -> bytes:
         """The next line; ``TimeoutError`` past ``timeout`` seconds, ``ChannelClosed`` at EOF."""
@@ -81,7 +97,11 @@ class Channel:
         with contextlib.suppress(Exception):
             self._kill()
 
-    def _write(self, data: bytes) -> None:
+    def _write_some(self, data: memoryview) -> int:
+        """Write what fits now, without blocking (``BlockingIOError`` when nothing does)."""
+        raise NotImplementedError
+
+    def _wait_writable(self, timeout: float | None) -> None:
         raise NotImplementedError
 
     def _count(self, data: bytes) -> bool:
@@ -100,10 +120,10 @@ class Channel:
         if not self._count(data):
             return
         self._partial += data
-        while (end := self._partial.find(b"\n")) >= 0:
+        while (end := self._partial.find(b"\n")) >= 0 and end <= self.max_line:
             self._lines.put(bytes(self._partial[:end]))
             del self._partial[: end + 1]
-        if len(self._partial) > self.max_line:
+        if (end if end >= 0 else len(self._partial)) > self.max_line:
             with self._lock:
                 self.overflow = f"the sandbox wrote a line of more than {self.max_line} bytes to the host"
             self._stop()
@@ -137,16 +157,17 @@ class ProcessChannel(Channel):
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **popen
         )
         super().__init__(self._kill_all, max_line, budget)
+        assert self.process.stdin is not None
+        self._stdin = self.process.stdin.fileno()
+        os.set_blocking(self._stdin, False)
         threading.Thread(target=self._pump, args=(self.process.stdout, self._stdout, True), daemon=True).start()
         threading.Thread(target=self._pump, args=(self.process.stderr, self._stderr, False), daemon=True).start()
 
-    def _write(self, data: bytes) -> None:
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.write(data)
-            self.process.stdin.flush()
-        except (BrokenPipeError, ValueError, OSError) as exc:
-            raise ChannelClosed(self.overflow or str(exc)) from None
+    def _write_some(self, data: memoryview) -> int:
+        return os.write(self._stdin, data)
+
+    def _wait_writable(self, timeout: float | None) -> None:
+        select.select([], [self._stdin], [], timeout)
 
     def _pump(self, stream, sink: Callable[[bytes], None], main: bool) -> None:
         try:
@@ -182,12 +203,12 @@ class SocketChannel(Channel):
         self._send_lock = threading.Lock()
         threading.Thread(target=self._pump, daemon=True).start()
 
-    def _write(self, data: bytes) -> None:
-        try:
-            with self._send_lock:
-                self.sock.sendall(data)
-        except OSError as exc:
-            raise ChannelClosed(self.overflow or str(exc)) from None
+    def _write_some(self, data: memoryview) -> int:
+        with self._send_lock:
+            return self.sock.send(data, socket.MSG_DONTWAIT)
+
+    def _wait_writable(self, timeout: float | None) -> None:
+        select.select([], [self.sock], [], timeout)
 
     def _pump(self) -> None:
         try:

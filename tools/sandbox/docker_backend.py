@@ -5,13 +5,14 @@ container runs the image built by ``image.py`` with no network (``network_mode=n
 read-only root, a tmpfs work dir of ``Limits.disk_mb`` and ``Limits.inodes`` (the only
 writable place: no ``/dev/shm`` (``ipc_mode=none``) and a read-only ``/dev/mqueue``), memory
 (no swap), CPU and task limits for the container as a whole, every capability dropped,
-``no-new-privileges``, the seccomp profile of ``seccomp.py`` in place of Docker's default, user
-``nobody``, an init process as pid 1, no log driver (what the container writes reaches the
-host only through the attach socket, within the channel's budget: no log file grows on the
-host's disk), and ``auto_remove``. Every container carries the labels ``agentrl.sandbox`` and
-``agentrl.owner`` (host, pid and start time of the process that made it); the run's reaper
-(``reaper.py``) removes a killed run's containers, and at start-up the backend removes any
-whose owner is no longer running. Must not know about tools or environments.
+``no-new-privileges``, the seccomp profile of ``seccomp.py`` in place of Docker's default, a
+user of its own (``owner.sandbox_uid``), an init process as pid 1, no log driver (what the
+container writes reaches the host only through the attach socket, within the channel's
+budget: no log file grows on the host's disk), and ``auto_remove``. Every container carries
+the labels ``agentrl.sandbox`` and ``agentrl.owner`` (host, pid and start time of the process
+that made it); the run's reaper (``reaper.py``) removes a killed run's containers, and at
+start-up the backend removes any whose owner is no longer running. Must not know about tools
+or environments.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from agentrl_tools.sandbox import reaper, seccomp
 from agentrl_tools.sandbox.channel import Channel, SocketChannel
-from agentrl_tools.sandbox.owner import Owner
+from agentrl_tools.sandbox.owner import Owner, sandbox_uid
 from agentrl_tools.sandbox.session import Limits, SandboxUnavailable
 
 LABEL = "agentrl.sandbox"
@@ -62,7 +63,7 @@ class DockerBackend:
         reaper.ensure()
 
     def start(self, args: list[str]) -> Channel:
-        limits = self.limits
+        limits, uid = self.limits, sandbox_uid()
         try:
             with self._starting:
                 container = self.client.containers.create(
@@ -84,7 +85,7 @@ class DockerBackend:
                     cap_drop=["ALL"],
                     security_opt=["no-new-privileges", f"seccomp={self.profile}"],
                     log_config={"type": "none"},
-                    user="65534:65534",
+                    user=f"{uid}:{uid}",
                     init=True,
                     auto_remove=True,
                     labels={LABEL: "1", OWNER: str(self.owner)},

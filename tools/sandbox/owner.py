@@ -1,17 +1,30 @@
-"""Which run a sandbox belongs to, and whether that run is still alive.
+"""Who a sandbox runs as, which run it belongs to, and whether that run is still alive.
 
-Owns ``Owner`` (host, pid and start time of a process: a pid alone is reused), written on
-everything a run makes outside itself (Docker containers' labels, cgroup directories' names)
-so that the run's reaper, or a later run, can tell what a dead run left behind. Knows nothing
-of backends.
+Owns ``sandbox_uid`` (a user id of its own for each sandbox, drawn at random from
+``SANDBOX_UIDS``: the kernel's per-user limits, such as inotify instances and pipe buffer
+pages, are then one sandbox's, not shared by every sandbox on the host, and no sandbox can
+signal another's processes even past its namespaces) and ``Owner`` (host, pid and start time of
+a process: a pid alone is reused), written on everything a run makes outside itself (Docker
+containers' labels, cgroup directories' names) so that the run's reaper, or a later run, can
+tell what a dead run left behind. Knows nothing of backends.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+SANDBOX_UIDS = range(1_000_000_000, 1_000_000_000 + (1 << 24))
+
+
+def sandbox_uid() -> int:
+    """A user (and group) id for one sandbox. Two sandboxes alive at once share one with
+    probability about n^2 / 2^25 for n sandboxes (0.2% for 256): they would then share the
+    per-user limits, as every sandbox did with a fixed user."""
+    return SANDBOX_UIDS[secrets.randbelow(len(SANDBOX_UIDS))]
 
 
 def start_ticks(pid: int) -> str | None:

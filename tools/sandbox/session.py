@@ -16,12 +16,12 @@ business.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -33,7 +33,7 @@ from agentrl_tools.sandbox.channel import Channel, ChannelClosed
 REPL_SOURCE = (Path(__file__).with_name("repl.py")).read_text(encoding="utf-8")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Limits:
     """What one sandbox may use, as a whole (see docs/sandbox.md for how each backend enforces
     each limit). A value out of range is a one-line ``ConfigError``."""
@@ -56,11 +56,11 @@ class Limits:
     """seconds to wait for a new sandbox's interpreter to say it is ready"""
 
     def __post_init__(self) -> None:
-        for name, (low, high) in _RANGES.items():
-            check_range("sandbox", name, getattr(self, name), low, high() if callable(high) else high)
-        for name in ("memory_mb", "processes", "disk_mb", "inodes", "max_output_bytes"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise ConfigError(f"sandbox: {name}={getattr(self, name)!r} must be a whole number")
+        for field in dataclasses.fields(self):
+            value, whole = getattr(self, field.name), field.type == "int"
+            check_number("sandbox", field.name, value, whole)
+            low, high = _RANGES[field.name]
+            check_range("sandbox", field.name, value, low, high() if callable(high) else high)
 
     @property
     def max_frame_bytes(self) -> int:
@@ -85,6 +85,20 @@ class Limits:
         return ["-u", "-c", REPL_SOURCE, json.dumps(rlimits)]
 
 
+def check_number(owner: str, name: str, value: object, whole: bool) -> None:
+    """``value`` is an int (``whole``) or a number, never a bool or a string: a one-line
+    ``ConfigError`` otherwise."""
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(f"{owner}: {name}={value!r} must be {'a whole number' if whole else 'a number'}")
+
+
+def check_warm(warm: object) -> None:
+    """A pool's number of started sandboxes: a whole number from 0 to 256."""
+    check_number("sandbox", "warm", warm, whole=True)
+    check_range("sandbox", "warm", warm, 0, 256)  # type: ignore[arg-type]
+
+
 _RANGES = {
     "timeout_s": (0.01, 3600.0),
     "memory_mb": (64, 1 << 20),
@@ -97,7 +111,7 @@ _RANGES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CallResult:
     """One call's outcome. ``lost_state``: the sandbox was killed or died, so the next call
     starts a fresh interpreter without this session's variables, imports or files."""
@@ -135,6 +149,7 @@ class Pool:
     """
 
     def __init__(self, backend: Backend, limits: Limits, size: int = 0):
+        check_warm(size)
         self.backend, self.limits, self.size = backend, limits, size
         self.args = limits.interpreter_args(backend.workdir)
         # Sandboxes are started from these long-lived threads only: a parent-death signal
@@ -235,10 +250,13 @@ class PythonSession:
             return self._call(self._channel, code, start)
 
     def close(self) -> None:
+        """End the session's sandbox at once, even while a call waits on it (that call then
+        returns as a lost session)."""
+        channel = self._channel
+        if channel is not None:
+            channel.kill()
         with self._lock:
-            if self._channel is not None:
-                self._channel.kill()
-                self._channel = None
+            self._channel = None
 
     def _call(self, channel: Channel, code: str, start: float) -> CallResult:
         limits = self.limits
@@ -246,7 +264,7 @@ class PythonSession:
         request = json.dumps({"id": request_id, "code": code, "max_output_bytes": limits.max_output_bytes})
         deadline = time.monotonic() + limits.timeout_s
         try:
-            channel.send(request.encode("utf-8"))
+            channel.send(request.encode("utf-8"), limits.timeout_s)
             while (reply := _reply(channel.readline(max(0.0, deadline - time.monotonic())), request_id)) is None:
                 pass  # forged, late or garbage: dropped
         except TimeoutError:
@@ -260,9 +278,9 @@ class PythonSession:
         return CallResult(reply["status"], stdout, stderr, time.perf_counter() - start)
 
     def _lost(self, status: ToolStatus, why: str, start: float) -> CallResult:
-        assert self._channel is not None
-        self._channel.kill()
-        self._channel = None
+        if self._channel is not None:
+            self._channel.kill()
+            self._channel = None
         message = f"{why}; the session was restarted and its variables, imports and files are lost"
         return CallResult(status, message=message, seconds=time.perf_counter() - start, lost_state=True)
 
@@ -274,19 +292,19 @@ def _reply(line: bytes, request_id: str) -> dict | None:
     """The reply in ``line`` if it is a JSON object carrying ``request_id``, else None."""
     try:
         reply = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None
     return reply if isinstance(reply, dict) and reply.get("id") == request_id else None
 
 
 def cap_text(text: str, cap: int) -> str:
     """``text`` kept to its first and last ``cap / 2`` bytes with a ``...[N bytes cut]...``
-    marker between, as the interpreter caps it; the host applies it again to every reply."""
-    if len(text) <= cap // 4:  # at most 4 bytes a character: short enough without encoding
-        return text
-    raw = text.encode("utf-8", "surrogatepass")
+    marker between, as the interpreter caps it; the host applies it again to every reply.
+    Characters that have no UTF-8 form (lone surrogates a forged reply can carry) count as
+    the ``?`` they become, so the result is at most ``cap`` bytes and the marker."""
+    raw = text.encode("utf-8", "replace")
     if len(raw) <= cap + _MARKER_ROOM:
-        return text
+        return raw.decode("utf-8")  # the text itself, but for lone surrogates turned into "?"
     head, tail = raw[: cap // 2], raw[len(raw) - (cap - cap // 2) :]
     cut = len(raw) - len(head) - len(tail)
     return (head + b"\n...[%d bytes cut]...\n" % cut + tail).decode("utf-8", "replace")

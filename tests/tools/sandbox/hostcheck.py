@@ -1,7 +1,8 @@
 """What the host looks like from outside a sandbox, before and after an attack.
 
 ``HostState.now()`` records what an attack could leave behind on the host: processes of the
-sandbox user (both backends run model code as uid 65534), sandbox containers, mounts,
+sandboxes' users (both backends run each sandbox as a user of its own, from
+``owner.SANDBOX_UIDS``), sandbox containers, mounts,
 agentrl's sandbox cgroups, files the sandbox user owns in the host's shared temporary
 directories, the host's anonymous and shared memory (what processes and tmpfs files hold),
 used disk and the size of Docker's per-container files (its logs among them).
@@ -22,7 +23,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SANDBOX_UID = 65534
+from agentrl_tools.sandbox.owner import SANDBOX_UIDS
+
+
+def sandbox_user(uid: int) -> bool:
+    return uid in SANDBOX_UIDS or uid == 65534  # nobody: what sandboxes ran as before
+
+
 SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 DOCKER_CONTAINERS = Path("/var/lib/docker/containers")
 MEMORY_SLACK = 64 << 20  # the test process's own heap and allocator noise between two readings
@@ -54,7 +61,7 @@ def proportional_size(pid: int) -> int:
 
 
 def sandbox_processes() -> dict[int, str]:
-    """pid -> command of every host process whose real uid is the sandbox user's."""
+    """pid -> command of every host process whose real uid is a sandbox's."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -66,7 +73,7 @@ def sandbox_processes() -> dict[int, str]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
         except (OSError, StopIteration, ValueError):
             continue
-        if uid == SANDBOX_UID and state != "Z":
+        if sandbox_user(uid) and state != "Z":
             found[int(entry.name)] = command
     return found
 
@@ -93,7 +100,7 @@ def sandbox_files() -> set[str]:
     for top in SHARED_DIRS:
         for path in Path(top).glob("*"):
             try:
-                if path.lstat().st_uid == SANDBOX_UID:
+                if sandbox_user(path.lstat().st_uid):
                     found.add(str(path))
             except OSError:
                 continue

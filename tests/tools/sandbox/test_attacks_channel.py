@@ -163,3 +163,66 @@ def test_a_thread_that_prints_forever_between_calls(attack):
         assert result.status == "ok" and observed(result) < OBSERVATION_BOUND, observed(result)
     fresh = attack.session().run("print(6 * 7)")
     assert (fresh.status, fresh.stdout) == ("ok", "42\n"), fresh
+
+
+def test_code_that_stops_the_interpreter_reading_its_requests_cannot_hang_the_host(attack):
+    """The request pipe kept, shrunk to one page and no longer read: the next request (larger
+    than the page) must not block the host past the call's timeout, nor ``close``."""
+    session, shrunk = attack.run(
+        """
+        import fcntl, os
+        keep = os.dup(3)
+        fcntl.fcntl(keep, 1031, 4096)  # F_SETPIPE_SZ: one page
+        unread, _ = os.pipe()
+        os.dup2(unread, 3)  # the interpreter now waits on a pipe nobody writes
+        """
+    )
+    assert shrunk.status == "ok", shrunk
+    big = "total = 0\n" + "".join(f"total += {i}  # a long program, line {i:05d}\n" for i in range(200))
+    start = time.monotonic()
+    result = session.run(big)
+    assert result.status == "timeout" and result.lost_state, result
+    assert time.monotonic() - start < LIMITS.timeout_s + 2
+    answers_after(attack, session)
+
+
+FORGE_OWN_REPLY = """
+import json, os, sys
+request, frame = None, sys._getframe()
+while frame is not None and request is None:
+    request = next((v for v in frame.f_locals.values() if isinstance(v, dict) and "code" in v), None)
+    frame = frame.f_back
+def reply(text):
+    for fd in range(3, 64):
+        try:
+            os.write(fd, (text + "\\n").encode())
+        except OSError:
+            pass
+"""
+
+
+def test_a_forged_reply_of_lone_surrogates_is_capped_in_bytes(attack):
+    """JSON escapes of lone surrogates (6 bytes each on the channel) must not turn into three
+    replacement characters each in what the host returns."""
+    session, result = attack.run(
+        FORGE_OWN_REPLY
+        + 'body = "\\\\udc80" * 4000\n'
+        + 'reply(\'{"id": "%s", "status": "ok", "stdout": "%s", "stderr": "%s"}\' % (request["id"], body, body))\n'
+    )
+    size = len(result.stdout.encode()) + len(result.stderr.encode())
+    assert size <= 2 * (LIMITS.max_output_bytes + 64), size
+    answers_after(attack, session)
+
+
+def test_a_line_longer_than_a_reply_may_be_ends_the_sandbox(attack):
+    """One write of a line between the reply limit and a pipe's read size: refused as a line,
+    not only when the host's buffer holds more than the limit."""
+    session, result = attack.run(WRITE_EVERY_FD + f"to_every_fd(b'L' * {LIMITS.max_frame_bytes + 1000} + b'\\n')")
+    assert result.lost_state and "a line of more than" in result.message, result
+    answers_after(attack, session)
+
+
+def test_a_stray_line_of_deeply_nested_json_is_dropped(attack):
+    session, result = attack.run(WRITE_EVERY_FD + "to_every_fd(b'[' * 6000 + b']' * 6000 + b'\\n')\nprint('real')")
+    assert result.status == "ok" and result.stdout.endswith("real\n"), result
+    answers_after(attack, session)

@@ -132,7 +132,9 @@ def test_signals_to_everything_pid_1_and_the_parent(attack, canary, target):
     answers_after(attack, session)
 
 
-def test_no_network_not_even_vsock(attack):
+def test_no_network_no_ip_sockets_not_even_vsock(attack):
+    """No interface but loopback, and no socket but UNIX: no TCP or UDP (on loopback their
+    buffers escaped the memory limit), no DNS, no vsock (it reaches the VM's host)."""
     listener = socket.socket()
     listener.bind(("0.0.0.0", 0))
     listener.listen()
@@ -142,14 +144,57 @@ def test_no_network_not_even_vsock(attack):
         for host in ("127.0.0.1", "172.17.0.1", "10.0.0.1"):  # the host's loopback, docker0, elsewhere
             result = session.run(f"import socket\nsocket.create_connection(({host!r}, {port}), timeout=0.5)")
             assert result.status == "error" and not result.lost_state, (host, result)
-            refused = ("ConnectionRefusedError", "Network is unreachable", "timed out")
-            assert any(r in result.stderr for r in refused), (host, result)
+            assert "PermissionError" in result.stderr, (host, result)
+        for family, kind in (("AF_INET", "SOCK_DGRAM"), ("AF_INET6", "SOCK_STREAM"), ("AF_NETLINK", "SOCK_RAW")):
+            made = session.run(f"import socket\nsocket.socket(socket.{family}, socket.{kind})")
+            assert made.status == "error" and "PermissionError" in made.stderr, (family, made)
         dns = session.run("import socket\nsocket.getaddrinfo('deb.debian.org', 80)")
         assert dns.status == "error" and "gaierror" in dns.stderr, dns
         vsock = session.run("import socket\ns = socket.socket(40, socket.SOCK_STREAM)\ns.connect((2, 1024))")
         assert vsock.status == "error" and "PermissionError" in vsock.stderr, vsock  # AF_VSOCK reaches the VM host
+        pair = session.run("import socket\na, b = socket.socketpair()\na.send(b'unix works')\nb.recv(64)")
+        assert pair.stdout == "b'unix works'\n", pair
     finally:
         listener.close()
+
+
+def test_every_process_in_the_sandbox_runs_under_the_filter(attack):
+    """A process may write another's memory through /proc/PID/mem (the same user): that gains
+    nothing while every process, pid 1 included, has the same filter, user and cgroup."""
+    session, result = attack.run(
+        """
+        import os
+        status = {}
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            lines = open(f"/proc/{pid}/status").read().splitlines()
+            status[pid] = tuple(l.split()[1] for l in lines if l.startswith(("Uid:", "Seccomp:")))
+        kinds = set(status.values())
+        print(len(kinds), sorted(mode for _uid, mode in kinds), len(status))
+        """
+    )
+    distinct, modes, count = result.stdout.split(" ", 2)[0], result.stdout.split()[1], result.stdout.split()[-1]
+    assert (distinct, modes) == ("1", "['2']") and int(count) >= 2, result  # one user, all filtered
+    answers_after(attack, session)
+
+
+def test_per_user_kernel_limits_are_each_sandboxs_own(attack):
+    """Sandboxes run as users of their own: one that takes every inotify instance its user may
+    have leaves another's alone."""
+    first, taken = attack.run(
+        """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        held = []
+        while (fd := libc.inotify_init1(0)) >= 0:
+            held.append(fd)
+        print(len(held), ctypes.get_errno())
+        """
+    )
+    count, errno = taken.stdout.split()
+    assert errno == "24" and int(count) > 0, taken  # EMFILE: this user's instances are all taken
+    _second, other = attack.run("import ctypes\nprint(ctypes.CDLL(None).inotify_init1(0) >= 0)")
+    assert other.stdout == "True\n", other
+    answers_after(attack, first)
 
 
 def syscall_numbers() -> dict[str, int]:

@@ -120,14 +120,36 @@ def test_sandbox_check_command(backend, capsys):
         ({"disk_mb": 0}, "sandbox: disk_mb=0 is out of range; allowed: [1, 1048576]"),
         ({"inodes": 4}, "sandbox: inodes=4 is out of range; allowed: [16, 16777216]"),
         ({"max_output_bytes": 10}, "sandbox: max_output_bytes=10 is out of range; allowed: [64, 1048576]"),
-        ({"memory_mb": float("nan")}, "sandbox: memory_mb=nan is not a finite number"),
+        ({"memory_mb": float("nan")}, "sandbox: memory_mb=nan must be a whole number"),
+        ({"timeout_s": float("nan")}, "sandbox: timeout_s=nan is not a finite number"),
         ({"memory_mb": 512.5}, "sandbox: memory_mb=512.5 must be a whole number"),
+        ({"timeout_s": True}, "sandbox: timeout_s=True must be a number"),
+        ({"cpus": "1"}, "sandbox: cpus='1' must be a number"),
+        ({"inodes": None}, "sandbox: inodes=None must be a whole number"),
     ],
 )
 def test_bad_limits_are_one_line_errors(limits, message):
     with pytest.raises(ConfigError) as raised:
         Limits(**limits)
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("warm", "message"),
+    [
+        (10**30, "sandbox: warm=1000000000000000000000000000000 is out of range; allowed: [0, 256]"),
+        (-1, "sandbox: warm=-1 is out of range; allowed: [0, 256]"),
+        (float("nan"), "sandbox: warm=nan must be a whole number"),
+        (1.5, "sandbox: warm=1.5 must be a whole number"),
+        (True, "sandbox: warm=True must be a whole number"),
+    ],
+)
+def test_a_bad_warm_pool_size_is_refused_before_any_sandbox_starts(warm, message):
+    """``make_tool`` passes ``warm`` straight to the pool: a bad value once started sandboxes
+    without end (283 in 13 s)."""
+    with pytest.raises(ConfigError) as raised:
+        make_tool("python", backend="bwrap", warm=warm)
+    assert str(raised.value) == message
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a command as another user")
