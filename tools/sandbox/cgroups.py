@@ -33,6 +33,7 @@ PREFIX = "agentrl-sandbox."
 V1_NEEDED = ("memory", "pids", "cpu")
 V2_NEEDED = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
+_POLL_S = 0.0005  # a killed group empties in about a millisecond: a session's close waits that long
 _MOUNTINFO = Path("/proc/self/mountinfo")
 _OWN = Path("/proc/self/cgroup")
 
@@ -76,7 +77,7 @@ class Group:
         deadline = time.monotonic() + timeout_s
         while (left := self.pids()) and time.monotonic() < deadline:
             _kill_all(left)  # v1 without a freezer: a fork that raced the first kill
-            time.sleep(0.005)
+            time.sleep(_POLL_S)
         removed = True
         for path in self.dirs + ([self.freezer] if self.freezer else []):
             removed &= _rmdir(path, deadline)
@@ -102,7 +103,7 @@ class Group:
             return False
         deadline = time.monotonic() + 1.0
         while done and _read(path) != done and time.monotonic() < deadline:
-            time.sleep(0.001)
+            time.sleep(_POLL_S)
         return True
 
 
@@ -247,7 +248,7 @@ def _rmdir(path: Path, deadline: float) -> bool:
         except OSError:  # EBUSY until the last task has left
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.005)
+            time.sleep(_POLL_S)
 
 
 def _read(path: Path) -> str:

@@ -45,12 +45,14 @@ class Channel:
     request; ``kill`` ends the sandbox."""
 
     def __init__(self, kill: Callable[[], None], max_line: int = 1 << 20, budget: int = 4 << 20):
-        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # C: a fast hand-off
         self._partial = bytearray()
         self._kill = kill
         self.max_line, self.budget = max_line, budget
-        self._received = 0  # bytes since the last send
-        self._lock = threading.Lock()
+        # bytes read from stdout and from stderr since the start, each written by its own reader
+        # thread only, and their sum when the last request went out: no lock on the hot path
+        self._read = {"stdout": 0, "stderr": 0}
+        self._base = 0
         self.overflow = ""  # why the host ended the sandbox, when it was the sandbox's output
         self.stderr_tail = bytearray()
         self.closed = threading.Event()
@@ -58,21 +60,16 @@ class Channel:
     def send(self, line: bytes, timeout: float | None = None) -> None:
         """Write one request line within ``timeout`` seconds (``TimeoutError`` past it); what the
         sandbox wrote before it is dropped unread."""
-        with self._lock:
-            self._received = 0
-            while True:
-                try:
-                    if self._lines.get_nowait() is _EOF:
-                        self._lines.put(_EOF)
-                        break
-                except queue.Empty:
-                    break
-        deadline = None if timeout is None else time.monotonic() + timeout
-        data = memoryview(line + b"\n")
+        self._base = self._read["stdout"] + self._read["stderr"]
+        if not self._lines.empty():
+            self._drop_unread()
+        data, deadline = memoryview(line + b"\n"), None
         while data:
             try:
-                data = data[self._write_some(data) :]
+                data = data[self._write_some(data) :]  # a request fits the pipe at once, as a rule
             except BlockingIOError:
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"the sandbox read no request for {timeout:g} s") from None
@@ -104,35 +101,46 @@ class Channel:
     def _wait_writable(self, timeout: float | None) -> None:
         raise NotImplementedError
 
-    def _count(self, data: bytes) -> bool:
+    def _drop_unread(self) -> None:
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return
+            if line is _EOF:
+                self._lines.put(_EOF)
+                return
+
+    def _count(self, stream: str, data: bytes) -> bool:
         """Charge ``data`` to the budget; False (and the sandbox ended) past it."""
-        with self._lock:
-            if self.overflow:
-                return False
-            self._received += len(data)
-            if self._received <= self.budget:
-                return True
-            self.overflow = f"the sandbox wrote more than {self.budget} bytes to the host for one call"
-        self._stop()
+        if self.overflow:
+            return False
+        self._read[stream] += len(data)  # one writer per stream
+        if self._read["stdout"] + self._read["stderr"] - self._base <= self.budget:
+            return True
+        self._fail(f"the sandbox wrote more than {self.budget} bytes to the host for one call")
         return False
 
     def _stdout(self, data: bytes) -> None:
-        if not self._count(data):
+        if not self._count("stdout", data):
             return
         self._partial += data
         while (end := self._partial.find(b"\n")) >= 0 and end <= self.max_line:
             self._lines.put(bytes(self._partial[:end]))
             del self._partial[: end + 1]
         if (end if end >= 0 else len(self._partial)) > self.max_line:
-            with self._lock:
-                self.overflow = f"the sandbox wrote a line of more than {self.max_line} bytes to the host"
-            self._stop()
+            self._fail(f"the sandbox wrote a line of more than {self.max_line} bytes to the host")
 
     def _stderr(self, data: bytes) -> None:
-        if not self._count(data):
+        if not self._count("stderr", data):
             return
         self.stderr_tail += data
         del self.stderr_tail[: max(0, len(self.stderr_tail) - _STDERR_KEEP)]
+
+    def _fail(self, why: str) -> None:
+        if not self.overflow:
+            self.overflow = why
+            self._stop()
 
     def _stop(self) -> None:
         self._partial.clear()
