@@ -2,11 +2,15 @@
 
 Each of ``--concurrency`` episodes (threads, as the rollout's tool calls run) opens a session
 and makes ``--calls`` trivial calls (``x = i``, then ``print(x)``...); a session's first call
-waits for its sandbox unless the pool had one ready. Printed per backend, pool and concurrency:
-calls per second, p50 and p99 latency of the calls after the first (the sandbox is running),
-and p50 of first calls (with a cold pool: the session start). ``--repeat`` runs each row that
-many times and prints the median of each figure. The baseline is the naive way: one
-``docker run --rm`` per call (a fresh container each time, no state).
+waits for its sandbox unless the pool had one ready. Three pools per backend and concurrency:
+``warm N`` (N sandboxes started ahead; the pool starts N more while the episodes run, as in
+training), ``cold`` (each session starts its sandbox on its first call, while the others'
+calls run) and ``steady`` (every session's sandbox is started before the clock starts, so the
+calls measured share the machine with nothing but each other: the call latency itself).
+Printed: calls per second, p50 and p99 latency of the calls after the first, and p50 of first
+calls (with a cold pool: the session start). ``--repeat`` runs each row that many times and
+prints the median of each figure. The baseline is the naive way: one ``docker run --rm`` per
+call (a fresh container each time, no state).
 
     python scripts/bench_sandbox.py
     python scripts/bench_sandbox.py --backends bwrap --concurrency 1 8 --calls 200 --repeat 3
@@ -20,6 +24,7 @@ import concurrent.futures
 import json
 import statistics
 import subprocess
+import threading
 import time
 
 from agentrl_tools.sandbox.backends import open_pool
@@ -32,7 +37,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def episode(pool, calls: int) -> list[float]:
+def episode(pool, calls: int, started: threading.Barrier | None = None) -> list[float]:
+    """The latencies of a session's calls; with ``started``, the first call (the start) is
+    made, and the others wait until every episode has made its own."""
     session = PythonSession(pool)
     latencies = []
     try:
@@ -42,25 +49,33 @@ def episode(pool, calls: int) -> list[float]:
             if result.status != "ok":
                 raise RuntimeError(f"call failed: {result}")
             latencies.append(time.perf_counter() - start)
+            if i == 0 and started is not None:
+                started.wait()
     finally:
         session.close()
     return latencies
 
 
-def measure(backend: str, warm: int, concurrency: int, calls: int) -> dict[str, float]:
+def measure(backend: str, pool_kind: str, concurrency: int, calls: int) -> dict[str, float]:
+    warm = concurrency if pool_kind == "warm" else 0
     pool = open_pool(backend, Limits(), warm=warm)
     if warm:
         deadline = time.time() + 120
         while pool.ready < warm and time.time() < deadline:  # let the pool fill first
             time.sleep(0.05)
-    start = time.perf_counter()
+    started = threading.Barrier(concurrency + 1) if pool_kind == "steady" else None
     with concurrent.futures.ThreadPoolExecutor(concurrency) as executor:
-        results = list(executor.map(lambda _: episode(pool, calls), range(concurrency)))
+        futures = [executor.submit(episode, pool, calls, started) for _ in range(concurrency)]
+        if started is not None:
+            started.wait()
+        start = time.perf_counter()
+        results = [future.result() for future in futures]
     wall = time.perf_counter() - start
     pool.close()
     later = [t for latencies in results for t in latencies[1:]]
+    measured = len(later) if started is not None else sum(map(len, results))
     return {
-        "calls_per_s": sum(map(len, results)) / wall,
+        "calls_per_s": measured / wall,
         "p50_ms": 1000 * statistics.median(later),
         "p99_ms": 1000 * percentile(later, 0.99),
         "first_p50_ms": 1000 * statistics.median(latencies[0] for latencies in results),
@@ -104,13 +119,13 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     for backend in args.backends:
         for concurrency in args.concurrency:
-            for warm in (concurrency, 0):
+            for kind in ("warm", "cold", "steady"):
                 try:
-                    row = median_row([measure(backend, warm, concurrency, args.calls) for _ in range(args.repeat)])
+                    row = median_row([measure(backend, kind, concurrency, args.calls) for _ in range(args.repeat)])
                 except SandboxUnavailable as exc:
                     print(f"| {backend} | - | {concurrency} | unavailable: {exc} | | | |")
                     break
-                pool = f"warm {warm}" if warm else "cold"
+                pool = f"warm {concurrency}" if kind == "warm" else kind
                 rows.append({"backend": backend, "pool": pool, "concurrency": concurrency, **row})
                 print(
                     f"| {backend} | {pool} | {concurrency} | {row['calls_per_s']:.0f} | {row['p50_ms']:.3f} | "
