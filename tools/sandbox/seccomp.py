@@ -235,7 +235,8 @@ def _ret(value: int) -> tuple[int, int, int, int]:
 def _assemble(program: list) -> bytes:
     """Instructions ``(code, jt, jf, k)`` whose jump targets may be label names, and the labels
     (strings) themselves, as BPF bytes; a jump counts the instructions it skips."""
-    labels, instructions = {}, []
+    labels: dict[str, int] = {}
+    instructions: list[tuple[int, int | str, int | str, int]] = []
     for item in program:
         if isinstance(item, str):
             labels[item] = len(instructions)

@@ -60,7 +60,7 @@ class Limits:
             value, whole = getattr(self, field.name), field.type == "int"
             check_number("sandbox", field.name, value, whole)
             low, high = _RANGES[field.name]
-            check_range("sandbox", field.name, value, low, high() if callable(high) else high)
+            check_range("sandbox", field.name, value, low, _host_cpus() if high is None else high)
 
     @property
     def max_frame_bytes(self) -> int:
@@ -85,6 +85,10 @@ class Limits:
         return ["-u", "-c", REPL_SOURCE, json.dumps(rlimits)]
 
 
+def _host_cpus() -> float:
+    return float(os.cpu_count() or 1)
+
+
 def check_number(owner: str, name: str, value: object, whole: bool) -> None:
     """``value`` is an int (``whole``) or a number, never a bool or a string: a one-line
     ``ConfigError`` otherwise."""
@@ -99,11 +103,11 @@ def check_warm(warm: object) -> None:
     check_range("sandbox", "warm", warm, 0, 256)  # type: ignore[arg-type]
 
 
-_RANGES = {
+_RANGES: dict[str, tuple[float, float | None]] = {  # None: the host's CPU count
     "timeout_s": (0.01, 3600.0),
     "memory_mb": (64, 1 << 20),
     "processes": (8, 4096),
-    "cpus": (0.01, lambda: float(os.cpu_count() or 1)),
+    "cpus": (0.01, None),
     "disk_mb": (1, 1 << 20),
     "inodes": (16, 1 << 24),
     "max_output_bytes": (64, 1 << 20),
