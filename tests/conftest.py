@@ -44,3 +44,14 @@ def gsm8k_dir() -> Path:
     if not (GSM8K / "test.jsonl").is_file():
         pytest.skip("../shared/data/gsm8k is not present")
     return GSM8K
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_warm_sandboxes_between_modules():
+    """A module that trained or evaluated with the python tool leaves the process's shared
+    sandbox pools (and their warm sandboxes) behind; they are closed before the next module,
+    whose sandbox tests check that the host holds no sandbox they did not start."""
+    yield
+    from agentrl_tools.sandbox.backends import close_shared_pools
+
+    close_shared_pools()

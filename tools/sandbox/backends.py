@@ -2,7 +2,7 @@
 
 Owns ``BACKENDS``, ``make_backend`` (a backend, or a one-line ``SandboxUnavailable`` saying
 what to install or start), ``open_pool`` (a backend's warm pool, which sessions draw from)
-and ``shared_pool`` (one pool per process and settings).
+and ``shared_pool`` (one pool per process and settings; ``close_shared_pools`` ends them).
 ``auto`` takes Docker when a daemon answers and the image is built, else bubblewrap, and says
 which and why in the log; when neither can start, its one line gives both reasons. There is
 no unsandboxed backend: model-written code never runs on the host directly. Must not know
@@ -12,8 +12,8 @@ about tools or environments.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
+import threading
 from collections.abc import Callable
 
 from agentrl_tools.sandbox import bwrap, docker_backend
@@ -54,12 +54,31 @@ def open_pool(name: str, limits: Limits, warm: int = 0, image: str = IMAGE) -> P
     return Pool(make_backend(name, limits, image), limits, size=warm)
 
 
-@functools.cache
+_SHARED: dict[tuple[str, Limits, int], Pool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 def shared_pool(name: str, limits: Limits, warm: int = 0) -> Pool:
-    """The process's one pool per (backend, limits, warm), closed when the process exits."""
-    pool = open_pool(name, limits, warm)
-    atexit.register(pool.close)
-    return pool
+    """The process's one pool per (backend, limits, warm), closed by ``close_shared_pools`` or
+    when the process exits. Environments make a session per episode, so the pool outlives them."""
+    with _SHARED_LOCK:
+        key = (name, limits, warm)
+        if key not in _SHARED:
+            _SHARED[key] = open_pool(name, limits, warm)
+        return _SHARED[key]
+
+
+def close_shared_pools() -> None:
+    """Close every shared pool, and the sandboxes waiting in them (after a run in a long-lived
+    process; a session that still holds a sandbox keeps it until it closes)."""
+    with _SHARED_LOCK:
+        pools = list(_SHARED.values())
+        _SHARED.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(close_shared_pools)
 
 
 def _checked_bwrap(limits: Limits) -> Backend:
