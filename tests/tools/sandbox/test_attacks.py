@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import LIMITS, answers_after
 from hostcheck import MemorySampler
+from snippets import memory_across_children
 
 pytestmark = pytest.mark.sandbox
 INODES = LIMITS.inodes
@@ -45,34 +46,12 @@ def test_memory_hog(attack):
     answers_after(attack, session)
 
 
-MEMORY_ACROSS_CHILDREN = """
-import os, time
-children = []
-for _ in range(4):
-    pid = os.fork()
-    if pid == 0:
-        held = []
-        try:
-            for _ in range(30):
-                block = bytearray(10 << 20)
-                block[::4096] = b"x" * len(range(0, len(block), 4096))  # touch every page
-                held.append(block)
-        except MemoryError:
-            pass
-        time.sleep(1.0)
-        os._exit(0)
-    children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
-"""
-
-
 def test_memory_across_forked_children_is_bounded_as_a_whole(attack):
     """Four children each touching up to 300 MB: one sandbox may not hold more than its limit."""
     session = attack.session()
     session.run("pass")  # the sandbox is running before the host's reading starts
     with MemorySampler() as host:
-        result = session.run(MEMORY_ACROSS_CHILDREN)
+        result = session.run(memory_across_children(children=4, blocks=30, block_mb=10))
     assert result.status in ("ok", "timeout") or result.lost_state, result
     assert host.peak_use < (LIMITS.memory_mb + 128) * MB, f"the host lost {host.peak_use >> 20} MB"
     answers_after(attack, session)

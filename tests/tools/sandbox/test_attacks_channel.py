@@ -9,6 +9,7 @@ import time
 
 import pytest
 from conftest import LIMITS, answers_after
+from snippets import WRITE_EVERY_FD
 
 pytestmark = pytest.mark.sandbox
 MB = 1 << 20
@@ -19,17 +20,6 @@ OBSERVATION_BOUND = 16 * LIMITS.max_output_bytes
 
 def observed(result) -> int:
     return len(result.stdout) + len(result.stderr) + len(result.message)
-
-
-WRITE_EVERY_FD = """
-import os
-def to_every_fd(data):
-    for fd in range(3, 64):
-        try:
-            os.write(fd, data)
-        except OSError:
-            pass
-"""
 
 
 def test_a_forged_three_megabyte_reply_is_bounded_and_the_session_stays_in_step(attack):
