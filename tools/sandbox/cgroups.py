@@ -1,9 +1,9 @@
 """Whole-sandbox limits and teardown from the host: one cgroup per sandbox, v1 or v2.
 
 Owns finding where this process may make cgroups (``Tree.find``), making one sandbox's group
-with its memory, task and CPU limits (``Tree.make``), the ``cgroup.procs`` files a launcher
-writes its own pid into before it starts the sandbox (``Group.procs_files``: everything the
-sandbox ever starts is then inside), and ``Group.destroy``: every process in the group killed
+with its memory, task and CPU limits (``Tree.make``), moving a sandbox's first processes in
+before they start anything (``Group.join``: everything the sandbox ever starts is then
+inside), and ``Group.destroy``: every process in the group killed
 (``cgroup.kill`` on v2; on v1 the group is frozen, so nothing in it can fork, killed, then
 thawed) and the group removed. Nothing inside a sandbox can leave its group or undo the kill.
 
@@ -62,8 +62,18 @@ class Group:
     freezer: Path | None = None
 
     @property
+    def name(self) -> str:
+        return self.dirs[0].name
+
+    @property
     def procs_files(self) -> list[Path]:
         return [path / "cgroup.procs" for path in self.dirs + ([self.freezer] if self.freezer else [])]
+
+    def join(self, pids: tuple[int, ...]) -> None:
+        """Move ``pids`` (whole processes) into the group; ``OSError`` if one cannot be moved."""
+        for path in self.procs_files:
+            for pid in pids:
+                _must_write(path, str(pid))
 
     def pids(self) -> list[int]:
         with contextlib.suppress(OSError):

@@ -4,7 +4,8 @@ run ends however it ends, whatever sandboxes the run left.
 Owns ``ensure`` (start this process's reaper, once) and the reaper's own ``main``. The reaper
 blocks on its stdin, a pipe whose only writer is the run: the pipe closes when the run exits,
 raises, is interrupted or is killed with SIGKILL. Then it destroys the run's sandbox cgroups
-(every process in them killed: ``cgroups.Tree.remove_run``) and removes the Docker containers
+(every process in them killed: ``cgroups.Tree.remove_run``), unmounts their work dirs
+(``workdir.remove_run``) and removes the Docker containers
 labelled with the run as their owner. It runs in a session of its own and ignores SIGINT,
 SIGHUP and SIGTERM, so a Ctrl-C or a signal to the run's process group leaves it to do its
 work. Sandboxed code cannot reach it: it is not in any sandbox's namespaces. If it is killed
@@ -68,11 +69,15 @@ def remove_containers(owner: Owner) -> int:
     return len(containers)
 
 
-def remove_cgroups(owner: Owner) -> None:
-    from agentrl_tools.sandbox.cgroups import CgroupUnavailable, Tree
+def remove_bwrap_sandboxes(owner: Owner) -> None:
+    """Destroy the cgroups of ``owner``'s bwrap sandboxes (every process in them killed), then
+    unmount their work dirs."""
+    from agentrl_tools.sandbox import workdir
+    from agentrl_tools.sandbox.cgroups import PREFIX, CgroupUnavailable, Tree
 
     with contextlib.suppress(CgroupUnavailable, OSError):
         Tree.find().remove_run(owner)
+    workdir.remove_run(owner, PREFIX)
 
 
 def main(argv: list[str]) -> int:
@@ -85,7 +90,7 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(OSError):
         while os.read(0, 4096):  # the run never writes: this returns when its end of the pipe closes
             pass
-    remove_cgroups(owner)
+    remove_bwrap_sandboxes(owner)
     remove_containers(owner)
     return 0
 

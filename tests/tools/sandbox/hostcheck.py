@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentrl_tools.sandbox import workdir
 from agentrl_tools.sandbox.owner import SANDBOX_UIDS
 
 
@@ -96,7 +97,8 @@ def sandbox_cgroups() -> set[str]:
 
 
 def sandbox_files() -> set[str]:
-    found = set()
+    """Files of a sandbox user in the host's shared directories, and the bwrap work dirs."""
+    found = {str(path) for path in workdir.ROOT.glob("*")}
     for top in SHARED_DIRS:
         for path in Path(top).glob("*"):
             try:

@@ -1,0 +1,74 @@
+"""The bwrap sandbox's work dir as the host mounts it: a size and an inode limit that hold, only
+the sandbox's user may enter it, and what a dead run left is unmounted by the next run. Real
+tmpfs mounts (root, as CI runs)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from agentrl_tools.sandbox import workdir
+from agentrl_tools.sandbox.cgroups import PREFIX
+from agentrl_tools.sandbox.owner import Owner, sandbox_uid
+
+
+@pytest.fixture(autouse=True)
+def root_only():
+    if os.geteuid() != 0:
+        if os.environ.get("AGENTRL_REQUIRE_SANDBOX") == "1":
+            pytest.fail("the work dir tests need root (the bwrap backend does)")
+        pytest.skip("mounting a tmpfs needs root")
+
+
+def dead_owner() -> Owner:
+    """This process's pid with another start time: a run that died and whose pid was reused."""
+    return Owner(Owner.this_process().host, os.getpid(), "1")
+
+
+def mounted(path: Path) -> bool:
+    return any(line.split()[4] == str(path) for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def test_the_size_and_inode_limits_hold_and_remove_unmounts():
+    uid = sandbox_uid()
+    work = workdir.make(f"{PREFIX}{Owner.this_process().dirname}.test-limits", uid, 1, 64)
+    try:
+        stat = work.path.stat()
+        assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (uid, uid, 0o700)
+        with pytest.raises(OSError) as full:
+            (work.path / "big").write_bytes(b"x" * (2 << 20))
+        assert full.value.errno == errno.ENOSPC
+        (work.path / "big").unlink()
+        with pytest.raises(OSError) as out_of_inodes:
+            for n in range(100):
+                (work.path / f"f{n}").touch()
+        assert out_of_inodes.value.errno == errno.ENOSPC
+        assert 50 <= len(list(work.path.iterdir())) < 64
+    finally:
+        work.remove()
+    assert not work.path.exists() and not mounted(work.path)
+
+
+def test_removing_a_work_dir_still_open_detaches_it():
+    work = workdir.make(f"{PREFIX}{Owner.this_process().dirname}.test-open", sandbox_uid(), 1, 64)
+    with open(work.path / "held", "w") as held:
+        work.remove()
+        held.write("still writable until closed")
+    assert not work.path.exists() and not mounted(work.path)
+
+
+def test_a_dead_runs_work_dirs_are_removed_and_a_live_runs_stay():
+    orphan = workdir.make(f"{PREFIX}{dead_owner().dirname}.s900", sandbox_uid(), 1, 64)
+    mine = workdir.make(f"{PREFIX}{Owner.this_process().dirname}.s901", sandbox_uid(), 1, 64)
+    try:
+        assert workdir.remove_orphans(PREFIX) >= 1
+        assert not orphan.path.exists() and not mounted(orphan.path)
+        assert mine.path.exists() and mounted(mine.path)
+        workdir.remove_run(Owner.this_process(), PREFIX)
+        assert not mine.path.exists() and not mounted(mine.path)
+    finally:
+        orphan.remove()
+        mine.remove()
