@@ -10,7 +10,11 @@ each), so a template fallback that splits an episode never counts it twice:
 - ``mean_reward``, ``mean_turns``;
 - ``tool_error_rate``: failed tool-call attempts over all attempts (a malformed call, an
   unknown tool, bad arguments, or a tool that returned an error, timed out or was unavailable);
-- ``tool_unavailable_rate``: attempts whose tool could not be reached, over all attempts;
+- ``tool_service_failure_rate``: tool calls that failed on their service's side (it could not
+  be reached, timed out, answered 5xx, 4xx or unreadably; a sandbox that could not start), over
+  all tool calls run; ``service_failures`` splits them by service and kind (``{service: {kind:
+  calls}}``). A model's own bad call never counts here. ``service_failure_problem`` is the one
+  rule the trainer stops on and ``agentrl eval`` fails on;
 - ``tool_error_rate_by_kind``: the same failures split by kind (a parse error such as
   ``bad_args``, or the tool's status: ``error``, ``timeout``, ``unavailable``), over all attempts;
 - ``mean_tool_seconds``: seconds spent in tools per episode (for ``python``: sandbox time);
@@ -50,6 +54,7 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         groups[t.group_id].append(is_correct(t))
     k_max = min(len(g) for g in groups.values())
     attempts = sum(t.info.get("call_attempts", 0) for t in episodes)
+    calls = sum(t.tool_calls for t in episodes)
     n = len(episodes)
     metrics: dict[str, Any] = {
         "episodes": n,
@@ -60,7 +65,7 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         "mean_turns": sum(t.num_turns for t in episodes) / n,
         "tool_calls": sum(t.tool_calls for t in episodes),
         "tool_error_rate": sum(t.tool_errors for t in episodes) / attempts if attempts else 0.0,
-        "tool_unavailable_rate": sum(t.tool_unavailable for t in episodes) / attempts if attempts else 0.0,
+        "tool_service_failure_rate": _rate(sum(t.tool_service_failures for t in episodes), calls),
         "truncated_rate": sum(t.truncated for t in episodes) / n,
         "error_rate": sum(t.error is not None for t in episodes) / n,
         "mean_sampled_tokens": sum(t.num_sampled_tokens for t in episodes) / n,
@@ -70,12 +75,36 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         for kind, count in (t.info.get("tool_errors_by_kind") or {}).items():
             kinds[kind] += count
     metrics["tool_error_rate_by_kind"] = {k: kinds[k] / attempts for k in sorted(kinds)} if attempts else {}
+    failures: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for t in episodes:
+        for service, by_kind in (t.info.get("service_failures") or {}).items():
+            for kind, count in by_kind.items():
+                failures[service][kind] += count
+    metrics["service_failures"] = {service: dict(sorted(kinds.items())) for service, kinds in sorted(failures.items())}
     metrics["mean_tool_seconds"] = sum(t.info.get("tool_seconds", 0.0) for t in episodes) / n
     if k_max > 1:
         metrics[f"pass@{k_max}"] = _mean_pass(groups, k_max)
     keys = sorted({key for t in episodes for key in t.reward_components} - {"correct"})
     metrics["components"] = {k: sum(t.reward_components.get(k, 0.0) for t in episodes) / n for k in keys}
     return metrics
+
+
+def service_failure_problem(metrics: dict[str, Any], limit: float, option: str) -> str | None:
+    """One line when more than ``limit`` of the tool calls in ``metrics`` (``summarize``'s) failed
+    on their service's side, naming each service and its failures by kind; None otherwise."""
+    rate = metrics.get("tool_service_failure_rate", 0.0)
+    if rate <= limit:
+        return None
+    services = "; ".join(
+        f"{service}: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+        for service, kinds in metrics.get("service_failures", {}).items()
+    )
+    calls = metrics.get("tool_calls", 0)
+    return f"{rate:.0%} of {calls} tool calls failed on the service's side ({services}; {option}={limit:g})"
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
 
 
 def _mean_pass(groups: dict[str, list[bool]], k: int) -> float:

@@ -69,7 +69,7 @@ class Trajectory:
     tool_calls: int = 0
     tool_turns: int = 0  # assistant turns that made at least one tool call
     tool_errors: int = 0
-    tool_unavailable: int = 0  # turns whose tool could not be reached (a retriever down)
+    tool_service_failures: int = 0  # calls that failed on their service's side (a retriever down or hung, a sandbox)
     parse_errors: int = 0
     answer: str | None = None
     correct: bool | None = None
@@ -81,6 +81,9 @@ class Trajectory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        if "tool_unavailable" in data:  # written before service failures were counted as one
+            data = {k: v for k, v in data.items() if k != "tool_unavailable"}
+            data.setdefault("tool_service_failures", 0)
         return cls(**data)
 
     @property

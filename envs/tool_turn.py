@@ -4,7 +4,8 @@ Owns the order a turn is read in and the observation of each outcome: empty text
 (``empty_output``, a ``user`` hint); a call that cannot be parsed (``malformed_call``,
 ``invalid_json``, ``unknown_tool``, ``bad_args``: a ``tool`` message ``Error: ...``, and no
 call runs); more calls than allowed (``too_many_calls``); calls, run and turned into ``tool``
-messages with ``tool_calls``, ``tool_status`` and ``tool_latency_s`` in the info; or no call
+messages with ``tool_calls``, ``tool_status``, ``tool_latency_s`` and ``service_failures`` in
+the info; or no call
 at all, which is the environment's to grade (``Turn.final``). Calls run concurrently (a
 retriever merges them into one request) unless ``in_order``, which a stateful tool (a Python
 session) needs. ``reopen_tools`` gives an episode a fresh set of tools and ``close_tools``
@@ -66,12 +67,17 @@ async def take_turn(
 
 def tool_turn(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> tuple[list[Message], dict[str, Any]]:
     """A turn's tool results as ``tool`` messages, and the ``info`` fields they set: the calls,
-    the worst status and the time spent."""
+    the worst status, the time spent and the failures that were a service's."""
     messages: list[Message] = [{"role": "tool", "content": r.output} for r in results]
     info = {
         "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
         "tool_status": worst_status(r.status for r in results),
         "tool_latency_s": sum(r.latency_s for r in results),
+        "service_failures": [
+            {"tool": c.name, "service": r.service, "kind": r.status}
+            for c, r in zip(calls, results, strict=True)
+            if r.service is not None and r.status != "ok"
+        ],
     }
     return messages, info
 

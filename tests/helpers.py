@@ -158,6 +158,14 @@ class SearchEveryTurn(SearchQAEnv):
         return await super().astep(f"<search>{self.task.meta['hops'][0]}</search>")
 
 
+class SearchNothingEveryTurn(SearchQAEnv):
+    """``search_qa`` in which every turn searches with an empty query: a call the search tool
+    refuses for its input (the model's fault, never the service's)."""
+
+    async def astep(self, action: str) -> Any:
+        return await super().astep("<search> </search>")
+
+
 SANDBOX_LIMITS = Limits(timeout_s=3.0, memory_mb=256, processes=32, disk_mb=8, inodes=512, max_output_bytes=1000)
 
 

@@ -114,7 +114,7 @@ def test_eval_search_qa_reports_f1_searches_and_failures(tmp_path, capsys):
     args = ["eval", "--env", "search_qa", "-n", "8", "--output", str(tmp_path), "--no-progress"]
     assert main([*args, "--env-arg", "topk=2"]) == 0
     printed = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())
-    assert {"accuracy", "mean_f1", "mean_searches", "tool_error_rate", "tool_unavailable_rate"} <= set(printed)
+    assert {"accuracy", "mean_f1", "mean_searches", "tool_error_rate", "tool_service_failure_rate"} <= set(printed)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["episodes"] == 8 and set(metrics["components"]) == {"f1", "searches"}
 

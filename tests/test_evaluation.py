@@ -1,6 +1,6 @@
 import pytest
 
-from agentrl.evaluation import pass_at_k, summarize
+from agentrl.evaluation import pass_at_k, service_failure_problem, summarize
 from agentrl.types import Trajectory
 
 
@@ -25,10 +25,10 @@ def traj(group, correct, *, turns=1, calls=0, errors=0, attempts=0, sample=0, er
         sample_index=sample,
         tool_calls=calls,
         tool_errors=errors,
-        tool_unavailable=unavailable,
+        tool_service_failures=unavailable,
         correct=correct,
         error=error,
-        info={"call_attempts": attempts},
+        info={"call_attempts": attempts, "service_failures": {"search at u": {"timeout": unavailable}}},
     )
 
 
@@ -57,14 +57,20 @@ def test_summarize():
     assert m["error_rate"] == pytest.approx(0.25)
 
 
-def test_unavailable_tools_and_component_means():
+def test_service_failures_and_component_means():
     trajectories = [
         traj("a", True, calls=1, attempts=1, extra={"f1": 1.0, "searches": 1.0}),
         traj("a", False, calls=3, attempts=3, errors=2, unavailable=2, extra={"f1": 0.5, "searches": 3.0}),
         traj("b", False, extra={"searches": 0.0}),  # no f1 reported: counts as 0
     ]
     m = summarize(trajectories)
-    assert m["tool_unavailable_rate"] == pytest.approx(2 / 4) and m["tool_error_rate"] == pytest.approx(2 / 4)
+    assert m["tool_service_failure_rate"] == pytest.approx(2 / 4) and m["tool_error_rate"] == pytest.approx(2 / 4)
+    assert m["service_failures"] == {"search at u": {"timeout": 2}}
+    line = service_failure_problem(m, 0.4, "max_service_failure_rate")
+    assert line == (
+        "50% of 4 tool calls failed on the service's side (search at u: 2 timeout; max_service_failure_rate=0.4)"
+    )
+    assert service_failure_problem(m, 0.5, "max_service_failure_rate") is None  # the rule is "more than"
     assert m["components"] == {"f1": pytest.approx(1.5 / 3), "searches": pytest.approx(4 / 3)}
 
 

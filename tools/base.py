@@ -4,11 +4,17 @@ Owns ``Tool``, ``ToolCall`` and ``ToolResult`` and the one place that times a ca
 turns an exception into an error result (``run_tool``, and ``arun_tool`` for tools that
 wait on I/O and define ``acall``). Statuses: ``ok``; ``error`` (refused input, a tool bug, a
 service that answered badly); ``timeout``; ``unavailable`` (a service that could not be
-reached). Must not know about environments, tokens or chat templates.
+reached). Whose fault a failure is travels apart from its status: a tool that stands in front
+of a service (a retriever, a sandbox) names it in ``ToolResult.service`` when the failure is
+the service's (it timed out, could not be reached, answered 5xx, 4xx or unreadably), and leaves
+it ``None`` when the model's call was at fault (a refused input, code that raised or ran too
+long). The trainer's stop rule and ``agentrl eval`` count only the former. Must not know about
+environments, tokens or chat templates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,11 +35,14 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool call produced. ``output`` is shown to the model as the observation."""
+    """What a tool call produced. ``output`` is shown to the model as the observation;
+    ``service`` names the service at fault (``search at http://host:8000``) on a failure that
+    is the service's, not the model's call's."""
 
     status: ToolStatus
     output: str
     latency_s: float = 0.0
+    service: str | None = None
 
 
 class Tool(Protocol):
@@ -79,7 +88,7 @@ async def arun_tool(tool: Tool, call: ToolCall) -> ToolResult:
 def _timed(output: str | ToolResult, start: float) -> ToolResult:
     latency = time.perf_counter() - start
     if isinstance(output, ToolResult):
-        return ToolResult(status=output.status, output=output.output, latency_s=latency)
+        return dataclasses.replace(output, latency_s=latency)
     return ToolResult(status="ok", output=output, latency_s=latency)
 
 

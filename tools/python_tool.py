@@ -3,7 +3,8 @@
 Owns how a call's outcome is shown to the model: what the code printed (stdout, then stderr
 and the last lines of a traceback), ``(no output)`` when it printed nothing, and for a call
 that timed out or whose interpreter died, an ``Error: ...`` line saying the session restarted
-and its state is lost. Output is already capped by the session (head and tail, with a
+and its state is lost. A sandbox that cannot start is the service's failure (``ToolResult.service``);
+code that raised or ran too long is the model's. Output is already capped by the session (head and tail, with a
 ``...[N bytes cut]...`` marker). One tool object per episode: ``close`` ends its sandbox.
 ``PythonToolOptions`` is the tool's typed option section as an environment takes it
 (``--env-arg memory_mb=1024``): the backend, the warm pool and every ``Limits`` field, with
@@ -83,7 +84,10 @@ class PythonTool:
         if not code.strip():
             raise ToolInputError("the code is empty")
         self.last = self.session.run(code)
-        return ToolResult(status=self.last.status, output=render(self.last), latency_s=self.last.seconds)
+        # a sandbox that cannot start is the service's fault; code that raised or ran too long, the model's
+        backend = getattr(getattr(self.session.pool, "backend", None), "name", "?")
+        service = f"the python sandbox ({backend})" if self.last.status == "unavailable" else None
+        return ToolResult(self.last.status, render(self.last), self.last.seconds, service)
 
     async def acall(self, code: str) -> ToolResult:
         return await asyncio.to_thread(self, code)

@@ -1,14 +1,22 @@
 """``agentrl eval``: run an environment's test split against a model and report metrics.
 
 Prints accuracy, pass@k, mean reward, mean turns and tool-error rate; writes every
-trajectory (JSONL, streamed as episodes finish) and ``metrics.json`` to the output folder.
+trajectory (JSONL, streamed as episodes finish) and ``metrics.json`` (the metrics and what
+made them: model, environment and its arguments, split, sampling, seed, agentrl version, time)
+to the output folder. When more than ``--max-service-failure-rate`` of the tool calls failed on
+their service's side (a retriever down or hung), the evaluation measured the service, not the
+model: it exits 1 with one line naming the services and writes no ``metrics.json``, unless
+``--allow-service-failures`` reports the metrics with the failures flagged.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import functools
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +31,7 @@ from agentrl.engines.config import EngineConfig
 from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import Env, load, make
 from agentrl.errors import AgentRLError, ConfigError
-from agentrl.evaluation import is_correct, summarize
+from agentrl.evaluation import is_correct, service_failure_problem, summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import TrajectoryWriter
 from agentrl.types import Task
@@ -78,6 +86,18 @@ def register(commands: Any) -> None:
         default="auto",
         help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16",
     )
+    p.add_argument(
+        "--max-service-failure-rate",
+        type=float,
+        default=0.5,
+        help="fail when more than this share of tool calls failed on their service's side (the rule "
+        "training stops on, train.max_service_failure_rate)",
+    )
+    p.add_argument(
+        "--allow-service-failures",
+        action="store_true",
+        help="over that share, report the metrics anyway, flagged (service_failure_problem in metrics.json)",
+    )
     p.add_argument("--output", help="output folder (default runs/eval-<env>-<time>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -86,6 +106,8 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.num_tasks < 1:
         raise ConfigError(f"eval: -n must be >= 1, got {args.num_tasks}")
+    if not 0.0 <= args.max_service_failure_rate <= 1.0:
+        raise ConfigError(f"eval: --max-service-failure-rate must be in [0, 1], got {args.max_service_failure_rate}")
     params = build(
         SamplingParams,
         _pick(args, "temperature", "top_p", "top_k", "max_new_tokens"),
@@ -115,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise AgentRLError(f"--output {out}: cannot create the folder ({exc.strerror or exc})") from None
     (out / "trajectories.jsonl").unlink(missing_ok=True)
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), _now()
     with (
         TrajectoryWriter(out / "trajectories.jsonl") as writer,
         tqdm(
@@ -145,9 +167,47 @@ def run(args: argparse.Namespace) -> int:
             on_episode=on_episode,
         )
     metrics = summarize(trajectories) | {"wall_s": round(time.perf_counter() - start, 2)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    problem = service_failure_problem(metrics, args.max_service_failure_rate, "--max-service-failure-rate")
+    if problem is not None and not args.allow_service_failures:
+        raise AgentRLError(
+            f"eval: {problem}; the metrics measure the service, not the model, and were not written "
+            f"(trajectories: {out / 'trajectories.jsonl'}; --allow-service-failures reports them flagged)"
+        )
+    if problem is not None:
+        metrics["service_failure_problem"] = problem
+    record = metrics | {"made_by": _provenance(args, model, params, config, started_at)}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     _print(metrics, out)
+    if problem is not None:
+        print(f"agentrl: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _provenance(
+    args: argparse.Namespace, model: str, params: SamplingParams, config: RolloutConfig, started_at: str
+) -> dict[str, Any]:
+    """What an evaluation folder came from: enough to run it again."""
+    from agentrl import __version__
+
+    return {
+        "model": model,
+        "env": args.env,
+        "env_args": parse_env_args(args.env_arg),
+        "split": args.split,
+        "num_tasks": args.num_tasks,
+        "sampling": dataclasses.asdict(params),
+        "rollout": dataclasses.asdict(config),
+        "engine": args.engine,
+        "dtype": args.dtype,
+        "seed": args.seed,
+        "agentrl_version": __version__,
+        "started_at": started_at,
+        "finished_at": _now(),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _environment(args: argparse.Namespace) -> tuple[Callable[[], Env], list[Task]]:
@@ -180,8 +240,13 @@ def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 def _print(metrics: dict[str, Any], out: Path) -> None:
     components = {f"mean_{k}": v for k, v in metrics.get("components", {}).items()}
     kinds = {f"tool_error_rate[{k}]": v for k, v in metrics.get("tool_error_rate_by_kind", {}).items()}
-    shown = {k: v for k, v in metrics.items() if k not in ("components", "tool_error_rate_by_kind")}
-    shown = shown | kinds | components
+    failures = {
+        f"service_failures[{service}]": ", ".join(f"{n} {kind}" for kind, n in by_kind.items())
+        for service, by_kind in metrics.get("service_failures", {}).items()
+    }
+    hidden = ("components", "tool_error_rate_by_kind", "service_failures", "service_failure_problem")
+    shown = {k: v for k, v in metrics.items() if k not in hidden}
+    shown = shown | kinds | components | failures
     for key, value in shown.items():
         print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}")
     print(f"{'trajectories':>20}  {out / 'trajectories.jsonl'}")

@@ -6,6 +6,7 @@ Importing this package registers every installed environment with Gymnasium as
 
 from agentrl.envs.base import (
     INFO_KEYS,
+    OPTIONAL_INFO_KEYS,
     PARSE_ERROR_KINDS,
     ChatMessages,
     Env,
@@ -23,6 +24,7 @@ from agentrl.envs.registry import GROUP, DuplicateEnvError, describe, entries, l
 __all__ = [
     "GROUP",
     "INFO_KEYS",
+    "OPTIONAL_INFO_KEYS",
     "PARSE_ERROR_KINDS",
     "ChatMessages",
     "DuplicateEnvError",

@@ -53,11 +53,16 @@ INFO_KEYS = (
     "turn",  # number of assistant turns taken so far (0 after reset)
     "tool_calls",  # the calls parsed from this turn: [{"name": ..., "arguments": {...}}]
     "parse_error",  # None or one of PARSE_ERROR_KINDS
-    "tool_status",  # None (no call), or "ok" / "error" / "timeout" (the worst of the calls)
+    "tool_status",  # None (no call), or "ok" / "error" / "timeout" / "unavailable" (the worst of the calls)
     "tool_latency_s",  # seconds spent in tools this turn
     "answer",  # the extracted final answer, or None
     "reward_components",  # the parts of the reward, {name: float}
 )
+
+OPTIONAL_INFO_KEYS = (
+    "service_failures",  # the calls whose service failed: [{"tool", "service", "kind": the status}]
+)
+"""Keys an environment may leave out (``new_info`` sets them): read with their neutral value."""
 
 PARSE_ERROR_KINDS = (
     "no_action",  # neither a tool call nor an answer
@@ -208,13 +213,14 @@ class EnvSpec:
 
 
 def new_info(turn: int, **overrides: Any) -> dict[str, Any]:
-    """A step ``info`` with every key of ``INFO_KEYS`` at its neutral value."""
+    """A step ``info`` with every key of ``INFO_KEYS`` and ``OPTIONAL_INFO_KEYS`` at its neutral value."""
     info: dict[str, Any] = {
         "turn": turn,
         "tool_calls": [],
         "parse_error": None,
         "tool_status": None,
         "tool_latency_s": 0.0,
+        "service_failures": [],
         "answer": None,
         "reward_components": {},
     }

@@ -87,7 +87,13 @@ def _check_step(reward: Any, terminated: Any, truncated: Any, info: Any, turn: i
         info["parse_error"] in (None, *PARSE_ERROR_KINDS),
         f"bad parse_error {info['parse_error']!r}",
     )
-    _expect(info["tool_status"] in (None, "ok", "error", "timeout"), "bad tool_status")
+    _expect(info["tool_status"] in (None, "ok", "error", "timeout", "unavailable"), "bad tool_status")
+    failures = info.get("service_failures", [])
+    _expect(
+        isinstance(failures, list)
+        and all(isinstance(f, dict) and {"tool", "service", "kind"} <= f.keys() for f in failures),
+        "service_failures must be a list of {tool, service, kind}",
+    )
     components = info["reward_components"]
     _expect(isinstance(components, dict), "reward_components must be a dict")
     try:

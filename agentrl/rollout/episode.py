@@ -84,11 +84,12 @@ class Episode:
             "tool_calls": 0,
             "tool_turns": 0,
             "tool_errors": 0,
-            "tool_unavailable": 0,
+            "tool_service_failures": 0,
             "parse_errors": 0,
             "call_attempts": 0,
         }
         self.errors_by_kind: dict[str, int] = {}  # failed call attempts by parse error or tool status
+        self.service_failures: dict[str, dict[str, int]] = {}  # {service: {kind: calls}}
         self.tool_seconds = 0.0
         self.done = False
         self.terminated = self.truncated = False
@@ -180,7 +181,10 @@ class Episode:
         failed_status = status if status in ("error", "timeout", "unavailable") else None
         kind = parse_error if parse_error in CALL_ERRORS else failed_status  # None: no failure
         self.stats["tool_errors"] += attempted and kind is not None
-        self.stats["tool_unavailable"] += attempted and status == "unavailable"
+        for failure in info.get("service_failures") or ():
+            self.stats["tool_service_failures"] += 1
+            kinds = self.service_failures.setdefault(str(failure["service"]), {})
+            kinds[str(failure["kind"])] = kinds.get(str(failure["kind"]), 0) + 1
         if attempted and kind is not None:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         self.tool_seconds += float(info.get("tool_latency_s") or 0.0)
@@ -220,7 +224,7 @@ class Episode:
             "tool_calls": self.stats["tool_calls"],
             "tool_turns": self.stats["tool_turns"],
             "tool_errors": self.stats["tool_errors"],
-            "tool_unavailable": self.stats["tool_unavailable"],
+            "tool_service_failures": self.stats["tool_service_failures"],
             "parse_errors": self.stats["parse_errors"],
             "answer": self.answer,
             "correct": None if correct is None else correct > 0,
@@ -229,6 +233,7 @@ class Episode:
                 "call_attempts": self.stats["call_attempts"],
                 "gold": self.task.answer,
                 "tool_errors_by_kind": dict(self.errors_by_kind),
+                "service_failures": {service: dict(kinds) for service, kinds in self.service_failures.items()},
                 "tool_seconds": self.tool_seconds,
             },
         }

@@ -92,8 +92,10 @@ class TrainConfig:
     time_limit_min: float | None = option(
         None, "wall-time budget in minutes: stop when another step and the final evaluation would overrun it"
     )
-    max_tool_unavailable_rate: float = option(
-        0.5, "stop (with a checkpoint) when more than this share of a step's tool calls found their service down"
+    max_service_failure_rate: float = option(
+        0.5,
+        "stop (with a checkpoint) when more than this share of a step's tool calls failed on their service's side "
+        "(unreachable, timed out, 5xx, 4xx or unreadable answers; not the model's bad calls)",
     )
     seed: int = option(0, "seeds tasks, sampling and initialisation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
@@ -113,7 +115,7 @@ class TrainConfig:
         check_range("train", "max_total_tokens", self.max_total_tokens, 16)
         check_range("train", "eval_every", self.eval_every, 0)
         check_range("train", "samples_every", self.samples_every, 0)
-        check_range("train", "max_tool_unavailable_rate", self.max_tool_unavailable_rate, 0.0, 1.0)
+        check_range("train", "max_service_failure_rate", self.max_service_failure_rate, 0.0, 1.0)
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)

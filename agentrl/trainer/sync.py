@@ -33,7 +33,7 @@ from agentrl.batch import TokenBatch
 from agentrl.engines.base import Engine, SamplingParams
 from agentrl.envs import load as load_env
 from agentrl.errors import AgentRLError
-from agentrl.evaluation import summarize
+from agentrl.evaluation import service_failure_problem, summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import write_trajectories
 from agentrl.rollout.stream import StreamError
@@ -172,7 +172,7 @@ class Trainer:
             "rollout/mean_turns": summary["mean_turns"],
             "rollout/tool_calls_per_episode": summary["tool_calls"] / summary["episodes"],
             "rollout/tool_error_rate": summary["tool_error_rate"],
-            "rollout/tool_unavailable_rate": summary["tool_unavailable_rate"],
+            "rollout/tool_service_failure_rate": summary["tool_service_failure_rate"],
             **{f"rollout/mean_{k}": v for k, v in summary["components"].items()},
             "rollout/sampled_tokens": float(sampled),
             "rollout/tokens_per_s": sampled / max(rollout_s, 1e-9),
@@ -186,13 +186,10 @@ class Trainer:
         return metrics
 
     def _check_tools(self, summary: dict[str, Any], step: int) -> None:
-        """Stop before training on a batch whose tools were mostly down (``max_tool_unavailable_rate``)."""
-        rate, limit = summary.get("tool_unavailable_rate", 0.0), self.config.max_tool_unavailable_rate
-        if rate > limit:
-            raise ToolUnavailableError(
-                f"step {step}: {rate:.0%} of tool calls found their service unavailable "
-                f"(max_tool_unavailable_rate={limit:g}); the step was not trained on"
-            )
+        """Stop before training on a batch whose tools' services mostly failed (``max_service_failure_rate``)."""
+        problem = service_failure_problem(summary, self.config.max_service_failure_rate, "max_service_failure_rate")
+        if problem is not None:
+            raise ToolUnavailableError(f"step {step}: {problem}; the step was not trained on")
 
     def _resume_hint(self) -> str:
         last = checkpoint.latest(self.run_dir / "checkpoints")
@@ -209,6 +206,10 @@ class Trainer:
         trajectories = self._rollout(*self.eval_engine(), tasks, 1, batch=0)  # the same draws each time
         eval_s = time.perf_counter() - start
         s = summarize(trajectories)
+        limit = self.config.max_service_failure_rate
+        problem = service_failure_problem(s, limit, "max_service_failure_rate")
+        if problem is not None:
+            raise ToolUnavailableError(f"the evaluation at step {self.state.step}: {problem}; it was not reported")
         result = {
             "eval/accuracy": s["accuracy"],
             "eval/mean_reward": s["mean_reward"],
@@ -243,7 +244,7 @@ class Trainer:
         self.source.start(self.state.step)
         try:
             if self.state.step == 0:
-                first = self.evaluate()
+                first = self._evaluate_or_stop(None, logger)
                 self._last_eval_s = first["time/eval_s"]
                 logger.log(0, first)
             bar = tqdm(
@@ -256,7 +257,7 @@ class Trainer:
                     step = self.state.step
                     out_of_time = self._out_of_time(started, time.perf_counter() - step_started)
                     if (c.eval_every and step % c.eval_every == 0) or step == c.steps or out_of_time:
-                        metrics |= self.evaluate()
+                        metrics |= self._evaluate_or_stop(metrics, logger)
                         self._last_eval_s = metrics["time/eval_s"]
                     self.state.elapsed_s = elapsed_before + time.perf_counter() - started
                     metrics["time/elapsed_s"] = self.state.elapsed_s
@@ -275,6 +276,17 @@ class Trainer:
             self.source.stop()
             logger.close()
         return self.summary()
+
+    def _evaluate_or_stop(self, metrics: dict[str, float] | None, logger: MetricsLogger) -> dict[str, float]:
+        """``evaluate``; when its tools' services failed, the step just trained (``metrics``) is
+        logged and checkpointed, and the run stops with the line to resume it."""
+        try:
+            return self.evaluate()
+        except ToolUnavailableError as exc:
+            if metrics is not None:
+                logger.log(self.state.step, metrics)
+                self.save_checkpoint()
+            raise TrainingError(f"{exc}; once it is back, {self._resume_hint()}") from None
 
     def _out_of_time(self, started: float, step_s: float) -> bool:
         """Whether another step and the final evaluation would overrun ``time_limit_min``."""

@@ -41,6 +41,7 @@ from agentrl_tools.sandbox import cgroups, reaper, seccomp, workdir
 from agentrl_tools.sandbox.channel import Channel, ProcessChannel
 from agentrl_tools.sandbox.owner import Owner, sandbox_uid
 from agentrl_tools.sandbox.session import Limits, SandboxUnavailable
+from agentrl_tools.sandbox.workdir import WorkDir
 
 WORKDIR = "/tmp"
 OWN_TASKS = 2  # the outer bwrap process and bwrap's pid 1 share the sandbox's cgroup
@@ -77,7 +78,7 @@ class BwrapBackend:
         self.removed_orphans = self.tree.remove_orphans() + workdir.remove_orphans(cgroups.PREFIX)
         reaper.ensure()
 
-    def command(self, args: list[str], work: workdir.WorkDir, fds: _Fds) -> list[str]:
+    def command(self, args: list[str], work: WorkDir, fds: _Fds) -> list[str]:
         """The ``bwrap`` command line: it stops before running ``args`` until the host has moved it
         into the sandbox's cgroup."""
         argv = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]

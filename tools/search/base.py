@@ -65,7 +65,10 @@ class SearchResult:
 
 class Retriever(Protocol):
     """Search a corpus. ``search`` never raises: a failure comes back as a ``SearchResult``
-    with a status other than ``ok``. Safe to call from any thread and any event loop."""
+    with a status other than ``ok``. Safe to call from any thread and any event loop.
+    ``where`` says what it searches, for messages (a URL, a corpus file)."""
+
+    where: str
 
     async def search(self, query: str, topk: int) -> SearchResult: ...
 

@@ -85,7 +85,7 @@ class HttpRetriever:
             timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, max_concurrent_requests=max_concurrent_requests,
             max_batch=max_batch, batch_wait_s=batch_wait_s, max_query_chars=max_query_chars,
         )  # fmt: skip
-        self.url = url.rstrip("/")
+        self.url = self.where = url.rstrip("/")
         self.startup_wait_s = startup_wait_s
         self.options = _Options(
             self.url, timeout_s, retries, backoff_s, max_concurrent_requests, max_batch, batch_wait_s, max_query_chars
@@ -140,6 +140,8 @@ class HttpRetriever:
                 if response.status_code == 200:
                     return
                 problem = _problem(response)
+            except httpx.ReadTimeout:  # connected, then nothing: a server that hangs
+                problem = f"connected but did not answer within {timeout.read:g}s (hung or overloaded)"
             except httpx.HTTPError as exc:
                 problem = ""
                 reason = first_line(exc)

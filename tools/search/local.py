@@ -43,6 +43,7 @@ class LocalRetriever:
 
     def __init__(self, corpus_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None):
         self.corpus_path, self.cache_dir = corpus_path, cache_dir
+        self.where = f"the local index of {corpus_path}"
 
     def index(self) -> BM25Index:
         return shared_index(self.corpus_path, self.cache_dir)

@@ -7,7 +7,8 @@ corpus only through a ``Retriever``; knows nothing of environments, rewards or t
 Caps: each passage's text is cut to ``max_passage_chars`` and the whole block to
 ``max_observation_chars``; a cut ends in ``TRUNCATED`` so the model can see that it happened.
 A failed search (``timeout`` / ``unavailable`` / ``error``) is a one-line ``Error: ...``
-observation with that status; it never raises.
+observation with that status, the retriever named as the service at fault; it never raises.
+An empty query is the model's fault (``ToolInputError``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class SearchTool:
             raise ToolInputError("the search query is empty")
         result = await self.retriever.search(query, self.topk)
         if result.status != "ok":
-            return ToolResult(status=result.status, output=f"Error: search {result.status}: {result.message}")
+            return ToolResult(
+                status=result.status,
+                output=f"Error: search {result.status}: {result.message}",
+                service=f"search at {getattr(self.retriever, 'where', type(self.retriever).__name__)}",
+            )
         return ToolResult(status="ok", output=self.format(result.passages))
 
     def __call__(self, query: str) -> str:
