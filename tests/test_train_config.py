@@ -191,3 +191,9 @@ def test_help_lists_each_backend_section():
     text = train_config.options_help()
     assert "engine.vllm.max_num_seqs:" in text and "engine.transformers.max_batch_size:" in text
     assert "engine.max_num_seqs:" not in text and "engine.sections" not in text
+
+
+def test_a_run_saved_under_the_old_stop_option_name_loads_under_the_new():
+    from agentrl.trainer.config import from_dict
+
+    assert from_dict({"max_tool_unavailable_rate": 0.25}).max_service_failure_rate == 0.25

@@ -181,8 +181,12 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     return from_dict(data)
 
 
+RENAMED = {"max_tool_unavailable_rate": "max_service_failure_rate"}
+"""Options under an older name, read under the new one (a run saved before the rename resumes)."""
+
+
 def from_dict(data: dict[str, Any]) -> TrainConfig:
-    top = {k: v for k, v in data.items() if k not in SECTIONS}
+    top = {RENAMED.get(k, k): v for k, v in data.items() if k not in SECTIONS}
     sections: dict[str, Any] = {}
     defaults = TrainConfig()
     for name, cls in SECTIONS.items():
