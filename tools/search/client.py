@@ -6,7 +6,8 @@ synchronous rollout step, or the async trainer's); the batching of concurrent se
 one request; retries; and the mapping of failures to statuses. Must not know about
 environments, tokens or the trainer, and never imports the server.
 
-Batching: searches queue up on the client's loop; a dispatcher sends what is queued (at most
+Batching: the searches a caller's loop starts together (``asyncio.gather``) reach the client's
+loop as one hand-off; searches queue up on the client's loop; a dispatcher sends what is queued (at most
 ``max_batch`` queries of one ``topk``) as one request, with at most
 ``max_concurrent_requests`` in flight; while that many are out, new searches wait and join
 the next batch. While a request is in flight, the dispatcher also lingers ``batch_wait_s``
@@ -24,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import random
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,8 @@ import httpx
 from agentrl.errors import ConfigError, first_line
 from agentrl_tools.search.base import MAX_QUERY_CHARS, Passage, RetrieverUnavailable, SearchResult
 
+_Search = tuple[str, int, Callable[["asyncio.Future[SearchResult]"], None]]
+"""A search handed to the client's loop: its query, its ``topk``, and what to call when it is done."""
 _START_HINT = "start it with `agentrl serve retriever --corpus FILE`"
 _CLOSED = SearchResult(status="unavailable", message="the retriever client was closed")
 
@@ -93,6 +98,7 @@ class HttpRetriever:
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
         self._closed = False
+        self._gathering: dict[asyncio.AbstractEventLoop, list[tuple[str, int, asyncio.Future[SearchResult]]]] = {}
 
     async def search(self, query: str, topk: int) -> SearchResult:
         start = time.perf_counter()
@@ -101,12 +107,40 @@ class HttpRetriever:
             if worker is None:
                 result = SearchResult(status="unavailable", message="the retriever client is closed")
             else:
-                result = await asyncio.wrap_future(
-                    asyncio.run_coroutine_threadsafe(worker.submit(query, topk), worker.loop)
-                )
+                result = await self._gathered(worker, query, topk)
         except Exception as exc:  # a bug here must still be a status
             result = SearchResult(status="error", message=first_line(exc))
         return dataclasses.replace(result, latency_s=time.perf_counter() - start)
+
+    def _gathered(self, worker: _Worker, query: str, topk: int) -> asyncio.Future[SearchResult]:
+        """The search's result, once the searches its caller's loop started in the same turn of
+        that loop (``asyncio.gather``) have reached the client's loop together, as one hand-off:
+        the dispatcher then sees them all and sends them as one request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SearchResult] = loop.create_future()
+        with self._lock:
+            gathering = self._gathering.setdefault(loop, [])
+            gathering.append((query, topk, future))
+            first = len(gathering) == 1
+        if first:
+            loop.call_soon(self._hand_off, worker, loop)  # after the searches started in this turn
+        return future
+
+    def _hand_off(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            gathered = self._gathering.pop(loop, [])
+
+        def answer(future: asyncio.Future[SearchResult], done: asyncio.Future[SearchResult]) -> None:
+            result = done.result() if not done.cancelled() else _CLOSED
+            with contextlib.suppress(RuntimeError):  # the caller's loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, result)
+
+        searches: list[_Search] = [(query, topk, functools.partial(answer, future)) for query, topk, future in gathered]
+        try:
+            worker.loop.call_soon_threadsafe(worker.enqueue, searches)
+        except RuntimeError:  # the client's loop has stopped (closed meanwhile)
+            for _, _, future in gathered:
+                _settle(future, _CLOSED)
 
     def _running(self) -> _Worker | None:
         with self._lock:
@@ -195,7 +229,9 @@ class _Worker:
         self.loop.run_forever()
         self.loop.close()
 
-    async def submit(self, query: str, topk: int) -> SearchResult:
+    def enqueue(self, searches: list[_Search]) -> None:
+        """Queue ``searches`` (query, topk, called with the search's done future) at once, so
+        the dispatcher takes them in one batch. Runs on the client's loop."""
         if self.dispatcher is None:
             limits = httpx.Limits(
                 max_connections=self.options.max_concurrent_requests,
@@ -203,10 +239,11 @@ class _Worker:
             )
             self.client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(self.options.timeout_s))
             self.dispatcher = asyncio.create_task(self._dispatch())
-        future: asyncio.Future[SearchResult] = self.loop.create_future()
-        self.queue.append(_Waiting(query, topk, future))
+        for query, topk, answer in searches:
+            future: asyncio.Future[SearchResult] = self.loop.create_future()
+            future.add_done_callback(answer)
+            self.queue.append(_Waiting(query, topk, future))
         self.wake.set()
-        return await future
 
     async def _dispatch(self) -> None:
         while True:
@@ -334,3 +371,8 @@ def _passage(item: dict[str, Any]) -> Passage:
     if not isinstance(contents, str):
         raise ValueError("a document has no contents")
     return Passage(id=str(document.get("id", "")), contents=contents, score=float(score))
+
+
+def _settle(future: asyncio.Future[SearchResult], result: SearchResult) -> None:
+    if not future.done():  # a caller that gave up (cancelled) has a done future
+        future.set_result(result)

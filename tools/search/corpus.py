@@ -3,7 +3,7 @@
 Owns the rule for which lines of a corpus file are documents (``row_contents`` from
 ``base``: ``{"id", "contents"}`` or ``{"id", "title", "text"}``), how unusable lines are
 reported (skipped and counted; one ``AgentRLWarning`` naming the first; an error when none is
-usable) and ``fingerprint``. Must not know about indexes, servers or environments.
+usable, and when two rows share an id) and ``fingerprint``. Must not know about indexes, servers or environments.
 """
 
 from __future__ import annotations
@@ -62,10 +62,11 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
     """Every usable document of the JSONL file at ``path``.
 
     A line that is not JSON or is not a document is skipped; when any was, one warning says how
-    many and the first one's line number. Raises ``CorpusError`` when the file is missing or
-    holds no usable document."""
+    many and the first one's line number. Raises ``CorpusError`` when the file is missing, holds
+    no usable document, or has two documents with one id (naming them and their lines)."""
     corpus = Corpus(path=Path(path), ids=[], contents=[])
     first_bad = 0
+    lines: dict[str, list[int]] = {}
     for number, doc in iter_rows(path):
         if doc is None:
             corpus.skipped += 1
@@ -73,6 +74,15 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
             continue
         corpus.ids.append(doc[0])
         corpus.contents.append(doc[1])
+        lines.setdefault(doc[0], []).append(number)
+    if len(lines) < len(corpus.ids):
+        repeated = [(doc_id, at) for doc_id, at in lines.items() if len(at) > 1]
+        named = ", ".join(f"{doc_id!r} (lines {', '.join(map(str, at[:5]))})" for doc_id, at in repeated[:3])
+        more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+        raise CorpusError(
+            f"corpus file {path} has duplicate ids: {named}{more}; a search would return one document "
+            "twice under one id: keep one row per id"
+        )
     if not corpus.ids:
         raise CorpusError(
             f"corpus file {path} has no usable document (each line must be JSON with "

@@ -46,8 +46,9 @@ from agentrl_tools.search.corpus import Corpus, CorpusError, fingerprint, load_c
 READ_QUERY_CHARS = 1000
 """Characters of a query that are tokenised; the rest is ignored."""
 
-FORMAT = 1
-"""Bumped when the on-disk layout or ``tokenize`` changes, so old indexes are rebuilt."""
+FORMAT = 2
+"""Bumped when the on-disk layout, ``tokenize`` or what a corpus must satisfy changes, so old
+indexes are rebuilt (2: a corpus with duplicate ids is refused)."""
 
 SPARSE_FACTOR = 8
 """A query whose posting lists hold fewer than N / SPARSE_FACTOR entries is scored sparsely."""

@@ -202,3 +202,19 @@ def test_a_killed_server_gives_unavailable_then_a_restart_works(corpus: Path, st
     again = search(retriever, "capital of Peru", 1)
     assert again.status == "ok" and again.passages[0].id == "doc-3"
     retriever.close()
+
+
+@pytest.mark.parametrize("topk", [1, 3])
+def test_one_callers_searches_awaited_together_are_one_request(corpus: Path, start_server: Any, topk: int):
+    """An episode that awaits 8 searches at once (``asyncio.gather``) sends them as one request,
+    on a fresh client and on one that has sent before."""
+    server: ServerProcess = start_server(corpus)
+    retriever = HttpRetriever(server.url)
+
+    async def eight() -> list[SearchResult]:
+        return await asyncio.gather(*(retriever.search(f"capital of {c}", topk) for c in list(CAPITALS)[:8]))
+
+    for round_ in (1, 2):
+        assert {r.status for r in asyncio.run(eight())} == {"ok"}
+        assert server.stats()["requests"] == round_, server.stats()
+    retriever.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from agentrl.cli.main import main
 from agentrl_tools.search import server as server_module
 from agentrl_tools.search.index import BM25Index
 from agentrl_tools.search.server import ServerLimits, create_app
+from helpers import free_port
 
 
 def healthy(client: TestClient) -> dict[str, object]:
@@ -137,3 +139,68 @@ def test_serve_busy_port_and_bad_workers_are_one_line(corpus: Path, capsys: pyte
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
     assert main(["serve", "retriever", "--corpus", str(corpus), "--workers", "0"]) == 2
     assert capsys.readouterr().err == "agentrl: error: --workers must be at least 1, got 0\n"
+
+
+NON_FINITE = [
+    '{"queries": ["capital"], "topk": NaN}',
+    '{"queries": ["capital"], "topk": Infinity}',
+    '{"queries": ["capital"], "topk": -Infinity}',
+    '{"queries": ["capital"], "topk": 1e999}',
+    '{"queries": [NaN]}',
+    '{"queries": ["capital", Infinity]}',
+    '{"queries": ["capital"], "return_scores": NaN}',
+    '{"queries": ["capital"], "topk": 2, "extra": [NaN]}',
+]
+
+
+def test_non_finite_numbers_are_422_and_never_a_traceback(corpus: Path, start_server):
+    """JSON's NaN and Infinity (which Python's parser accepts) anywhere in a body: a 422 saying
+    so, and the server's log shows no traceback."""
+    import httpx
+
+    server = start_server(corpus)
+    for body in NON_FINITE:
+        response = httpx.post(f"{server.url}/retrieve", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, (body, response.status_code, response.text)
+        assert "NaN" in response.json()["detail"] or "Infinity" in response.json()["detail"], response.text
+    ok = httpx.post(f"{server.url}/retrieve", json={"queries": ["capital of Japan"], "topk": 1})
+    assert ok.status_code == 200
+    server.kill()
+    log = server.proc.stderr.read()
+    assert "Traceback" not in log and " 500 " not in log, log
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(corpus: Path, start_server):
+    """A body without Content-Length (chunked) is counted as it arrives: a 413 once it passes
+    ``max_body_bytes`` (32 MB), not a parse of all 40 MB."""
+    import httpx
+
+    server = start_server(corpus)
+    sent = 0
+
+    def forty_mb():
+        nonlocal sent
+        yield b'{"queries": ["'
+        for _ in range(40):
+            sent += 1 << 20
+            yield b"a" * (1 << 20)
+        yield b'"]}'
+
+    try:
+        response = httpx.post(f"{server.url}/retrieve", content=forty_mb(), timeout=30)
+        assert response.status_code == 413 and "over the limit" in response.json()["detail"], response.text
+    except httpx.TransportError:  # the server answered and closed while the rest was still being sent
+        assert sent < 40 << 20
+    assert httpx.get(f"{server.url}/health").status_code == 200  # and it still serves
+
+
+def test_a_corpus_with_duplicate_ids_stops_serve_in_one_line(tmp_path: Path):
+    rows = [{"id": "a", "contents": "x\none"}, {"id": "b", "contents": "y\ntwo"}, {"id": "a", "contents": "z\nthree"}]
+    corpus = tmp_path / "dup.jsonl"
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    command = [sys.executable, "-m", "agentrl.cli.main", "serve", "retriever", "--corpus", str(corpus)]
+    command += ["--port", str(free_port())]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)  # served, it would never end
+    assert done.returncode == 2, done.stderr
+    err = done.stderr
+    assert err.count("\n") == 1 and "duplicate ids" in err and "'a' (lines 1, 3)" in err, err
