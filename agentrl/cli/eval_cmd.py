@@ -32,6 +32,7 @@ from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import Env, load, make
 from agentrl.errors import AgentRLError, ConfigError
 from agentrl.evaluation import is_correct, service_failure_problem, summarize
+from agentrl.models.names import check_model_name
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import TrajectoryWriter
 from agentrl.types import Task
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         _pick(args, "group_size", "max_concurrent", "max_total_tokens", "seed"),
         owner="rollout",
     )
+    check_model_name(args.model)  # a typo in a path is one line now, not hub retries after the environment
     factory, tasks = _environment(args)
 
     from agentrl.engines.factory import make_engine

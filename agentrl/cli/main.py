@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(2)
         return 2
-    except KeyboardInterrupt:
-        print("agentrl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a training run stopped at a step's end says how to resume it
+        print(f"agentrl: interrupted: {exc}" if str(exc) else "agentrl: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (``agentrl algos list | head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again

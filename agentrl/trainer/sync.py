@@ -39,6 +39,7 @@ from agentrl.rollout.io import write_trajectories
 from agentrl.rollout.stream import StreamError
 from agentrl.trainer import checkpoint, history
 from agentrl.trainer.config import TrainConfig
+from agentrl.trainer.interrupt import Interrupted, StopAfterStep
 from agentrl.trainer.logging import MetricsLogger
 from agentrl.trainer.setup import Models, load_models
 from agentrl.trainer.sources import BatchSource, EngineSink, Rollouts, WeightSink
@@ -231,7 +232,6 @@ class Trainer:
     # ---- the run ------------------------------------------------------------------------
     def run(self, *, progress: bool = True) -> dict[str, Any]:
         c = self.config
-        started, elapsed_before = time.perf_counter(), self.state.elapsed_s
         logger = MetricsLogger(
             self.run_dir,
             use_wandb=c.logger == "wandb",
@@ -243,39 +243,53 @@ class Trainer:
         self.state.wandb_id = logger.wandb_id
         self.source.start(self.state.step)
         try:
-            if self.state.step == 0:
-                first = self._evaluate_or_stop(None, logger)
-                self._last_eval_s = first["time/eval_s"]
-                logger.log(0, first)
-            bar = tqdm(
-                total=c.steps, initial=self.state.step, unit="step", desc=f"{c.algo} on {c.env}", disable=not progress
-            )
-            with bar:
-                while self.state.step < c.steps:
-                    step_started = time.perf_counter()
-                    metrics = self.step()
-                    step = self.state.step
-                    out_of_time = self._out_of_time(started, time.perf_counter() - step_started)
-                    if (c.eval_every and step % c.eval_every == 0) or step == c.steps or out_of_time:
-                        metrics |= self._evaluate_or_stop(metrics, logger)
-                        self._last_eval_s = metrics["time/eval_s"]
-                    self.state.elapsed_s = elapsed_before + time.perf_counter() - started
-                    metrics["time/elapsed_s"] = self.state.elapsed_s
-                    logger.log(step, metrics)
-                    if step % c.checkpoint_every == 0 or step == c.steps or out_of_time:
-                        self.save_checkpoint()
-                    bar.update(1)
-                    bar.set_postfix(
-                        reward=f"{metrics['rollout/reward_mean']:.3f}",
-                        acc=f"{self._last_accuracy():.3f}",
-                        tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
-                    )
-                    if out_of_time:
-                        break
+            with StopAfterStep() as ctrl_c:
+                self._loop(logger, ctrl_c, progress)
         finally:
             self.source.stop()
             logger.close()
         return self.summary()
+
+    def _loop(self, logger: MetricsLogger, ctrl_c: StopAfterStep, progress: bool) -> None:
+        """Steps until ``steps`` (or the time limit, or a Ctrl-C at a step's end), evaluating
+        and checkpointing on their schedules."""
+        c = self.config
+        started, elapsed_before = time.perf_counter(), self.state.elapsed_s
+        if self.state.step == 0:
+            first = self._evaluate_or_stop(None, logger)
+            self._last_eval_s = first["time/eval_s"]
+            logger.log(0, first)
+        desc = f"{c.algo} on {c.env}"
+        with tqdm(total=c.steps, initial=self.state.step, unit="step", desc=desc, disable=not progress) as bar:
+            while self.state.step < c.steps:
+                if ctrl_c.requested:
+                    self._stop_on_ctrl_c()
+                step_started = time.perf_counter()
+                metrics = self.step()
+                step = self.state.step
+                out_of_time = self._out_of_time(started, time.perf_counter() - step_started)
+                if (c.eval_every and step % c.eval_every == 0) or step == c.steps or out_of_time:
+                    metrics |= self._evaluate_or_stop(metrics, logger)
+                    self._last_eval_s = metrics["time/eval_s"]
+                self.state.elapsed_s = elapsed_before + time.perf_counter() - started
+                metrics["time/elapsed_s"] = self.state.elapsed_s
+                logger.log(step, metrics)
+                if step % c.checkpoint_every == 0 or step == c.steps or out_of_time:
+                    self.save_checkpoint()
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{metrics['rollout/reward_mean']:.3f}",
+                    acc=f"{self._last_accuracy():.3f}",
+                    tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
+                )
+                if out_of_time:
+                    break
+
+    def _stop_on_ctrl_c(self) -> None:
+        """After a Ctrl-C: the last finished step checkpointed (if it is not yet), then stop."""
+        if self.state.step and not checkpoint.step_dir(self.run_dir / "checkpoints", self.state.step).is_dir():
+            self.save_checkpoint()
+        raise Interrupted(f"stopped after step {self.state.step}; {self._resume_hint()}")
 
     def _evaluate_or_stop(self, metrics: dict[str, float] | None, logger: MetricsLogger) -> dict[str, float]:
         """``evaluate``; when its tools' services failed, the step just trained (``metrics``) is

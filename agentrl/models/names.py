@@ -1,0 +1,44 @@
+"""Telling a model path on this machine from a Hugging Face hub name, before anything loads.
+
+Owns ``check_model_name``: a ``--model`` that looks like a path (it starts with ``/``, ``./``,
+``../`` or ``~``, has more than one ``/``, or its first part is a folder here, as ``runs/x``
+with a ``runs/`` folder) and does not exist is a one-line ``ModelLoadError`` at once, naming
+close matches, instead of a minute of retries against the hub for a typo. A name like
+``org/model`` with no such local folder is left to the hub. Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from agentrl.errors import ModelLoadError
+
+
+def looks_local(name: str) -> bool:
+    """Whether ``name`` can only mean a path on this machine."""
+    if name.startswith(("/", "./", "../", "~")) or name in (".", "..") or name.count("/") > 1:
+        return True
+    first, slash, _ = name.partition("/")
+    return bool(slash) and Path(first).expanduser().is_dir()
+
+
+def check_model_name(name: str | None, flag: str = "--model") -> None:
+    """Nothing for the default (None), an existing path or a hub name; a one-line
+    ``ModelLoadError`` for a path that does not exist."""
+    if name is None or not looks_local(name):
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        return
+    parent, hint = path.parent, ""
+    if not parent.is_dir():
+        hint = f"; {parent} does not exist either"
+    else:
+        entries = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+        close = difflib.get_close_matches(path.name, entries, n=3, cutoff=0.5)
+        if close:
+            hint = f"; did you mean {' or '.join(str(parent / c) for c in close)}?"
+        elif entries:
+            hint = f"; {parent} holds {', '.join(entries[:5])}" + (", ..." if len(entries) > 5 else "")
+    raise ModelLoadError(f"{flag} {name}: no such file or folder (a local path, so the hub was not asked){hint}")

@@ -1,0 +1,54 @@
+"""``--model`` typos: a path that does not exist is one line at once, naming what is close, and
+the hub is never asked; a hub name is left alone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agentrl.cli.main import main
+from agentrl.errors import ModelLoadError
+from agentrl.models.names import check_model_name, looks_local
+
+
+def test_what_looks_local(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for name in ("./m", "../m", "/abs/m", "~/m", "a/b/c", "runs/nope", ".", "runs/x/checkpoints/step-1"):
+        assert looks_local(name), name
+    for name in ("gpt2", "Qwen/Qwen3-0.6B", "org/model"):
+        assert not looks_local(name), name
+
+
+def test_a_missing_path_names_what_is_close(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "math-grpo").mkdir(parents=True)
+    with pytest.raises(ModelLoadError) as near:
+        check_model_name("runs/math-grp")
+    assert str(near.value) == (
+        "--model runs/math-grp: no such file or folder (a local path, so the hub was not asked); "
+        "did you mean runs/math-grpo?"
+    )
+    with pytest.raises(ModelLoadError, match=r"runs holds math-grpo$"):
+        check_model_name("runs/zzz")
+    with pytest.raises(ModelLoadError, match=r"nowhere/at does not exist either$"):
+        check_model_name("./nowhere/at/all")
+    check_model_name("runs/math-grpo")  # exists: fine
+    check_model_name("org/model")  # a hub name: the hub's to answer
+    check_model_name(None)  # the default model
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_typo_in_model_is_one_line_at_once(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    started = time.perf_counter()
+    assert main([command, "--env", "math", "--model", "runs/nope"]) == 2
+    took = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("agentrl: error: --model runs/nope: no such file or folder"), err
+    assert took < 5, took  # no hub retries (those took 49 s)
+    assert not any(Path("runs").iterdir())  # no run folder made for it
