@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,9 @@ def test_the_size_and_inode_limits_hold_and_remove_unmounts():
     uid = sandbox_uid()
     work = workdir.make(f"{PREFIX}{Owner.this_process().dirname}.test-limits", uid, 1, 64)
     try:
-        stat = work.path.stat()
-        assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (uid, uid, 0o700)
+        for path in (work.home, work.path):
+            stat = path.stat()
+            assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (uid, uid, 0o700)
         with pytest.raises(OSError) as full:
             (work.path / "big").write_bytes(b"x" * (2 << 20))
         assert full.value.errno == errno.ENOSPC
@@ -49,7 +51,23 @@ def test_the_size_and_inode_limits_hold_and_remove_unmounts():
         assert 50 <= len(list(work.path.iterdir())) < 64
     finally:
         work.remove()
-    assert not work.path.exists() and not mounted(work.path)
+    assert not work.home.exists() and not mounted(work.path)
+
+
+def test_a_work_dir_opened_to_everyone_inside_stays_closed_on_the_host():
+    """Code in the sandbox may ``chmod 777`` its /tmp; the directory above it keeps every other
+    host user out."""
+    uid = sandbox_uid()
+    work = workdir.make(f"{PREFIX}{Owner.this_process().dirname}.test-chmod", uid, 1, 64)
+    try:
+        os.chmod(work.path, 0o777)  # as the sandbox's user could
+        probe = "import os, sys; os.listdir(sys.argv[1])"
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        probing = [*as_nobody, "/usr/bin/python3", "-c", probe, str(work.path)]
+        done = subprocess.run(probing, capture_output=True, text=True)
+        assert done.returncode != 0 and "PermissionError" in done.stderr, done.stderr
+    finally:
+        work.remove()
 
 
 def test_removing_a_work_dir_still_open_detaches_it():
@@ -57,7 +75,7 @@ def test_removing_a_work_dir_still_open_detaches_it():
     with open(work.path / "held", "w") as held:
         work.remove()
         held.write("still writable until closed")
-    assert not work.path.exists() and not mounted(work.path)
+    assert not work.home.exists() and not mounted(work.path)
 
 
 def test_a_dead_runs_work_dirs_are_removed_and_a_live_runs_stay():
@@ -65,10 +83,10 @@ def test_a_dead_runs_work_dirs_are_removed_and_a_live_runs_stay():
     mine = workdir.make(f"{PREFIX}{Owner.this_process().dirname}.s901", sandbox_uid(), 1, 64)
     try:
         assert workdir.remove_orphans(PREFIX) >= 1
-        assert not orphan.path.exists() and not mounted(orphan.path)
+        assert not orphan.home.exists() and not mounted(orphan.path)
         assert mine.path.exists() and mounted(mine.path)
         workdir.remove_run(Owner.this_process(), PREFIX)
-        assert not mine.path.exists() and not mounted(mine.path)
+        assert not mine.home.exists() and not mounted(mine.path)
     finally:
         orphan.remove()
         mine.remove()
