@@ -229,3 +229,18 @@ def test_output_cut_short_by_the_reader_is_not_a_traceback():
         proc.stdout.close()
         stderr = proc.stderr.read().decode() if proc.stderr else ""
         assert proc.wait(timeout=60) in (0, 141) and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("command", [["--help"], ["envs", "list"], ["train", "--help"], ["eval", "--help"]])
+def test_help_and_envs_list_start_without_torch(command):
+    """They answer in a fraction of a second: torch (about 1 s to import) is not loaded for them."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from agentrl.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({command!r})\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'deepspeed') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

@@ -20,10 +20,9 @@ from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import make as make_env
 from agentrl.errors import AgentRLError
-from agentrl.learner import LearnerBackend, data_parallel_names
-from agentrl.learner import backend as learner_backend
 
 if TYPE_CHECKING:
+    from agentrl.learner import LearnerBackend
     from agentrl.trainer.config import TrainConfig
 
 
@@ -74,6 +73,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrl.algos import make as make_algorithm
+    from agentrl.learner import backend as learner_backend
     from agentrl.trainer import ranks
     from agentrl.trainer.async_loop import serve_rollout_rank
     from agentrl.trainer.setup import make_learner
@@ -169,6 +169,8 @@ def _check_ranks(learners: int, workers: int, backend: LearnerBackend) -> None:
             f"ranks; use --nproc {workers + 1} or more"
         )
     if learners > 1 and not backend.data_parallel:
+        from agentrl.learner import data_parallel_names
+
         choices = " or ".join(f"learner.backend={name}" for name in data_parallel_names())
         raise AgentRLError(f"{learners} learner ranks (--nproc / --nnodes) train data-parallel: set {choices}")
     if learners > 1 and workers:

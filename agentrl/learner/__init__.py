@@ -1,23 +1,24 @@
 """Learners: turn token batches into weight updates (``TorchLearner`` in one process,
 ``DeepSpeedLearner`` over torch.distributed ranks), and the registry of learner backends
 (``learner.backend``): how each is built and what the launcher and trainer need to know of it.
-Callers read a backend's fields, never its name."""
+Callers read a backend's fields, never its name. Importing this package does not import torch
+(``Learner`` and ``TorchLearner`` load on first use), so the command line starts fast."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentrl.errors import UnknownNameError
-from agentrl.learner.base import Learner
 from agentrl.learner.config import LearnerConfig
-from agentrl.learner.torch_learner import TorchLearner
 
 if TYPE_CHECKING:
     from torch import nn
 
     from agentrl.algos.base import Algorithm
+    from agentrl.learner.base import Learner
+    from agentrl.learner.torch_learner import TorchLearner
 
 __all__ = ["Learner", "LearnerBackend", "LearnerConfig", "TorchLearner", "backend", "data_parallel_names", "make"]
 
@@ -36,6 +37,25 @@ class LearnerBackend:
     join: Callable[[float], None] | None = None
 
 
+def __getattr__(name: str) -> Any:
+    """``Learner`` and ``TorchLearner``, imported (with torch) when first asked for."""
+    if name == "Learner":
+        from agentrl.learner.base import Learner
+
+        return Learner
+    if name == "TorchLearner":
+        from agentrl.learner.torch_learner import TorchLearner
+
+        return TorchLearner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _torch(model: nn.Module, algorithm: Algorithm, config: LearnerConfig) -> TorchLearner:
+    from agentrl.learner.torch_learner import TorchLearner
+
+    return TorchLearner(model, algorithm, config)
+
+
 def _deepspeed(model: nn.Module, algorithm: Algorithm, config: LearnerConfig) -> TorchLearner:
     from agentrl.learner.deepspeed_learner import DeepSpeedLearner  # imports deepspeed: only when asked for
 
@@ -49,7 +69,7 @@ def _deepspeed_join(timeout_min: float) -> None:
 
 
 _BACKENDS = {
-    "torch": LearnerBackend("torch", TorchLearner),
+    "torch": LearnerBackend("torch", _torch),
     # float32 weights: ZeRO's step checks the gradient norm in float32, which discards a non-finite step
     "deepspeed": LearnerBackend("deepspeed", _deepspeed, True, "float32", _deepspeed_join),
 }
