@@ -28,7 +28,7 @@ def test_a_missing_path_names_what_is_close(tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError) as near:
         check_model_name("runs/math-grp")
     assert str(near.value) == (
-        "--model runs/math-grp: no such file or folder (a local path, so the hub was not asked); "
+        "--model runs/math-grp does not exist (a local path, so the hub was not asked); "
         "did you mean runs/math-grpo?"
     )
     with pytest.raises(ModelLoadError, match=r"runs holds math-grpo$"):
@@ -49,6 +49,6 @@ def test_a_typo_in_model_is_one_line_at_once(tmp_path, monkeypatch, capsys, comm
     assert main([command, "--env", "math", "--model", "runs/nope"]) == 2
     took = time.perf_counter() - started
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("agentrl: error: --model runs/nope: no such file or folder"), err
+    assert err.count("\n") == 1 and err.startswith("agentrl: error: --model runs/nope does not exist"), err
     assert took < 5, took  # no hub retries (those took 49 s)
     assert not any(Path("runs").iterdir())  # no run folder made for it

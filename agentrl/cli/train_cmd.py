@@ -20,6 +20,7 @@ from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import make as make_env
 from agentrl.errors import AgentRLError
+from agentrl.models.names import check_model_name
 
 if TYPE_CHECKING:
     from agentrl.learner import LearnerBackend
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             _check_ranks(args.nproc - workers, workers, learner)
         if leads:
             make_env(config.env, **config.env_args).close()
+            check_model_name(config.model)
         return launch.launch(args, launch.rank_argv(args.argv[1:], None if args.resume else run_dir.name))
     if launch.under_torchrun():
         _check_ranks(ranks.learner_ranks(workers), workers, learner)
@@ -147,6 +149,7 @@ def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> None
     from agentrl.trainer import make_trainer
 
     make_env(config.env, **config.env_args).close()  # the environment's options, checked before the model loads
+    check_model_name(config.model)  # a typo in a path: one line now, not a minute of hub retries
     print(f"engine: {config.engine.backend} ({config.engine.chosen_because})")
     trainer = make_trainer(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

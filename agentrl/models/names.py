@@ -41,4 +41,4 @@ def check_model_name(name: str | None, flag: str = "--model") -> None:
             hint = f"; did you mean {' or '.join(str(parent / c) for c in close)}?"
         elif entries:
             hint = f"; {parent} holds {', '.join(entries[:5])}" + (", ..." if len(entries) > 5 else "")
-    raise ModelLoadError(f"{flag} {name}: no such file or folder (a local path, so the hub was not asked){hint}")
+    raise ModelLoadError(f"{flag} {name} does not exist (a local path, so the hub was not asked){hint}")

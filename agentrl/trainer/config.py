@@ -21,7 +21,6 @@ from agentrl.engines.config import EngineConfig, engine_config, engine_help
 from agentrl.errors import ConfigError, first_line
 from agentrl.learner import backend as learner_backend
 from agentrl.learner.config import LearnerConfig
-from agentrl.models.names import check_model_name
 
 
 @dataclass
@@ -118,7 +117,6 @@ class TrainConfig:
         check_range("train", "samples_every", self.samples_every, 0)
         check_range("train", "max_service_failure_rate", self.max_service_failure_rate, 0.0, 1.0)
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
-        check_model_name(self.model)
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
         self.engine.place(self.device)
