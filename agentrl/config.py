@@ -43,6 +43,12 @@ def field_help(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Each field's plain default; fields without one, or made by a factory (a section, an
+    empty mapping), are left out (a section's factory may import an engine)."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
 def build(cls: type[T], values: Mapping[str, Any], *, owner: str) -> T:
     """``cls(**values)`` with unknown keys and ill-typed values as one-line ``ConfigError``s.
 

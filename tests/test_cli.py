@@ -100,9 +100,34 @@ def test_algos_list(capsys):
     from agentrl.algos import names
 
     assert main(["algos", "list"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out.strip()
+    lines, footer = out.split("\n\n")[0].splitlines(), out.split("\n\n")[1]
     assert [line.split()[0] for line in lines] == names()
     assert all(len(line.split(None, 1)) == 2 for line in lines)
+    assert [line.split()[0] for line in lines if line.split()[1] == "*"] == ["vcpo"]  # the default, marked
+    assert footer.startswith("* the default")
+
+
+def test_algos_show_lists_options_with_defaults(capsys):
+    assert main(["algos", "show", "spear"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("spear: SPEAR")
+    assert "  entropy_coef" in out and "(default 0.001)" in out
+    assert main(["algos", "show", "vcpo"]) == 0
+    assert capsys.readouterr().out.startswith("vcpo (the default): ")
+    assert main(["algos", "show", "nope"]) == 2
+    assert "unknown algorithm 'nope'; known: " in capsys.readouterr().err
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "default vcpo" in out and "(default 0)" in out and "default: runs" in out
+    assert "  learner.lr: " in out and "(default 1e-05)" in out
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "(default: 256)" in capsys.readouterr().out
 
 
 def test_eval_defaults_to_the_shipped_model(tmp_path, capsys):
@@ -244,3 +269,11 @@ def test_help_and_envs_list_start_without_torch(command):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_an_algorithm_by_class_path_gets_a_run_folder_without_a_colon(tmp_path, capsys):
+    args = ["train", "--env", "math", "--algo", "agentrl.algos.grpo:GRPO", "--steps", "1", "--no-progress"]
+    args += ["--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=2"]
+    assert main([*args, "--runs-dir", str(tmp_path)]) == 0, capsys.readouterr().err
+    (run,) = tmp_path.iterdir()
+    assert run.name.startswith("math-agentrl.algos.grpo_GRPO-") and ":" not in run.name

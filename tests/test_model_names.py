@@ -28,8 +28,7 @@ def test_a_missing_path_names_what_is_close(tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError) as near:
         check_model_name("runs/math-grp")
     assert str(near.value) == (
-        "--model runs/math-grp does not exist (a local path, so the hub was not asked); "
-        "did you mean runs/math-grpo?"
+        "--model runs/math-grp does not exist (a local path, so the hub was not asked); did you mean runs/math-grpo?"
     )
     with pytest.raises(ModelLoadError, match=r"runs holds math-grpo$"):
         check_model_name("runs/zzz")

@@ -41,6 +41,31 @@ class Parser(argparse.ArgumentParser):
         return super().format_help().replace("``", "")
 
 
+class _WithDefaults(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless it says it already or has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or action.nargs == 0
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _with_defaults(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = _WithDefaults
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _with_defaults(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="agentrl",
@@ -55,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot_cmd.register(commands)
     serve_cmd.register(commands)
     tools_cmd.register(commands)
+    _with_defaults(parser)
     return parser
 
 

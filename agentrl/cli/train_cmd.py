@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 
 def register(commands: Any) -> None:
-    from agentrl.trainer.config import options_help
+    from agentrl.trainer.config import TrainConfig, options_help
+
+    d = TrainConfig.__dataclass_fields__  # the config's defaults, which the flags below override
 
     p = commands.add_parser(
         "train",
@@ -38,13 +40,19 @@ def register(commands: Any) -> None:
         epilog="every option (YAML key, or --set KEY=VALUE):\n" + options_help(),
     )
     p.add_argument("--config", help="YAML file of options (see configs/)")
-    p.add_argument("--env", help="environment (agentrl envs list)")
-    p.add_argument("--algo", help="algorithm (agentrl algos list)")
+    p.add_argument("--env", help=f"environment (agentrl envs list; default {d['env'].default})")
+    p.add_argument(
+        "--algo", help=f"algorithm (agentrl algos list) or package.module:Class (default {d['algo'].default})"
+    )
     p.add_argument("--model", help="model directory or hub name (default: the model shipped with agentrl)")
-    p.add_argument("--steps", type=int, help="rollout batches to train for")
-    p.add_argument("--seed", type=int, help="run seed")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--logger", choices=["jsonl", "wandb"], help="metrics sink (metrics.jsonl is always written)")
+    p.add_argument("--steps", type=int, help=f"rollout batches to train for (default {d['steps'].default})")
+    p.add_argument("--seed", type=int, help=f"run seed (default {d['seed'].default})")
+    p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default {d['device'].default})")
+    p.add_argument(
+        "--logger",
+        choices=["jsonl", "wandb"],
+        help=f"metrics sink (metrics.jsonl is always written; default {d['logger'].default})",
+    )
     p.add_argument(
         "--engine",
         choices=["auto", *engine_backends()],
@@ -137,11 +145,16 @@ def _config_and_run_dir(args: argparse.Namespace, leads: bool) -> tuple[TrainCon
             raise AgentRLError(f"{run_dir} is not a run directory (no config.yaml)")
         return train_config.load(run_dir / "config.yaml", overrides), run_dir
     config = train_config.load(args.config, overrides)
-    name = args.name or f"{config.env.replace(':', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{_safe(config.env)}-{_safe(config.algo)}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.runs_dir) / name
     if leads:
         _fresh_run_dir(run_dir, args)
     return config, run_dir
+
+
+def _safe(name: str) -> str:
+    """A registered name as it is; ``package.module:Class`` as ``package.module_Class``."""
+    return name.replace(":", "_").replace("/", "_")
 
 
 def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from agentrl.config import build, check_choice, check_range, field_help, option
+from agentrl.config import build, check_choice, check_range, field_defaults, field_help, option
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_help
 from agentrl.errors import ConfigError, first_line
@@ -223,12 +223,23 @@ def _parse_value(text: str) -> Any:
 
 
 def options_help() -> str:
-    """Every option, dotted, with its help text (for ``agentrl train --help``)."""
+    """Every option, dotted, with its help text and default (for ``agentrl train --help``)."""
     lines = []
     for name, text in field_help(TrainConfig).items():
         if name in SECTIONS:
-            helps = engine_help() if SECTIONS[name] is EngineConfig else field_help(SECTIONS[name])
-            lines += [f"  {name}.{k}: {h}" for k, h in helps.items()]
+            cls = SECTIONS[name]
+            helps = engine_help() if cls is EngineConfig else field_help(cls)
+            defaults = field_defaults(cls)
+            lines += [f"  {name}.{k}: {h}{_default(defaults.get(k, MISSING))}" for k, h in helps.items()]
         else:
-            lines.append(f"  {name}: {text}")
+            lines.append(f"  {name}: {text}{_default(field_defaults(TrainConfig).get(name, MISSING))}")
     return "\n".join(lines)
+
+
+MISSING = object()
+
+
+def _default(value: Any) -> str:
+    if value is MISSING or value is None or value in ({}, (), []):
+        return ""
+    return f" (default {value})"
