@@ -20,7 +20,9 @@ each), so a template fallback that splits an episode never counts it twice:
 - ``mean_tool_seconds``: seconds spent in tools per episode (for ``python``: sandbox time);
 - ``components``: the mean of every reward component an environment reports besides
   ``correct`` (``search_qa``: ``f1``, ``searches``), over all episodes (0 where one is missing);
-- ``truncated_rate`` and ``error_rate`` (episodes ended by an environment exception).
+- ``truncated_rate`` and ``error_rate`` (episodes ended by an environment exception);
+- ``turn_length_rate``: turns cut by their token limit (``sampling.max_new_tokens``, or what is
+  left of the episode's budget), over all turns.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
     k_max = min(len(g) for g in groups.values())
     attempts = sum(t.info.get("call_attempts", 0) for t in episodes)
     calls = sum(t.tool_calls for t in episodes)
+    turns = sum(t.num_turns for t in episodes)
     n = len(episodes)
     metrics: dict[str, Any] = {
         "episodes": n,
@@ -67,6 +70,7 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         "tool_error_rate": sum(t.tool_errors for t in episodes) / attempts if attempts else 0.0,
         "tool_service_failure_rate": _rate(sum(t.tool_service_failures for t in episodes), calls),
         "truncated_rate": sum(t.truncated for t in episodes) / n,
+        "turn_length_rate": _rate(sum(t.info.get("turns_cut", 0) for t in episodes), turns),
         "error_rate": sum(t.error is not None for t in episodes) / n,
         "mean_sampled_tokens": sum(t.num_sampled_tokens for t in episodes) / n,
     }

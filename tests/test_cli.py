@@ -124,7 +124,8 @@ def test_help_shows_defaults(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "default vcpo" in out and "(default 0)" in out and "default: runs" in out
-    assert "  learner.lr: " in out and "(default 1e-05)" in out
+    assert "  learner.lr: " in out and "(default 0.0002)" in out  # the run's default, not LearnerConfig's
+    assert "  sampling.max_new_tokens: most tokens sampled in one turn (default 48)" in out
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "(default: 256)" in capsys.readouterr().out

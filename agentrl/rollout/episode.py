@@ -91,6 +91,7 @@ class Episode:
         self.errors_by_kind: dict[str, int] = {}  # failed call attempts by parse error or tool status
         self.service_failures: dict[str, dict[str, int]] = {}  # {service: {kind: calls}}
         self.tool_seconds = 0.0
+        self.turns_cut = 0  # turns that hit their token limit (max_new_tokens or the episode's budget)
         self.done = False
         self.terminated = self.truncated = False
         self.stop_reason = ""
@@ -124,6 +125,7 @@ class Episode:
             version=completion.policy_version,
         )
         self.turns += 1
+        self.turns_cut += completion.finish_reason == "length"
         text = self.renderer.decode(completion.token_ids)
         content = self.renderer.content_of(completion.token_ids, self.eos_token_ids)
         self.messages.append({"role": "assistant", "content": content})
@@ -235,6 +237,7 @@ class Episode:
                 "tool_errors_by_kind": dict(self.errors_by_kind),
                 "service_failures": {service: dict(kinds) for service, kinds in self.service_failures.items()},
                 "tool_seconds": self.tool_seconds,
+                "turns_cut": self.turns_cut,
             },
         }
         return [

@@ -229,7 +229,10 @@ def options_help() -> str:
         if name in SECTIONS:
             cls = SECTIONS[name]
             helps = engine_help() if cls is EngineConfig else field_help(cls)
-            defaults = field_defaults(cls)
+            # the run's own defaults (sampling: 48 new tokens), not the section class's; the engine's
+            # are its class's (building one looks for a GPU)
+            made: Any = TrainConfig.__dataclass_fields__[name].default_factory
+            defaults = field_defaults(cls) if cls is EngineConfig else dataclasses.asdict(made())
             lines += [f"  {name}.{k}: {h}{_default(defaults.get(k, MISSING))}" for k, h in helps.items()]
         else:
             lines.append(f"  {name}: {text}{_default(field_defaults(TrainConfig).get(name, MISSING))}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,7 +33,7 @@ from agentrl.algos import make as make_algorithm
 from agentrl.batch import TokenBatch
 from agentrl.engines.base import Engine, SamplingParams
 from agentrl.envs import load as load_env
-from agentrl.errors import AgentRLError
+from agentrl.errors import AgentRLError, AgentRLWarning
 from agentrl.evaluation import service_failure_problem, summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import write_trajectories
@@ -44,6 +45,9 @@ from agentrl.trainer.logging import MetricsLogger
 from agentrl.trainer.setup import Models, load_models
 from agentrl.trainer.sources import BatchSource, EngineSink, Rollouts, WeightSink
 from agentrl.types import Task, Trajectory
+
+TURN_LENGTH_WARNING = 0.1
+"""A run warns once when more than this share of a step's turns hit the per-turn token limit."""
 
 
 class EmptyBatchError(AgentRLError):
@@ -112,6 +116,7 @@ class Trainer:
         self.models = models or load_models(config, algorithm)
         self.state = RunState()
         self._last_eval_s = 0.0
+        self._warned_turn_length = False
         self.source, self.sink = self._parts()
 
     def _parts(self) -> tuple[BatchSource, WeightSink]:
@@ -153,6 +158,7 @@ class Trainer:
         trajectories, metrics = self.source.collect(step)
         summary = summarize(trajectories)
         self._check_tools(summary, step + 1)
+        self._warn_turn_length(summary, step + 1)
         check_sampled(trajectories, step + 1)
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
         batch, extra = self.source.bound(batch, step)
@@ -174,6 +180,7 @@ class Trainer:
             "rollout/tool_calls_per_episode": summary["tool_calls"] / summary["episodes"],
             "rollout/tool_error_rate": summary["tool_error_rate"],
             "rollout/tool_service_failure_rate": summary["tool_service_failure_rate"],
+            "rollout/turn_length_rate": summary["turn_length_rate"],
             **{f"rollout/mean_{k}": v for k, v in summary["components"].items()},
             "rollout/sampled_tokens": float(sampled),
             "rollout/tokens_per_s": sampled / max(rollout_s, 1e-9),
@@ -185,6 +192,20 @@ class Trainer:
             )
         metrics["time/step_s"] = time.perf_counter() - started  # rollout to published weights, no eval
         return metrics
+
+    def _warn_turn_length(self, summary: dict[str, Any], step: int) -> None:
+        """Warn once a run when more than 10% of a step's turns were cut by the per-turn limit."""
+        rate = summary.get("turn_length_rate", 0.0)
+        if rate > TURN_LENGTH_WARNING and not self._warned_turn_length:
+            self._warned_turn_length = True
+            limit = self.config.sampling.max_new_tokens
+            warnings.warn(
+                f"step {step}: {rate:.0%} of turns hit the per-turn token limit (sampling.max_new_tokens={limit}) "
+                "and were cut off; raise it (--set sampling.max_new_tokens=N) or use the "
+                "recipe for the environment (configs/)",
+                AgentRLWarning,
+                stacklevel=2,
+            )
 
     def _check_tools(self, summary: dict[str, Any], step: int) -> None:
         """Stop before training on a batch whose tools' services mostly failed (``max_service_failure_rate``)."""

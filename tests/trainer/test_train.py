@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
@@ -292,3 +293,22 @@ def test_wandb_logger_works_offline(tiny_chatml, tmp_path, monkeypatch):
         time.sleep(0.2)
     assert b"rollout/reward_mean" in data and b"eval/accuracy" in data
     assert len((tmp_path / "wb" / "metrics.jsonl").read_text().splitlines()) == 3  # the JSONL is written too
+
+
+def test_turns_cut_by_the_token_limit_are_warned_about_once(tmp_path):
+    from agentrl.cli.main import main
+
+    args = ["train", "--env", "math", "--algo", "grpo", "--steps", "3", "--no-progress", "--runs-dir", str(tmp_path)]
+    args += ["--set", "tasks_per_step=4", "--set", "group_size=2", "--set", "eval_tasks=2"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--set", "sampling.max_new_tokens=2", "--name", "cut"]) == 0
+    warned = [str(w.message) for w in caught if "hit the per-turn token limit" in str(w.message)]
+    assert len(warned) == 1 and warned[0].startswith("step 1: 100% of turns"), warned  # once, not every step
+    assert "sampling.max_new_tokens=2" in warned[0]
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["rollout/turn_length_rate"] for r in rows if r["step"]] == [1.0, 1.0, 1.0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--set", "sampling.max_new_tokens=256", "--name", "uncut"]) == 0  # room: no warning
+    assert not [w for w in caught if "per-turn token limit" in str(w.message)]
