@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +279,20 @@ def test_an_algorithm_by_class_path_gets_a_run_folder_without_a_colon(tmp_path, 
     assert main([*args, "--runs-dir", str(tmp_path)]) == 0, capsys.readouterr().err
     (run,) = tmp_path.iterdir()
     assert run.name.startswith("math-agentrl.algos.grpo_GRPO-") and ":" not in run.name
+
+
+def test_recipes_ship_and_load_by_name_or_path(tmp_path, monkeypatch, capsys):
+    from agentrl import recipes
+    from agentrl.trainer.config import load
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the recipe comes from the package
+    assert load("tool_use_grpo").env == "tool_use"
+    assert load("tool_use_grpo").sampling.max_new_tokens == load(recipes.path("tool_use_grpo")).sampling.max_new_tokens
+    assert main(["configs", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.split("\n\n")[0].splitlines()]
+    assert listed == recipes.names() and "tool_use_grpo" in listed
+    assert main(["train", "--config", "tool_use_grpx"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("agentrl: error: no recipe or file named 'tool_use_grpx'; recipes: ") and err.count("\n") == 1
+    Path("mine.yaml").write_text("env: math\nsteps: 3\n")
+    assert load("mine.yaml").steps == 3  # a path still works

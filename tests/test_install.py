@@ -108,6 +108,8 @@ def test_the_installed_wheel_runs_from_a_neutral_directory(dist, tmp_path):
     assert "train" in run(str(agentrl), "--help")
     assert "grpo" in run(str(agentrl), "algos", "list")
     assert "math_tool" in run(str(agentrl), "envs", "list")
+    assert "tool_use_grpo" in run(str(agentrl), "configs", "list")  # the recipes are installed, by name
+    assert "env: tool_use" in run(str(agentrl), "configs", "show", "tool_use_grpo")
     run(
         str(agentrl), "train", "--env", "math", "--algo", "grpo", "--steps", "2", "--no-progress",
         "--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=2",

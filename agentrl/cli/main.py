@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from agentrl import __version__
-from agentrl.cli import algos_cmd, envs_cmd, eval_cmd, plot_cmd, serve_cmd, tools_cmd, train_cmd
+from agentrl.cli import algos_cmd, configs_cmd, envs_cmd, eval_cmd, plot_cmd, serve_cmd, tools_cmd, train_cmd
 from agentrl.errors import AgentRLError, AgentRLWarning
 
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     algos_cmd.register(commands)
     eval_cmd.register(commands)
     train_cmd.register(commands)
+    configs_cmd.register(commands)
     plot_cmd.register(commands)
     serve_cmd.register(commands)
     tools_cmd.register(commands)

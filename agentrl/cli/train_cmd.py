@@ -39,7 +39,7 @@ def register(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="every option (YAML key, or --set KEY=VALUE):\n" + options_help(),
     )
-    p.add_argument("--config", help="YAML file of options (see configs/)")
+    p.add_argument("--config", help="a recipe's name (agentrl configs list) or a YAML file of options")
     p.add_argument("--env", help=f"environment (agentrl envs list; default {d['env'].default})")
     p.add_argument(
         "--algo", help=f"algorithm (agentrl algos list) or package.module:Class (default {d['algo'].default})"

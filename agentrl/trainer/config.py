@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from agentrl import recipes
 from agentrl.config import build, check_choice, check_range, field_defaults, field_help, option
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_help
@@ -158,12 +159,15 @@ class TrainConfig:
 
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys allowed)."""
+    """Defaults, then the YAML file at ``path`` (or the recipe of that name), then ``overrides``
+    (dotted keys allowed)."""
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
+        if not file.exists() and recipes.is_name(str(path)):
+            file = recipes.path(str(path))  # a recipe that ships with agentrl, by name
         if file.is_dir():
-            raise ConfigError(f"config file {file} is a directory; pass a YAML file (see configs/)")
+            raise ConfigError(f"config file {file} is a directory; pass a YAML file or a recipe (agentrl configs list)")
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist")
         try:

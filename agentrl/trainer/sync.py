@@ -202,7 +202,7 @@ class Trainer:
             warnings.warn(
                 f"step {step}: {rate:.0%} of turns hit the per-turn token limit (sampling.max_new_tokens={limit}) "
                 "and were cut off; raise it (--set sampling.max_new_tokens=N) or use the "
-                "recipe for the environment (configs/)",
+                "environment's recipe (agentrl configs list)",
                 AgentRLWarning,
                 stacklevel=2,
             )
