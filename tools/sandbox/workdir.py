@@ -4,10 +4,11 @@ Owns making one (``make``: a directory under ``ROOT`` named like the sandbox's c
 the sandbox's user may enter, and in it a tmpfs of ``disk_mb`` and ``inodes`` owned by that
 user, for bwrap to bind as the sandbox's ``/tmp``), removing it (``WorkDir.remove``: unmounted,
 detached, so the memory is freed when the last process that had it open is gone) and removing
-those a dead run left (``remove_run`` for the run's reaper, ``remove_orphans`` for a later run).
-The mount is one system call from the host (no helper process to start), so a sandbox starts
-in about half the CPU a launcher in a mount namespace of its own took. Knows nothing of bwrap
-beyond the path it binds.
+those a dead run left (``remove_run`` for the run's reaper, ``remove_orphans`` for a later run),
+with every process that still names one on its command line: a bwrap caught between its start
+and its cgroup when the run was killed is found only so. The mount is one system call from the
+host (no helper process to start), so a sandbox starts in about half the CPU a launcher in a
+mount namespace of its own took. Knows nothing of bwrap beyond the path it binds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +68,10 @@ def make(name: str, uid: int, disk_mb: int, inodes: int) -> WorkDir:
 
 
 def remove_run(owner: Owner, prefix: str) -> None:
-    """Remove every work dir of ``owner``'s run (named ``<prefix><owner.dirname>.s<n>``)."""
+    """Remove every work dir of ``owner``'s run (named ``<prefix><owner.dirname>.s<n>``), after
+    killing every process that names one on its command line: a bwrap that the run started and
+    that was never moved into its cgroup (the run was killed in between) is found only so."""
+    kill_naming(bytes(ROOT / f"{prefix}{owner.dirname}.s"))
     for home in _listed(f"{prefix}{owner.dirname}.s*"):
         WorkDir(home).remove()
 
@@ -77,9 +82,25 @@ def remove_orphans(prefix: str) -> int:
     for home in _listed(f"{prefix}*"):
         owner = Owner.from_dirname(home.name.removeprefix(prefix).rsplit(".", 1)[0])
         if owner is not None and not owner.alive():
+            kill_naming(bytes(home) + b"/")
             WorkDir(home).remove()
             removed += 1
     return removed
+
+
+def kill_naming(text: bytes) -> int:
+    """SIGKILL every process whose command line contains ``text``; how many."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if text in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return killed
 
 
 def _listed(pattern: str) -> list[Path]:

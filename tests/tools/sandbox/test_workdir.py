@@ -90,3 +90,31 @@ def test_a_dead_runs_work_dirs_are_removed_and_a_live_runs_stay():
     finally:
         orphan.remove()
         mine.remove()
+
+
+def naming(path: Path) -> subprocess.Popen:
+    """A process, as a sandbox's user, whose command line names ``path`` (as bwrap's does)."""
+    uid = sandbox_uid()
+    command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sh", "-c", "sleep 300", str(path)]
+    return subprocess.Popen(command)
+
+
+def test_a_process_that_names_a_dead_runs_work_dir_is_killed_with_it():
+    """A bwrap the run started and never moved into its cgroup (the run was killed in between)
+    is in no sandbox cgroup: the reaper (``remove_run``) and the next run (``remove_orphans``)
+    find it by the work dir on its command line."""
+    orphan = workdir.make(f"{PREFIX}{dead_owner().dirname}.s902", sandbox_uid(), 1, 64)
+    stray = naming(orphan.path)
+    try:
+        assert workdir.remove_orphans(PREFIX) >= 1
+        assert stray.wait(timeout=5) == -9 and not orphan.home.exists()
+    finally:
+        stray.kill()
+        orphan.remove()
+    mine = Owner.this_process()
+    stray = naming(workdir.ROOT / f"{PREFIX}{mine.dirname}.s903" / "work")  # its dir already removed
+    try:
+        workdir.remove_run(mine, PREFIX)
+        assert stray.wait(timeout=5) == -9
+    finally:
+        stray.kill()
