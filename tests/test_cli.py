@@ -296,3 +296,30 @@ def test_recipes_ship_and_load_by_name_or_path(tmp_path, monkeypatch, capsys):
     assert err.startswith("agentrl: error: no recipe or file named 'tool_use_grpx'; recipes: ") and err.count("\n") == 1
     Path("mine.yaml").write_text("env: math\nsteps: 3\n")
     assert load("mine.yaml").steps == 3  # a path still works
+
+
+def test_plot_panels_read_at_a_glance():
+    """Units on the y axis, no offset notation, whole steps, and flat series named flat."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from agentrl.cli.plot_cmd import UNITS, figure
+
+    ess = {"offpolicy/ess_frac": [(s, 1.0 - (s % 2) * 1e-7) for s in range(1, 6)]}
+    fig = figure(plt, "r: offpolicy_ess", ess, UNITS["offpolicy_ess"], False)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "ESS / batch size"
+    assert ax.yaxis.get_offset_text().get_text() == ""  # not "1e-7+1"
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)
+
+    kl = {"loss/approx_kl": [(s, 0.0) for s in range(1, 6)], "loss/kl_ref": [(s, 0.01 * s) for s in range(1, 6)]}
+    fig = figure(plt, "r: kl", kl, UNITS["kl"], False)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["loss/approx_kl (flat at 0)", "loss/kl_ref"]
+    plt.close(fig)
+
+    stale = {"async/staleness/1": [(1, 3.0), (2, 2.0)], "async/staleness/2": [(1, 1.0), (2, 2.0)]}
+    fig = figure(plt, "r: staleness", stale, UNITS["staleness"], True)
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in fig.axes[0].get_yticks())  # no ticks at 1.5
+    plt.close(fig)

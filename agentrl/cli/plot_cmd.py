@@ -2,7 +2,9 @@
 
 Writes ``RUN_DIR/plots/<metric>.png`` for the reward, held-out accuracy, entropy, KL, clip
 fractions, throughput, off-policy ESS, where the time goes, and (asynchronous runs) the
-staleness histogram found in ``metrics.jsonl``; a metric the run did not log is skipped. A key
+staleness histogram found in ``metrics.jsonl``; a metric the run did not log is skipped. Each
+panel's y axis says its unit, steps are whole numbers, no axis uses offset notation, and a
+series that never changes is named flat in the legend. A key
 ending in ``/*`` stands for every logged key under that prefix. A line that cannot be read (the
 last one of a run killed mid-write) is skipped with a warning. Needs matplotlib
 (``pip install 'agentrl[plot]'``).
@@ -17,6 +19,22 @@ from typing import Any
 
 from agentrl.errors import AgentRLError, AgentRLWarning
 from agentrl.trainer import history
+
+UNITS = {
+    "reward": "mean reward per episode",
+    "accuracy": "fraction correct",
+    "entropy": "nats per sampled token",
+    "kl": "nats per sampled token",
+    "clip_fraction": "fraction of sampled tokens",
+    "tokens_per_s": "sampled tokens per second",
+    "offpolicy_ess": "ESS / batch size",
+    "time": "seconds per step",
+    "staleness": "samples (count)",
+}
+"""Each panel's y-axis label: the quantity's unit."""
+
+COUNTS = {"staleness"}
+"""Panels whose values are whole numbers: integer ticks on the y axis too."""
 
 CURVES = {
     "reward": ["rollout/reward_mean"],
@@ -77,17 +95,39 @@ def run(args: argparse.Namespace) -> int:
         series = {k: v for k, v in series.items() if v}
         if not series:
             continue
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for key, points in series.items():
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=key, marker="o" if len(points) < 30 else None)
-        ax.set_xlabel("step")
-        ax.set_title(f"{run_dir.name}: {name}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        fig = figure(plt, f"{run_dir.name}: {name}", series, UNITS[name], name in COUNTS)
         fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)
         written.append(out / f"{name}.png")
     for path in written:
         print(path)
     return 0
+
+
+def figure(plt: Any, title: str, series: dict[str, list[tuple[float, float]]], unit: str, counts: bool) -> Any:
+    """One panel: a line per key, read at a glance: the y axis labelled with its unit and
+    without offset notation (1.0 +- 1e-7 reads as 1.0, not "1e-7 + 1"), integer steps on the x
+    axis (and integer values for counts), and a series that never changes drawn thin and named
+    flat in the legend."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, points in series.items():
+        steps, values = [p[0] for p in points], [p[1] for p in points]
+        flat = max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values)))
+        label = f"{key} (flat at {values[0]:.4g})" if flat else key
+        marker = "o" if len(points) < 30 else None
+        ax.plot(steps, values, label=label, marker=marker, linewidth=0.8 if flat else 1.5, alpha=0.6 if flat else 1.0)
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    ax.yaxis.set_major_formatter(formatter)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if counts:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
