@@ -90,6 +90,15 @@ class ToolUseEnv(Env):
     """Problems that are easy with code: run Python in a sandbox, then answer."""
 
     name: ClassVar[str] = "tool_use"
+    # a program is longer than a calculator call: 48 new tokens (train's default) cut most of them
+    # off; these are configs/tool_use_grpo.yaml's budget and batch
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "sampling.max_new_tokens": 128,
+        "max_total_tokens": 768,
+        "tasks_per_step": 8,
+        "env_args.max_turns": 3,
+        "env_args.warm": 8,
+    }
     check_actions: ClassVar[tuple[str, ...]] = (
         "<python>print(6 * 7)</python>",
         "<python></python>",

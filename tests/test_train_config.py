@@ -197,3 +197,27 @@ def test_a_run_saved_under_the_old_stop_option_name_loads_under_the_new():
     from agentrl.trainer.config import from_dict
 
     assert from_dict({"max_tool_unavailable_rate": 0.25}).max_service_failure_rate == 0.25
+
+
+def test_an_environment_brings_its_training_defaults_under_the_users_choices(tmp_path):
+    """``train --env tool_use --algo grpo`` with no other flag trains with the recipe's budget
+    (128 new tokens a turn, not train's 48, which cut programs off); a config file or a flag
+    still decides."""
+    from agentrl.trainer.config import load
+
+    plain = load(None, {"env": "tool_use", "algo": "grpo"})
+    recipe = load("tool_use_grpo")
+    for read in (
+        lambda c: c.sampling.max_new_tokens,
+        lambda c: c.max_total_tokens,
+        lambda c: c.tasks_per_step,
+        lambda c: c.group_size,
+        lambda c: c.learner.lr,
+        lambda c: c.env_args,
+    ):
+        assert read(plain) == read(recipe)
+    assert plain.sampling.max_new_tokens == 128 and load(None, {"env": "math"}).sampling.max_new_tokens == 48
+    assert load(None, {"env": "tool_use", "sampling.max_new_tokens": 64}).sampling.max_new_tokens == 64
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("env: tool_use\nsampling: {max_new_tokens: 96}\n")
+    assert load(mine).sampling.max_new_tokens == 96 and load(mine).max_total_tokens == 768

@@ -244,6 +244,10 @@ class Env(gymnasium.Env[list[Message], str], ABC):
     rollout_spec: EnvSpec = EnvSpec()
     check_actions: ClassVar[tuple[str, ...]] = ()
     """Actions ``check_env`` plays (cycled) in addition to its generic probes."""
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    """Training options this environment needs to learn (dotted keys, as ``--set`` takes them:
+    ``{"sampling.max_new_tokens": 128}`` for turns that hold a program). ``agentrl train`` puts
+    them over its own defaults, under a ``--config`` file and the command line."""
     action_space: Space[str] = UnicodeText()
     observation_space: Space[list[Message]] = ChatMessages()
     _registration_spec: RegistrationSpec | None = None

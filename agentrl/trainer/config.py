@@ -19,7 +19,7 @@ from agentrl import recipes
 from agentrl.config import build, check_choice, check_range, field_defaults, field_help, option
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_help
-from agentrl.errors import ConfigError, first_line
+from agentrl.errors import AgentRLError, ConfigError, first_line
 from agentrl.learner import backend as learner_backend
 from agentrl.learner.config import LearnerConfig
 
@@ -159,8 +159,8 @@ class TrainConfig:
 
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (or the recipe of that name), then ``overrides``
-    (dotted keys allowed)."""
+    """Defaults, then the environment's own (``Env.train_defaults``), then the YAML file at
+    ``path`` (or the recipe of that name), then ``overrides`` (dotted keys allowed)."""
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
@@ -182,7 +182,32 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
         data = loaded
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
+    for key, value in _env_defaults(data).items():
+        if not _has_dotted(data, key):
+            _set_dotted(data, key, value)
     return from_dict(data)
+
+
+def _env_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The training defaults of the environment ``data`` names (``Env.train_defaults``)."""
+    from agentrl.envs import load as load_env
+
+    name = data.get("env", TrainConfig.__dataclass_fields__["env"].default)
+    if not isinstance(name, str):
+        return {}
+    try:
+        return dict(getattr(load_env(name), "train_defaults", {}) or {})
+    except AgentRLError:  # an unknown environment: from_dict's check says so in its own words
+        return {}
+
+
+def _has_dotted(data: dict[str, Any], key: str) -> bool:
+    target: Any = data
+    for part in key.split("."):
+        if not isinstance(target, dict) or part not in target:
+            return False
+        target = target[part]
+    return True
 
 
 RENAMED = {"max_tool_unavailable_rate": "max_service_failure_rate"}
