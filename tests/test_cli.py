@@ -323,3 +323,36 @@ def test_plot_panels_read_at_a_glance():
     fig.canvas.draw()
     assert all(float(t).is_integer() for t in fig.axes[0].get_yticks())  # no ticks at 1.5
     plt.close(fig)
+
+
+def test_envs_check_shows_a_negative_zero_reward_as_zero():
+    from agentrl.envs import EpisodeOverError, new_info
+    from agentrl.envs.checker import check_env
+    from agentrl.types import Task
+
+    class Penalised(Env):
+        rollout_spec = EnvSpec(max_turns=1)
+
+        def tasks(self, split="test"):
+            return [Task(id="t", prompt="say x", answer="x")]
+
+        def reset(self, *, seed=None, options=None):
+            self.done = False
+            return [{"role": "user", "content": "say x"}], new_info(0)
+
+        def step(self, text):
+            if self.done:
+                raise EpisodeOverError("reset first")
+            self.done = True
+            return [], -0.5 * 0.0, True, False, new_info(1)  # a penalty that came to -0.0
+
+    log = check_env(Penalised)
+    assert any(line.endswith("reward 0") for line in log) and not any("-0" in line for line in log), log
+
+
+def test_the_eval_table_stays_aligned_with_long_keys(tmp_path, capsys):
+    from agentrl.cli.eval_cmd import _print
+
+    _print({"accuracy": 0.5, "tool_service_failure_rate": 0.0, "tool_error_rate[bad_args]": 0.25}, tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert len({line.index("  ", len(line) - len(line.lstrip())) for line in lines}) == 1, lines

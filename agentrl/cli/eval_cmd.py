@@ -249,6 +249,7 @@ def _print(metrics: dict[str, Any], out: Path) -> None:
     hidden = ("components", "tool_error_rate_by_kind", "service_failures", "service_failure_problem")
     shown = {k: v for k, v in metrics.items() if k not in hidden}
     shown = shown | kinds | components | failures
+    width = max(map(len, [*shown, "trajectories"]))  # long keys keep the column straight
     for key, value in shown.items():
-        print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}")
-    print(f"{'trajectories':>20}  {out / 'trajectories.jsonl'}")
+        print(f"{key:>{width}}  {value:.4f}" if isinstance(value, float) else f"{key:>{width}}  {value}")
+    print(f"{'trajectories':>{width}}  {out / 'trajectories.jsonl'}")

@@ -71,7 +71,8 @@ def _play(env: Env, seed: int, actions: list[str]) -> str:
         _check_step(reward, terminated, truncated, info, turn)
         if terminated or truncated:
             _check_over(env)
-            return f"{'terminated' if terminated else 'truncated'} after {turn} turns, reward {reward}"
+            shown = f"{float(reward) + 0.0:g}"  # + 0.0: a penalty of -0.0 reads 0
+            return f"{'terminated' if terminated else 'truncated'} after {turn} turns, reward {shown}"
     raise EnvCheckError(f"episode did not end within the turn budget of {limit} turns")
 
 
