@@ -26,14 +26,14 @@ INSTALLED_AS = {"agentrl": "agentrl", "envs": "agentrl_envs", "tools": "agentrl_
 
 
 def source_files() -> set[str]:
-    """Every module and default-model file in the source tree, by its installed path."""
+    """Every module, default-model file and recipe in the source tree, by its installed path."""
     files = set()
     for folder, package in INSTALLED_AS.items():
         for path in (ROOT / folder).rglob("*"):
             if not path.is_file() or "__pycache__" in path.parts:
                 continue
             relative = path.relative_to(ROOT / folder).as_posix()
-            if path.suffix == ".py" or relative.startswith("models/default/"):
+            if path.suffix == ".py" or relative.startswith("models/default/") or relative.startswith("recipes/"):
                 files.add(f"{package}/{relative}")
     return files
 
@@ -63,6 +63,7 @@ def test_the_wheel_holds_every_module_and_the_default_model(dist):
         held = {name for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
     expected = source_files()
     assert "agentrl/models/default/model.safetensors" in expected
+    assert "agentrl/recipes/tool_use_grpo.yaml" in expected
     assert expected - held == set(), "left out of the wheel"
     assert held - expected == set(), "in the wheel but not in the source tree"
 
