@@ -356,3 +356,13 @@ def test_the_eval_table_stays_aligned_with_long_keys(tmp_path, capsys):
     _print({"accuracy": 0.5, "tool_service_failure_rate": 0.0, "tool_error_rate[bad_args]": 0.25}, tmp_path)
     lines = capsys.readouterr().out.splitlines()
     assert len({line.index("  ", len(line) - len(line.lstrip())) for line in lines}) == 1, lines
+
+
+def test_a_recipe_path_that_is_not_here_points_at_the_recipe_by_name(tmp_path, monkeypatch, capsys):
+    """After a wheel install there is no configs/ folder: the README's path names the recipe."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "configs/math_tool_grpo.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "agentrl: error: config file configs/math_tool_grpo.yaml does not exist; "
+        "the recipe of that name ships with agentrl: --config math_tool_grpo\n"
+    )

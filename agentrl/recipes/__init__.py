@@ -36,13 +36,21 @@ def path(name: str) -> Path:
     return found
 
 
+def for_env(env: str) -> list[str]:
+    """The recipes that train ``env``."""
+    return [name for name in names() if _options(name).get("env") == env]
+
+
+def _options(name: str) -> dict:
+    return yaml.safe_load(path(name).read_text(encoding="utf-8")) or {}
+
+
 def described() -> list[tuple[str, str]]:
     """Each recipe's name and what it trains: environment, algorithm and steps, then its first
     comment line that is not the command that runs it."""
     rows = []
     for name in names():
-        text = path(name).read_text(encoding="utf-8")
-        options = yaml.safe_load(text) or {}
+        text, options = path(name).read_text(encoding="utf-8"), _options(name)
         what = f"{options.get('env', '?')} with {options.get('algo', '?')}, {options.get('steps', '?')} steps"
         about = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
         first = next((a for a in about if a and not a.startswith("agentrl ")), "")

@@ -169,7 +169,10 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
         if file.is_dir():
             raise ConfigError(f"config file {file} is a directory; pass a YAML file or a recipe (agentrl configs list)")
         if not file.is_file():
-            raise ConfigError(f"config file {file} does not exist")
+            shipped = ""
+            if file.stem in recipes.names():
+                shipped = f"; the recipe of that name ships with agentrl: --config {file.stem}"
+            raise ConfigError(f"config file {file} does not exist{shipped}")
         try:
             loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:

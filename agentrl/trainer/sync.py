@@ -29,6 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agentrl import recipes
 from agentrl.algos import make as make_algorithm
 from agentrl.batch import TokenBatch
 from agentrl.engines.base import Engine, SamplingParams
@@ -198,11 +199,12 @@ class Trainer:
         rate = summary.get("turn_length_rate", 0.0)
         if rate > TURN_LENGTH_WARNING and not self._warned_turn_length:
             self._warned_turn_length = True
-            limit = self.config.sampling.max_new_tokens
+            limit, env = self.config.sampling.max_new_tokens, self.config.env
+            shipped = recipes.for_env(env)
+            recipe = f" or train with a recipe for {env} (--config {shipped[0]})" if shipped else ""
             warnings.warn(
                 f"step {step}: {rate:.0%} of turns hit the per-turn token limit (sampling.max_new_tokens={limit}) "
-                "and were cut off; raise it (--set sampling.max_new_tokens=N) or use the "
-                "environment's recipe (agentrl configs list)",
+                f"and were cut off; raise it (--set sampling.max_new_tokens=N){recipe}",
                 AgentRLWarning,
                 stacklevel=2,
             )

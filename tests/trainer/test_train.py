@@ -305,7 +305,10 @@ def test_turns_cut_by_the_token_limit_are_warned_about_once(tmp_path):
         assert main([*args, "--set", "sampling.max_new_tokens=2", "--name", "cut"]) == 0
     warned = [str(w.message) for w in caught if "hit the per-turn token limit" in str(w.message)]
     assert len(warned) == 1 and warned[0].startswith("step 1: 100% of turns"), warned  # once, not every step
-    assert "sampling.max_new_tokens=2" in warned[0]
+    assert "sampling.max_new_tokens=2" in warned[0] and "recipe" not in warned[0]  # none ships for math
+    from agentrl import recipes
+
+    assert recipes.for_env("math") == [] and "tool_use_grpo" in recipes.for_env("tool_use")
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["rollout/turn_length_rate"] for r in rows if r["step"]] == [1.0, 1.0, 1.0]
     with warnings.catch_warnings(record=True) as caught:
