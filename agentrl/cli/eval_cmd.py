@@ -169,6 +169,13 @@ def run(args: argparse.Namespace) -> int:
             on_episode=on_episode,
         )
     metrics = summarize(trajectories) | {"wall_s": round(time.perf_counter() - start, 2)}
+    _report(args, metrics, out, _provenance(args, model, params, config, started_at))
+    return 0
+
+
+def _report(args: argparse.Namespace, metrics: dict[str, Any], out: Path, made_by: dict[str, Any]) -> None:
+    """``metrics.json`` and the printed table, unless the tools' services failed past the rule
+    (then one line and no metrics, or with ``--allow-service-failures`` the metrics flagged)."""
     problem = service_failure_problem(metrics, args.max_service_failure_rate, "--max-service-failure-rate")
     if problem is not None and not args.allow_service_failures:
         raise AgentRLError(
@@ -177,12 +184,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if problem is not None:
         metrics["service_failure_problem"] = problem
-    record = metrics | {"made_by": _provenance(args, model, params, config, started_at)}
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics | {"made_by": made_by}, indent=2) + "\n")
     _print(metrics, out)
     if problem is not None:
         print(f"agentrl: warning: {problem}", file=sys.stderr)
-    return 0
 
 
 def _provenance(
