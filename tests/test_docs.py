@@ -75,9 +75,9 @@ def test_named_repository_paths_exist(page):
     assert not missing, f"{page.name} names paths that do not exist: {missing}"
 
 
-def test_readme_layout_lists_every_script():
-    readme = (ROOT / "README.md").read_text()
-    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+def test_the_layout_lists_every_script():
+    development = (ROOT / "docs" / "development.md").read_text()
+    layout = development.split("## Layout", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"[\w]+\.py", layout.split("scripts/", 1)[1]))
     present = {p.name for p in (ROOT / "scripts").glob("*.py")}
     assert listed == present, f"Layout lists {sorted(listed)}, scripts/ holds {sorted(present)}"
@@ -95,7 +95,7 @@ def test_helpers_catch_what_they_look_for():
 
 
 def test_the_sandbox_limits_are_documented_with_their_real_defaults():
-    """docs/sandbox.md's table of limits and the README's lists give the defaults the code has."""
+    """docs/sandbox.md's table of limits and docs/tools.md's list give the defaults the code has."""
     import dataclasses
 
     from agentrl_tools.python_tool import PythonToolOptions
@@ -103,8 +103,8 @@ def test_the_sandbox_limits_are_documented_with_their_real_defaults():
     defaults = {f.name: f.default for f in dataclasses.fields(PythonToolOptions)}
     table = re.findall(r"^\| `(\w+)` \| `?([\w.]+)`? \|", (ROOT / "docs" / "sandbox.md").read_text(), re.MULTILINE)
     assert {name: value for name, value in table} == {name: str(value) for name, value in defaults.items()}
-    readme = (ROOT / "README.md").read_text()
+    tools = (ROOT / "docs" / "tools.md").read_text()
     for name, value in defaults.items():
         if name != "sandbox":
             shown = f"{value:g}" if name == "timeout_s" else str(value)
-            assert f"`{name}` ({shown}" in readme, f"the README does not give {name}'s default {shown}"
+            assert f"`{name}` ({shown}" in tools, f"docs/tools.md does not give {name}'s default {shown}"
