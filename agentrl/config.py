@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from agentrl.errors import ConfigError
+from agentrl.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 _TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
@@ -61,7 +61,8 @@ def build(cls: type[T], values: Mapping[str, Any], *, owner: str) -> T:
     hints = typing.get_type_hints(cls)
     unknown = sorted((k for k in values if k not in fields), key=str)
     if unknown:
-        raise ConfigError(f"{owner}: unknown option {unknown[0]!r}; valid options: {', '.join(fields)}")
+        hint = did_you_mean(unknown[0], fields)
+        raise ConfigError(f"{owner}: unknown option {unknown[0]!r}{hint}; valid options: {', '.join(fields)}")
     coerced = {k: _coerce(v, hints[k], owner, k) for k, v in values.items()}
     try:
         return cls(**coerced)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from agentrl.errors import AgentRLError, AgentRLWarning, UnknownNameError
+from agentrl.errors import AgentRLError, AgentRLWarning, UnknownNameError, did_you_mean
 from agentrl.plugins import is_path, load_class
 
 
@@ -93,7 +93,7 @@ class EntryPointRegistry:
             raise self.duplicate_error(scan.disabled[name])
         if name not in scan.usable:
             known = ", ".join(scan.usable) or "(none installed)"
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{did_you_mean(name, scan.usable)}; known: {known}")
         entry = scan.usable[name]
         return load_class(entry.target, self.base, f"{self.kind} {name!r} ({entry.target} from {entry.package})")
 

@@ -6,6 +6,9 @@ exits with status 2; it never shows a traceback for these. Bugs stay ordinary ex
 ``AgentRLWarning`` is the same kind of message for something that does not stop the command.
 """
 
+import difflib
+from collections.abc import Iterable
+
 
 class AgentRLError(Exception):
     """A problem the user can fix; the message says what to do, on one line."""
@@ -38,3 +41,9 @@ def first_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for one-line errors that wrap another exception."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def did_you_mean(name: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'grpo'?)`` for a name close to one of ``known``, else nothing."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -293,7 +293,8 @@ def test_recipes_ship_and_load_by_name_or_path(tmp_path, monkeypatch, capsys):
     assert listed == recipes.names() and "tool_use_grpo" in listed
     assert main(["train", "--config", "tool_use_grpx"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("agentrl: error: no recipe or file named 'tool_use_grpx'; recipes: ") and err.count("\n") == 1
+    assert err.startswith("agentrl: error: no recipe or file named 'tool_use_grpx' (did you mean 'tool_use_grpo'?); ")
+    assert err.count("\n") == 1
     Path("mine.yaml").write_text("env: math\nsteps: 3\n")
     assert load("mine.yaml").steps == 3  # a path still works
 

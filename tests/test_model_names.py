@@ -10,7 +10,7 @@ import pytest
 
 from agentrl.cli.main import main
 from agentrl.errors import ModelLoadError
-from agentrl.models.names import check_model_name, looks_local
+from agentrl.models.names import check_model_name, looks_local, run_model
 
 
 def test_what_looks_local(tmp_path, monkeypatch):
@@ -51,3 +51,37 @@ def test_a_typo_in_model_is_one_line_at_once(tmp_path, monkeypatch, capsys, comm
     assert err.count("\n") == 1 and err.startswith("agentrl: error: --model runs/nope does not exist"), err
     assert took < 5, took  # no hub retries (those took 49 s)
     assert not any(Path("runs").iterdir())  # no run folder made for it
+
+
+def test_a_run_folder_means_its_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("env: math\n")
+    with pytest.raises(ModelLoadError, match=r"is a run folder with no checkpoint yet"):
+        run_model(str(run))
+    (run / "checkpoints" / "last").mkdir(parents=True)
+    (run / "checkpoints" / "last" / "config.json").write_text("{}")
+    assert run_model(str(run)) == str(run / "checkpoints" / "last")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "config.yaml").write_text("")  # a model folder that also holds a config.yaml stays itself
+    assert run_model(str(model)) == str(model)
+    assert run_model("org/model") == "org/model" and run_model(None) is None
+
+
+def test_a_typo_names_the_close_name(capsys):
+    for argv, hint in [
+        (["train", "--algo", "grpoo"], "unknown algorithm 'grpoo' (did you mean 'grpo'?)"),
+        (["train", "--env", "math_tol"], "unknown environment 'math_tol' (did you mean 'math_tool'?)"),
+        (
+            ["train", "--config", "math_tool_grop"],
+            "no recipe or file named 'math_tool_grop' (did you mean 'math_tool_grpo'?)",
+        ),
+        (["train", "--set", "learner.lrr=1"], "learner: unknown option 'lrr' (did you mean 'lr'?)"),
+        (["eval", "--env", "serch_qa"], "unknown environment 'serch_qa' (did you mean 'search_qa'?)"),
+    ]:
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"agentrl: error: {hint}"), captured.err
+        assert captured.out == ""  # reported before anything else: no engine line, no model loaded

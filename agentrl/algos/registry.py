@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from agentrl.algos.base import Algorithm
 from agentrl.config import build
-from agentrl.errors import UnknownNameError
+from agentrl.errors import UnknownNameError, did_you_mean
 from agentrl.plugins import is_path, load_class
 
 A = TypeVar("A", bound=type[Algorithm])
@@ -40,7 +40,7 @@ def get(name: str) -> type[Algorithm]:
     if is_path(name):
         return load_class(name, Algorithm, f"algorithm {name!r}")
     if name not in _ALGORITHMS:
-        raise UnknownNameError(f"unknown algorithm {name!r}; known: {', '.join(names())}")
+        raise UnknownNameError(f"unknown algorithm {name!r}{did_you_mean(name, names())}; known: {', '.join(names())}")
     return _ALGORITHMS[name]
 
 

@@ -32,7 +32,7 @@ from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import Env, load, make
 from agentrl.errors import AgentRLError, ConfigError
 from agentrl.evaluation import is_correct, service_failure_problem, summarize
-from agentrl.models.names import check_model_name
+from agentrl.models.names import check_model_name, run_model
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import TrajectoryWriter
 from agentrl.types import Task
@@ -45,7 +45,9 @@ def register(commands: Any) -> None:
     p = commands.add_parser("eval", help="evaluate a model on an environment", description=__doc__)
     p.add_argument("--env", required=True, help="environment name (see `agentrl envs list`) or module:Class")
     p.add_argument(
-        "--model", help="local Hugging Face model directory or hub name (default: the model shipped with agentrl)"
+        "--model",
+        help="a local Hugging Face model directory, a run folder (its last checkpoint) or a hub name "
+        "(default: the model shipped with agentrl)",
     )
     p.add_argument(
         "-n",
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         owner="rollout",
     )
     check_model_name(args.model)  # a typo in a path is one line now, not hub retries after the environment
+    args.model = run_model(args.model)  # a run folder: its last checkpoint
     factory, tasks = _environment(args)
 
     from agentrl.engines.factory import make_engine
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             on_episode=on_episode,
         )
     metrics = summarize(trajectories) | {"wall_s": round(time.perf_counter() - start, 2)}
-    _report(args, metrics, out, _provenance(args, model, params, config, started_at))
+    _report(args, metrics, out, _provenance(args, model, params, config, engine_config, started_at))
     return 0
 
 
@@ -191,7 +194,12 @@ def _report(args: argparse.Namespace, metrics: dict[str, Any], out: Path, made_b
 
 
 def _provenance(
-    args: argparse.Namespace, model: str, params: SamplingParams, config: RolloutConfig, started_at: str
+    args: argparse.Namespace,
+    model: str,
+    params: SamplingParams,
+    config: RolloutConfig,
+    engine_config: EngineConfig,
+    started_at: str,
 ) -> dict[str, Any]:
     """What an evaluation folder came from: enough to run it again."""
     from agentrl import __version__
@@ -204,8 +212,9 @@ def _provenance(
         "num_tasks": args.num_tasks,
         "sampling": dataclasses.asdict(params),
         "rollout": dataclasses.asdict(config),
-        "engine": args.engine,
-        "dtype": args.dtype,
+        "engine": engine_config.backend,  # the backend that ran, `auto` resolved
+        "engine_chosen_because": engine_config.chosen_because,
+        "dtype": engine_config.dtype,
         "seed": args.seed,
         "agentrl_version": __version__,
         "started_at": started_at,

@@ -50,7 +50,9 @@ class _WithDefaults(argparse.RawDescriptionHelpFormatter):
         if (
             not action.option_strings
             or "default" in text
-            or default in (None, False, argparse.SUPPRESS)
+            or default is None
+            or default is False  # not `in (None, False)`: 0 == False, and a default of 0 is shown
+            or default == argparse.SUPPRESS
             or default == []
             or action.nargs == 0
         ):

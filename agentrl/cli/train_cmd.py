@@ -98,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if args.nnodes == 1:
             _check_ranks(args.nproc - workers, workers, learner)
         if leads:
-            make_env(config.env, **config.env_args).close()
-            check_model_name(config.model)
+            _check_before_start(config)
         return launch.launch(args, launch.rank_argv(args.argv[1:], None if args.resume else run_dir.name))
     if launch.under_torchrun():
         _check_ranks(ranks.learner_ranks(workers), workers, learner)
@@ -161,8 +160,9 @@ def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> None
     """Rank 0, or the only process: the training loop, start to end."""
     from agentrl.trainer import make_trainer
 
-    make_env(config.env, **config.env_args).close()  # the environment's options, checked before the model loads
-    check_model_name(config.model)  # a typo in a path: one line now, not a minute of hub retries
+    _check_before_start(config)
+    if args.resume and _finished(run_dir, config):
+        return
     print(f"engine: {config.engine.backend} ({config.engine.chosen_because})")
     trainer = make_trainer(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +174,32 @@ def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> None
     before, after = summary["accuracy_before"], summary["accuracy_after"]
     print(f"{config.algo} on {config.env}: {summary['steps']} steps, held-out accuracy {before:.3f} -> {after:.3f}")
     print(f"run directory: {run_dir}")
+
+
+def _finished(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether a resumed run has already trained its ``steps`` (then it says so and nothing is
+    loaded, trained or rewritten)."""
+    from agentrl.trainer.checkpoint import latest_step
+
+    done = latest_step(run_dir / "checkpoints")
+    if done is None or done < config.steps:
+        return False
+    print(
+        f"{run_dir} has already trained its {config.steps} steps (its last checkpoint is step {done}); nothing "
+        f"to do. To train further: agentrl train --resume {run_dir} --steps {done + config.steps}"
+    )
+    return True
+
+
+def _check_before_start(config: TrainConfig) -> None:
+    """What a typo can get wrong, checked in one line each before a model loads: the objective and
+    its options, the environment and its options, a model path that does not exist (not a minute
+    of hub retries)."""
+    from agentrl.algos import make as make_algorithm
+
+    make_algorithm(config.algo, **config.algo_args)
+    make_env(config.env, **config.env_args).close()
+    check_model_name(config.model)
 
 
 def _check_ranks(learners: int, workers: int, backend: LearnerBackend) -> None:

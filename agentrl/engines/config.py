@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentrl.config import build, check_choice, field_help, option
+from agentrl.config import build, check_choice, field_defaults, field_help, option
 from agentrl.engines import registry
-from agentrl.errors import ConfigError
+from agentrl.errors import ConfigError, did_you_mean
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 LEGACY_KEYS = {
@@ -105,7 +105,8 @@ def engine_config(values: Mapping[str, Any]) -> EngineConfig:
             sections[key] = dict(value) if isinstance(value, Mapping) else value
         elif key not in LEGACY_KEYS:
             valid = ", ".join(["backend", "dtype", *known])
-            raise ConfigError(f"engine: unknown option {key!r}; valid options: {valid} (engine.<backend>.<key>)")
+            hint = did_you_mean(key, ["backend", "dtype", *known])
+            raise ConfigError(f"engine: unknown option {key!r}{hint}; valid options: {valid} (engine.<backend>.<key>)")
     for key in sorted(set(values) & set(LEGACY_KEYS)):
         section = sections.setdefault(LEGACY_KEYS[key], {})
         if isinstance(section, dict):  # otherwise EngineConfig reports the section that is not a mapping
@@ -113,6 +114,14 @@ def engine_config(values: Mapping[str, Any]) -> EngineConfig:
                 raise ConfigError(f"engine: {key} is given twice, as engine.{key} and engine.{LEGACY_KEYS[key]}.{key}")
             section[key] = values[key]
     return build(EngineConfig, common | {"sections": sections}, owner="engine")
+
+
+def engine_defaults() -> dict[str, Any]:
+    """Every engine option's default, dotted below ``engine.`` as ``engine_help`` names them."""
+    shared = field_defaults(EngineConfig)
+    for name in registry.names():
+        shared |= {f"{name}.{k}": v for k, v in field_defaults(registry.get(name).options).items()}
+    return shared
 
 
 def engine_help() -> dict[str, str]:

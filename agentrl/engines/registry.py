@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentrl.errors import UnknownNameError
+from agentrl.errors import UnknownNameError, did_you_mean
 
 if TYPE_CHECKING:
     from agentrl.engines.base import Engine
@@ -82,7 +82,8 @@ def names() -> list[str]:
 def get(name: str) -> EngineBackend:
     backends = _registered()
     if name not in backends:
-        raise UnknownNameError(f"unknown engine backend {name!r}; known: {', '.join(names())}")
+        hint = did_you_mean(name, names())
+        raise UnknownNameError(f"unknown engine backend {name!r}{hint}; known: {', '.join(names())}")
     return backends[name]
 
 

@@ -34,7 +34,7 @@ class LearnerConfig:
     logits_chunk: int | None = option(
         None,
         "positions per lm_head chunk (logits memory O(chunk x V), not O(T x V)); None = a chunk's logits "
-        "as many as the pass's hidden states (within 2^22..2^25); 0 = full logits",
+        "as many as the pass's hidden states (within 2^23..2^25); 0 = full logits",
     )
 
     backend: str = option(

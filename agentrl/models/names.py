@@ -4,7 +4,8 @@ Owns ``check_model_name``: a ``--model`` that looks like a path (it starts with 
 ``../`` or ``~``, has more than one ``/``, or its first part is a folder here, as ``runs/x``
 with a ``runs/`` folder) and does not exist is a one-line ``ModelLoadError`` at once, naming
 close matches, instead of a minute of retries against the hub for a typo. A name like
-``org/model`` with no such local folder is left to the hub. Imports nothing heavy.
+``org/model`` with no such local folder is left to the hub. Also owns ``run_model``: a run folder
+given where a model is wanted means its last checkpoint. Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -42,3 +43,18 @@ def check_model_name(name: str | None, flag: str = "--model") -> None:
         elif entries:
             hint = f"; {parent} holds {', '.join(entries[:5])}" + (", ..." if len(entries) > 5 else "")
     raise ModelLoadError(f"{flag} {name} does not exist (a local path, so the hub was not asked){hint}")
+
+
+def run_model(name: str | None, flag: str = "--model") -> str | None:
+    """``name``, or, when it is a run folder (a ``config.yaml``, no ``config.json``), the model
+    directory of its last checkpoint: ``runs/x`` -> ``runs/x/checkpoints/last``. A run folder
+    with no checkpoint yet is a one-line ``ModelLoadError``."""
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if not (path / "config.yaml").is_file() or (path / "config.json").is_file():
+        return name
+    last = path / "checkpoints" / "last"
+    if not (last / "config.json").is_file():
+        raise ModelLoadError(f"{flag} {name} is a run folder with no checkpoint yet ({last} does not exist)")
+    return str(last)

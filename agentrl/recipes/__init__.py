@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from agentrl.errors import ConfigError
+from agentrl.errors import ConfigError, did_you_mean
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,7 +32,9 @@ def path(name: str) -> Path:
     """The recipe ``name``; a ``ConfigError`` naming every recipe when there is none."""
     found = HERE / f"{name}.yaml"
     if not found.is_file():
-        raise ConfigError(f"no recipe or file named {name!r}; recipes: {', '.join(names())} (agentrl configs list)")
+        hint = did_you_mean(name, names())
+        recipes = ", ".join(names())
+        raise ConfigError(f"no recipe or file named {name!r}{hint}; recipes: {recipes} (agentrl configs list)")
     return found
 
 

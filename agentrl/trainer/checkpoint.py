@@ -77,6 +77,16 @@ def latest(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def latest_step(root: Path) -> int | None:
+    """The step of the newest complete checkpoint under ``root``, or None (none, or unreadable:
+    resuming reports that)."""
+    path = latest(root)
+    try:
+        return int(json.loads((path / "trainer.json").read_text())["step"]) if path else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(rng_state, trainer_state)`` of the checkpoint at ``path`` (the learner reads its own
     files: ``learner.load(path)``)."""

@@ -18,7 +18,7 @@ import yaml
 from agentrl import recipes
 from agentrl.config import build, check_choice, check_range, field_defaults, field_help, option
 from agentrl.engines.base import SamplingParams
-from agentrl.engines.config import EngineConfig, engine_config, engine_help
+from agentrl.engines.config import EngineConfig, engine_config, engine_defaults, engine_help
 from agentrl.errors import AgentRLError, ConfigError, first_line
 from agentrl.learner import backend as learner_backend
 from agentrl.learner.config import LearnerConfig
@@ -264,17 +264,20 @@ def options_help() -> str:
             # the run's own defaults (sampling: 48 new tokens), not the section class's; the engine's
             # are its class's (building one looks for a GPU)
             made: Any = TrainConfig.__dataclass_fields__[name].default_factory
-            defaults = field_defaults(cls) if cls is EngineConfig else dataclasses.asdict(made())
-            lines += [f"  {name}.{k}: {h}{_default(defaults.get(k, MISSING))}" for k, h in helps.items()]
+            defaults = engine_defaults() if cls is EngineConfig else dataclasses.asdict(made())
+            lines += [f"  {name}.{k}: {h}{_default(defaults.get(k, MISSING), h)}" for k, h in helps.items()]
         else:
-            lines.append(f"  {name}: {text}{_default(field_defaults(TrainConfig).get(name, MISSING))}")
+            lines.append(f"  {name}: {text}{_default(field_defaults(TrainConfig).get(name, MISSING), text)}")
     return "\n".join(lines)
 
 
 MISSING = object()
 
 
-def _default(value: Any) -> str:
-    if value is MISSING or value is None or value in ({}, (), []):
+def _default(value: Any, text: str) -> str:
+    """`` (default X)``; ``none`` for an unset option unless its help already says what None means."""
+    if value is MISSING or (value is None and "None" in text):
         return ""
-    return f" (default {value})"
+    if value is None or (not isinstance(value, bool | int | float) and not value and value != ""):
+        return " (default none)"
+    return f" (default {value})" if value != "" else " (default empty)"

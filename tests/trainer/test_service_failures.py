@@ -169,3 +169,4 @@ def test_allow_service_failures_reports_them_flagged(tmp_path, faulty, capsys):
     assert made_by["env"] == "helpers:SearchEveryTurn" and made_by["split"] == "test"
     assert made_by["env_args"]["retriever"] == url and made_by["sampling"]["max_new_tokens"] == 8
     assert made_by["seed"] == 0 and made_by["agentrl_version"] and made_by["model"] and made_by["started_at"]
+    assert made_by["engine"] == "transformers" and made_by["engine_chosen_because"].startswith("auto")

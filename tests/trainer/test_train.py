@@ -86,7 +86,7 @@ def test_train_writes_a_run_directory_that_eval_can_read(tiny_chatml, tmp_path, 
                 "--env",
                 "math_tool",
                 "--model",
-                str(run / "checkpoints" / "last"),
+                str(run),  # the run folder: its last checkpoint
                 "-n",
                 "2",
                 "--output",
@@ -96,6 +96,16 @@ def test_train_writes_a_run_directory_that_eval_can_read(tiny_chatml, tmp_path, 
         )
         == 0
     )
+    made_by = json.loads((tmp_path / "ev" / "metrics.json").read_text())["made_by"]
+    assert made_by["model"] == str(run / "checkpoints" / "last")
+    capsys.readouterr()
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run)]) == 0  # a finished run: said, and nothing touched
+    assert capsys.readouterr().out == (
+        f"{run} has already trained its 2 steps (its last checkpoint is step 2); nothing to do. "
+        f"To train further: agentrl train --resume {run} --steps 4\n"
+    )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
 
 
 @pytest.mark.slow
