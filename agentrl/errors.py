@@ -45,5 +45,6 @@ def first_line(exc: BaseException) -> str:
 
 def did_you_mean(name: object, known: Iterable[str]) -> str:
     """`` (did you mean 'grpo'?)`` for a name close to one of ``known``, else nothing."""
-    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    by_lower = {str(k).lower(): str(k) for k in known}  # GRPO -> grpo
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""

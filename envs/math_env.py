@@ -26,6 +26,8 @@ class MathEnv(MathTaskMixin, Env):
     check_actions: ClassVar[tuple[str, ...]] = ("The answer is 3.", "\\boxed{12}")
     default_system_prompt = "Solve the problem. End with: The answer is N."
 
+    options_cls = MathConfig
+
     def __init__(self, **config: Any):
         self.config = build(MathConfig, config, owner="math")
         self.rollout_spec = EnvSpec(max_turns=1)

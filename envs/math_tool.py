@@ -84,6 +84,8 @@ class MathToolEnv(MathTaskMixin, Env):
         "The answer is 5.",
     )
 
+    options_cls = MathToolConfig
+
     def __init__(self, **config: Any):
         self.config = build(MathToolConfig, config, owner="math_tool")
         c = self.config

@@ -108,6 +108,8 @@ class SearchQAEnv(Env):
     name: ClassVar[str] = "search_qa"
     check_actions: ClassVar[tuple[str, ...]] = ("<search>capital</search>", "<search></search>", "<answer>x</answer>")
 
+    options_cls = SearchQAConfig
+
     def __init__(self, **config: Any):
         self.config = build(SearchQAConfig, config, owner="search_qa")
         c = self.config

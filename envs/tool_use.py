@@ -105,6 +105,8 @@ class ToolUseEnv(Env):
         "The answer is 42.",
     )
 
+    options_cls = ToolUseConfig
+
     def __init__(self, **config: Any):
         self.config = build(ToolUseConfig, config, owner="tool_use")
         c = self.config

@@ -220,7 +220,7 @@ def test_help_is_plain_text(capsys, argv):
     text = capsys.readouterr().out
     assert text.startswith("usage: agentrl") and "``" not in text
     if argv == ["train"]:
-        assert "--config FILE (YAML)" in text and "learner.lr:" in text
+        assert "--config (a recipe's name or a YAML file)" in text and "learner.lr:" in text
 
 
 def test_plot_skips_a_line_cut_by_a_kill(tmp_path):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from agentrl.cli.main import main
 from agentrl.errors import ModelLoadError
@@ -62,6 +63,7 @@ def test_a_run_folder_means_its_last_checkpoint(tmp_path):
     (run / "checkpoints" / "last").mkdir(parents=True)
     (run / "checkpoints" / "last" / "config.json").write_text("{}")
     assert run_model(str(run)) == str(run / "checkpoints" / "last")
+    assert run_model(str(run / "checkpoints")) == str(run / "checkpoints" / "last")
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -73,6 +75,7 @@ def test_a_run_folder_means_its_last_checkpoint(tmp_path):
 def test_a_typo_names_the_close_name(capsys):
     for argv, hint in [
         (["train", "--algo", "grpoo"], "unknown algorithm 'grpoo' (did you mean 'grpo'?)"),
+        (["train", "--algo", "GRPO"], "unknown algorithm 'GRPO' (did you mean 'grpo'?)"),
         (["train", "--env", "math_tol"], "unknown environment 'math_tol' (did you mean 'math_tool'?)"),
         (
             ["train", "--config", "math_tool_grop"],
@@ -85,3 +88,11 @@ def test_a_typo_names_the_close_name(capsys):
         captured = capsys.readouterr()
         assert captured.err.startswith(f"agentrl: error: {hint}"), captured.err
         assert captured.out == ""  # reported before anything else: no engine line, no model loaded
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_gpu_that_is_not_there_is_one_line(command, capsys):
+    assert main([command, "--env", "math", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("agentrl: error: device cuda: no CUDA GPU is visible"), err

@@ -37,16 +37,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from agentrl.algos.registry import get
-    from agentrl.config import field_defaults, field_help
+    from agentrl.cli.listing import print_options
 
     cls = get(args.name)
     print(f"{cls.name}{' (the default)' if cls.name == _default_algo() else ''}: {cls.description}")
-    helps, defaults = field_help(cls.config_cls), field_defaults(cls.config_cls)
-    if not helps:
-        print("no options")
-        return 0
-    print("options (--set algo_args.KEY=VALUE, or algo_args: {KEY: VALUE} in a config):")
-    width = max(map(len, helps))
-    for key, text in helps.items():
-        print(f"  {key:<{width}}  {text} (default {defaults.get(key)!r})")
+    print_options(cls.config_cls, "--set algo_args.KEY=VALUE, or algo_args: {KEY: VALUE} in a config")
     return 0

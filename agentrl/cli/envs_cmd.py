@@ -1,4 +1,5 @@
-"""``agentrl envs list`` and ``agentrl envs check NAME``."""
+"""``agentrl envs list``, ``agentrl envs show NAME`` (an environment's options, with their defaults)
+and ``agentrl envs check NAME``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def register(commands: Any) -> None:
     sub = envs.add_subparsers(dest="envs_command", required=True, metavar="ACTION")
     listing = sub.add_parser("list", help="name, description and providing package of every environment")
     listing.set_defaults(run=_list)
+    show = sub.add_parser("show", help="an environment's description and options (--env-arg), with their defaults")
+    show.add_argument("name", help="registered name or module:Class")
+    show.set_defaults(run=_show)
     check = sub.add_parser("check", help="run an environment through check_env")
     check.add_argument("name", help="registered name or module:Class")
     check.add_argument(
@@ -30,6 +34,18 @@ def register(commands: Any) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     return print_registry(entries(), lambda name: describe(load(name)))
+
+
+def _show(args: argparse.Namespace) -> int:
+    from agentrl.cli.listing import print_options
+
+    cls = load(args.name)
+    print(f"{args.name}: {describe(cls)}")
+    print_options(cls.options_cls, "--env-arg KEY=VALUE, or env_args: {KEY: VALUE} in a config")
+    if cls.train_defaults:
+        shown = ", ".join(f"{k}={v}" for k, v in cls.train_defaults.items())
+        print(f"training defaults (agentrl train, under --config and the flags): {shown}")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

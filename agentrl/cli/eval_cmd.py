@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         _pick(args, "group_size", "max_concurrent", "max_total_tokens", "seed"),
         owner="rollout",
     )
+    from agentrl.engines.loading import resolve_device
+
+    resolve_device(args.device)  # a GPU that is not there: one line before anything loads
     check_model_name(args.model)  # a typo in a path is one line now, not hub retries after the environment
     args.model = run_model(args.model)  # a run folder: its last checkpoint
     factory, tasks = _environment(args)

@@ -1,8 +1,10 @@
 """``agentrl train``: train a model on an environment with an algorithm.
 
-Options come from, in order: the defaults, ``--config FILE`` (YAML), the named flags, and
-``--set section.key=value``. The run directory ``runs/<name>/`` must not exist unless
-``--resume`` (continue from its last checkpoint) or ``--overwrite`` (start afresh).
+Options come from, in order: the defaults, the environment's own training defaults (a
+per-turn token budget and the like), ``--config`` (a recipe's name or a YAML file), the named
+flags, and ``--set section.key=value``. The run directory ``runs/<name>/`` must not exist unless
+``--resume`` (continue from its last checkpoint; the run keeps its environment, objective, model
+and seed) or ``--overwrite`` (start afresh).
 """
 
 from __future__ import annotations
@@ -142,13 +144,33 @@ def _config_and_run_dir(args: argparse.Namespace, leads: bool) -> tuple[TrainCon
             raise AgentRLError(f"cannot resume: run directory {run_dir} does not exist")
         if not (run_dir / "config.yaml").is_file():
             raise AgentRLError(f"{run_dir} is not a run directory (no config.yaml)")
-        return train_config.load(run_dir / "config.yaml", overrides), run_dir
+        if args.config:
+            raise AgentRLError(f"--resume takes the run's own config ({run_dir / 'config.yaml'}), not --config")
+        stored = train_config.load(run_dir / "config.yaml")
+        config = train_config.load(run_dir / "config.yaml", overrides)
+        _same_run(run_dir, stored, config)
+        return config, run_dir
     config = train_config.load(args.config, overrides)
     name = args.name or f"{_safe(config.env)}-{_safe(config.algo)}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.runs_dir) / name
     if leads:
         _fresh_run_dir(run_dir, args)
     return config, run_dir
+
+
+IDENTITY = ("env", "env_args", "algo", "algo_args", "model", "seed")
+"""What a run is: a resume may change its length, schedule and logging, not these."""
+
+
+def _same_run(run_dir: Path, stored: TrainConfig, config: TrainConfig) -> None:
+    """A one-line refusal when ``--resume`` flags would make the run another one."""
+    changed = [key for key in IDENTITY if getattr(stored, key) != getattr(config, key)]
+    if changed:
+        was = ", ".join(f"{key}={getattr(stored, key)!r}" for key in changed)
+        raise AgentRLError(
+            f"{run_dir} was trained with {was}; a resumed run keeps its {', '.join(changed)} "
+            f"(start a new run, or drop those flags)"
+        )
 
 
 def _safe(name: str) -> str:
@@ -192,11 +214,13 @@ def _finished(run_dir: Path, config: TrainConfig) -> bool:
 
 
 def _check_before_start(config: TrainConfig) -> None:
-    """What a typo can get wrong, checked in one line each before a model loads: the objective and
-    its options, the environment and its options, a model path that does not exist (not a minute
-    of hub retries)."""
+    """What a typo can get wrong, checked in one line each before a model loads: a device that is
+    not there, the objective and its options, the environment and its options, a model path that
+    does not exist (not a minute of hub retries)."""
     from agentrl.algos import make as make_algorithm
+    from agentrl.engines.loading import resolve_device
 
+    resolve_device(config.device)
     make_algorithm(config.algo, **config.algo_args)
     make_env(config.env, **config.env_args).close()
     check_model_name(config.model)

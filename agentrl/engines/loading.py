@@ -16,12 +16,24 @@ from agentrl.errors import ModelLoadError, first_line  # first_line: also import
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: a GPU when one is visible, else the CPU. A GPU that is not there is a one-line
+    ``ModelLoadError`` here, not a traceback from the first tensor sent to it."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as exc:
         raise ModelLoadError(f"bad device {device!r}: {exc}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ModelLoadError(
+                f"device {device}: no CUDA GPU is visible (torch {torch.__version__}, {build}); "
+                "use --device cpu, or install a CUDA build of torch on a GPU machine"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {device}: only {torch.cuda.device_count()} GPU(s) are visible")
+    return resolved
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -248,6 +248,9 @@ class Env(gymnasium.Env[list[Message], str], ABC):
     """Training options this environment needs to learn (dotted keys, as ``--set`` takes them:
     ``{"sampling.max_new_tokens": 128}`` for turns that hold a program). ``agentrl train`` puts
     them over its own defaults, under a ``--config`` file and the command line."""
+    options_cls: ClassVar[type | None] = None
+    """The dataclass of this environment's options (``--env-arg KEY=VALUE``), with each field's
+    help in its metadata, for ``agentrl envs show``; None for an environment without one."""
     action_space: Space[str] = UnicodeText()
     observation_space: Space[list[Message]] = ChatMessages()
     _registration_spec: RegistrationSpec | None = None

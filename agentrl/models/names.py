@@ -47,12 +47,15 @@ def check_model_name(name: str | None, flag: str = "--model") -> None:
 
 def run_model(name: str | None, flag: str = "--model") -> str | None:
     """``name``, or, when it is a run folder (a ``config.yaml``, no ``config.json``), the model
-    directory of its last checkpoint: ``runs/x`` -> ``runs/x/checkpoints/last``. A run folder
+    directory of its last checkpoint: ``runs/x`` (or ``runs/x/checkpoints``) ->
+    ``runs/x/checkpoints/last``. A run folder
     with no checkpoint yet is a one-line ``ModelLoadError``."""
     if name is None:
         return None
     path = Path(name).expanduser()
-    if not (path / "config.yaml").is_file() or (path / "config.json").is_file():
+    if path.name == "checkpoints" and (path.parent / "config.yaml").is_file():
+        path = path.parent  # a run's checkpoints folder: its last one too
+    elif not (path / "config.yaml").is_file() or (path / "config.json").is_file():
         return name
     last = path / "checkpoints" / "last"
     if not (last / "config.json").is_file():

@@ -79,7 +79,7 @@ class TrainConfig:
     env: str = option("math_tool", "environment name (agentrl envs list) or module:Class")
     env_args: dict[str, Any] = option({}, "environment options, e.g. {max_turns: 4}")  # noqa: RUF009
     algo: str = option("vcpo", "algorithm name (agentrl algos list)")
-    algo_args: dict[str, Any] = option({}, "the algorithm's own options, e.g. {clip_high: 0.28}")  # noqa: RUF009
+    algo_args: dict[str, Any] = option({}, "the algorithm's own options (algos show NAME), e.g. {kl_coef: 0.01}")  # noqa: RUF009
     model: str | None = option(None, "model directory or hub name; None = the default model shipped with agentrl")
     steps: int = option(60, "rollout batches (each followed by the learner's update)")
     tasks_per_step: int = option(16, "tasks sampled from the train split per step")

@@ -1,11 +1,13 @@
-"""Ctrl-C during training: the step in progress finishes, is checkpointed, and the run stops
-with the line that resumes it; a second Ctrl-C aborts at once.
+"""Ctrl-C (or SIGTERM, as a scheduler sends it) during training: the step in progress finishes,
+is checkpointed, and the run stops with the line that resumes it; a second signal aborts at
+once, saying where a resume would start.
 
-Owns ``StopAfterStep``, a context manager around the training loop that takes SIGINT while it
-is active (only in the main thread, and only where SIGINT still raises ``KeyboardInterrupt``,
-so a host application's own handler is left alone) and ``Interrupted``, the exception the loop
-raises once the step is saved. Nothing else in agentrl handles SIGINT for training; rollout
-workers ignore it (their learner stops them).
+Owns ``StopAfterStep``, a context manager around the training loop that takes SIGINT and SIGTERM
+while it is active (only in the main thread, and only where the signal still has Python's own
+behaviour: ``KeyboardInterrupt`` for SIGINT, the default for SIGTERM, so a host application's own
+handler is left alone) and ``Interrupted``, the exception the loop raises once the step is saved.
+Nothing else in agentrl handles these signals for training; rollout workers ignore SIGINT (their
+learner stops them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
 
 
@@ -21,33 +24,38 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopAfterStep:
-    """While active, the first SIGINT sets ``requested`` (and says so on stderr); the second
-    raises ``KeyboardInterrupt`` where the program is."""
+    """While active, the first SIGINT or SIGTERM sets ``requested`` (and says so on stderr); the
+    second raises ``KeyboardInterrupt`` where the program is, with ``resume_hint()`` in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume_hint: Callable[[], str] = lambda: "") -> None:
         self.requested = False
-        self._previous: object = None
+        self.resume_hint = resume_hint
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopAfterStep:
-        if threading.current_thread() is threading.main_thread() and (
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        if threading.current_thread() is threading.main_thread():
+            for signum, untouched in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+                if signal.getsignal(signum) is untouched:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous = {}
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.requested:
-            raise KeyboardInterrupt
+            hint = self.resume_hint()
+            raise KeyboardInterrupt(
+                f"aborted on a second {name}; the step in progress was not saved" + (f"; {hint}" if hint else "")
+            )
         self.requested = True
         print(
-            "\nagentrl: Ctrl-C: stopping once this step is trained and saved (Ctrl-C again to abort now)",
+            f"\nagentrl: {name}: stopping once this step is trained and saved ({name} again to abort now)",
             file=sys.stderr,
             flush=True,
         )

@@ -266,7 +266,7 @@ class Trainer:
         self.state.wandb_id = logger.wandb_id
         self.source.start(self.state.step)
         try:
-            with StopAfterStep() as ctrl_c:
+            with StopAfterStep(self._resume_hint) as ctrl_c:
                 self._loop(logger, ctrl_c, progress)
         finally:
             self.source.stop()

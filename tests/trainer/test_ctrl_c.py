@@ -77,6 +77,27 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path):
     finally:
         training.kill()
     assert training.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "agentrl: interrupted", err
+    assert err.strip().splitlines()[-1] == (
+        "agentrl: interrupted: aborted on a second Ctrl-C; the step in progress was not saved; "
+        f"agentrl train --resume {run} continues from the start (no checkpoint yet)"
+    ), err
     assert time.monotonic() - aborted < 10
     assert max(steps(run)) == 1  # the step in progress was not finished
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    """A scheduler's SIGTERM: the step is finished and saved, and the line says how to resume."""
+    run = tmp_path / "r"
+    training = train("--steps", "200", *FAST, "--runs-dir", str(tmp_path), "--name", "r")
+    try:
+        wait_for_step(run, training, 1)
+        training.send_signal(signal.SIGTERM)
+        _, err = training.communicate(timeout=120)
+    finally:
+        training.kill()
+    assert training.returncode == 130, err
+    assert "agentrl: SIGTERM: stopping once this step is trained and saved" in err
+    stopped = max(steps(run))
+    assert err.strip().splitlines()[-1].startswith(f"agentrl: interrupted: stopped after step {stopped}; ")
+    assert (run / "checkpoints" / f"step-{stopped:06d}").is_dir()

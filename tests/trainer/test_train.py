@@ -106,6 +106,11 @@ def test_train_writes_a_run_directory_that_eval_can_read(tiny_chatml, tmp_path, 
         f"To train further: agentrl train --resume {run} --steps 4\n"
     )
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
+    for flags in (["--env", "search_qa"], ["--algo", "vcpo"], ["--set", "algo_args.clip_high=0.3"], ["--seed", "7"]):
+        assert main(["train", "--resume", str(run), "--steps", "4", *flags]) == 2  # another run: refused
+        err = capsys.readouterr().err
+        assert err.startswith(f"agentrl: error: {run} was trained with ") and "a resumed run keeps its" in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
 
 
 @pytest.mark.slow
