@@ -92,7 +92,7 @@ class ReplayBuffer:
 
     def record_groups(self, rewards: torch.Tensor, groups: torch.Tensor) -> None:
         """Append the mean reward of each group in the batch (in group-index order) to the history."""
-        ids, inverse = torch.unique(groups, return_inverse=True)
+        ids, inverse = torch.unique(groups.cpu(), return_inverse=True)  # the history is host-side: on the CPU
         sums = torch.zeros(len(ids), dtype=torch.float64).index_add_(0, inverse, rewards.detach().double().cpu())
         counts = torch.bincount(inverse, minlength=len(ids)).double()
         self.history.extend((sums / counts).tolist())

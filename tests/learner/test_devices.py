@@ -1,0 +1,104 @@
+"""The device audit (agentrl.testing.devices) on a CPU: it catches what a GPU would refuse, lets
+through what a GPU allows, and every objective's update, along every code path its options open,
+runs on a virtual ``cuda:0`` learner without a device mistake, checkpoint save and load included."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from agentrl.algos import make, names
+from agentrl.batch import TokenBatch
+from agentrl.engines.loading import load_model
+from agentrl.learner import LearnerConfig, TorchLearner
+from agentrl.testing.devices import DeviceAudit, DeviceMismatch, device_of
+from agentrl.testing.variants import objective_variants
+
+CUDA = torch.device("cuda", 0)
+
+
+# ---- the audit itself
+
+
+def test_mixing_devices_is_refused_where_a_gpu_refuses_it(tmp_path):
+    with DeviceAudit() as audit:
+        on_gpu = torch.arange(4.0).cuda()
+        with pytest.raises(DeviceMismatch, match=r"add: tensors on cpu and cuda:0, at .*test_devices.py"):
+            torch.ones(4) + on_gpu
+        with pytest.raises(DeviceMismatch, match="index_add_"):
+            torch.zeros(2).index_add_(0, torch.tensor([0, 1, 0, 1], device=on_gpu.device), torch.ones(4))
+        with pytest.raises(DeviceMismatch, match="__getitem__"):
+            torch.ones(4)[torch.tensor([0, 1], device="cuda")]  # CUDA indices into a CPU tensor
+        with pytest.raises(DeviceMismatch, match="numpy"):
+            on_gpu.numpy()
+        with pytest.raises(DeviceMismatch, match="multinomial"):
+            torch.multinomial(on_gpu.softmax(0), 1, generator=torch.Generator())  # a CPU generator
+        assert audit.operations > 0
+
+
+def test_what_a_gpu_allows_passes_and_devices_follow_the_data(tmp_path):
+    with DeviceAudit():
+        x = torch.arange(4.0, device="cuda")
+        assert x.device == CUDA and x.is_cuda and (x * 2).device == CUDA
+        assert (x + torch.tensor(1.0)).device == CUDA  # a 0-dim CPU tensor beside a CUDA one
+        assert x[torch.tensor([0, 2])].device == CUDA  # CPU indices into a CUDA tensor
+        assert torch.zeros(2).device.type == "cpu" and torch.zeros(2, device=x.device).device == CUDA
+        assert x.cpu().device.type == "cpu" and x.device == CUDA  # a move leaves the source where it was
+        assert x.to(torch.ones(1)).device.type == "cpu" and x.to(torch.float64).device == CUDA
+        y = torch.empty(4, device="cuda").copy_(torch.ones(4))  # copies cross devices
+        assert y.device == CUDA and float(y.sum()) == 4.0  # the data is real: numbers still compute
+        assert torch.multinomial(x.softmax(0), 1, generator=torch.Generator(device="cuda")).device == CUDA
+        layer = torch.nn.Linear(2, 2).to("cuda")
+        layer(torch.ones(1, 2, device="cuda")).sum().backward()
+        assert layer.weight.device == CUDA and layer.weight.grad.device == CUDA
+        torch.optim.AdamW(layer.parameters()).step()
+        torch.save({"w": layer.weight.detach(), "cpu": torch.ones(1)}, tmp_path / "s.pt")
+        loaded = torch.load(tmp_path / "s.pt")
+        assert loaded["w"].device == CUDA and loaded["cpu"].device.type == "cpu"
+        assert torch.load(tmp_path / "s.pt", map_location="cpu")["w"].device.type == "cpu"
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append((torch.ones(2, device="cuda") * 2).device))
+        thread.start()
+        thread.join()
+        assert seen == [CUDA]  # a thread started inside the audit is audited
+    assert not hasattr(torch.Generator(), "virtual_device") and torch.load is not None  # all restored
+
+
+# ---- every objective, every code path, on a virtual GPU learner
+
+VARIANTS = [(name, options) for name in names() for options in objective_variants(name)]
+REPLAY = {"buffer_size": 1, "replay_T": 1, "bonus_T": 1}  # SPEAR: replay fires on the second step
+
+
+@pytest.fixture(scope="module")
+def cpu_batch(trajectories) -> TokenBatch:
+    """A real rollout batch, on the CPU as the trainer builds it, with reward spread in every group."""
+    batch = TokenBatch.from_trajectories(trajectories)
+    return batch.with_fields(rewards=batch.rewards + 0.25 * (torch.arange(batch.size) % 3))
+
+
+def _id(name: str, options: dict) -> str:
+    return name + "-" + (",".join(f"{k}={v}" for k, v in options.items()) or "defaults")
+
+
+@pytest.mark.parametrize(("name", "options"), VARIANTS, ids=[_id(n, o) for n, o in VARIANTS])
+def test_every_objective_trains_on_a_gpu_without_a_device_mistake(name, options, tiny_chatml, cpu_batch, tmp_path):
+    """One update (two epochs, so the second runs off-policy) on a virtual GPU; SPEAR two, so its
+    replay fires; at the defaults also a checkpoint saved, loaded and trained on."""
+    algorithm = make(name, **({**REPLAY, **options} if name == "spear" else options))
+    config = LearnerConfig(epochs=1 if algorithm.on_policy_only else 2, minibatches=1)
+    with DeviceAudit() as audit:
+        model = load_model(str(tiny_chatml), device="cuda")
+        learner = TorchLearner(model, algorithm, config)
+        assert device_of(next(learner.model.parameters())) == CUDA
+        for _ in range(2 if name == "spear" else 1):
+            metrics = learner.train_step(cpu_batch)
+        if not options:
+            learner.save(tmp_path)
+            learner.load(tmp_path)
+            metrics = learner.train_step(cpu_batch)
+    assert audit.operations > 1000 and all(torch.tensor(v).isfinite() for v in metrics.values())
+    if name == "spear":
+        assert metrics.get("replay/rows", 0) > 0 or options.get("replay_coef") == 0, metrics  # replay ran
