@@ -21,15 +21,15 @@ import torch
 def top_std_groups(rewards: torch.Tensor, groups: torch.Tensor, ratio: float) -> torch.Tensor:
     """(B,) True for rows whose group is among the ``ceil(ratio x groups)`` with the largest
     population standard deviation of ``rewards``."""
-    n, like = int(groups.max()) + 1, {"dtype": rewards.dtype, "device": rewards.device}  # the batch's device
-    size = torch.zeros(n, **like).index_add_(0, groups, torch.ones_like(rewards))
-    mean = torch.zeros(n, **like).index_add_(0, groups, rewards) / size.clamp(min=1)
-    var = torch.zeros(n, **like).index_add_(0, groups, (rewards - mean[groups]) ** 2) / size.clamp(min=1)
+    zeros = rewards.new_zeros(int(groups.max()) + 1)  # on the batch's device, in its dtype
+    size = zeros.clone().index_add_(0, groups, torch.ones_like(rewards))
+    mean = zeros.clone().index_add_(0, groups, rewards) / size.clamp(min=1)
+    var = zeros.clone().index_add_(0, groups, (rewards - mean[groups]) ** 2) / size.clamp(min=1)
     present = (size > 0).nonzero().squeeze(-1)
     keep = math.ceil(ratio * present.numel())
     spread = var.tolist()
     order = sorted(present.tolist(), key=lambda g: (-spread[g], g))  # largest spread first, then earlier
-    kept = torch.zeros(n, dtype=torch.bool, device=groups.device)
+    kept = torch.zeros(len(zeros), dtype=torch.bool, device=groups.device)
     kept[order[:keep]] = True
     return kept[groups]
 

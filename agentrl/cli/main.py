@@ -10,6 +10,7 @@ Subcommands live in their own modules and register here.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(2)
         return 2
     except KeyboardInterrupt as exc:  # a training run stopped at a step's end says how to resume it
+        # an abort can land inside an episode's task; asyncio's "exception never retrieved" report
+        # of it at exit would bury the line below
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         print(f"agentrl: interrupted: {exc}" if str(exc) else "agentrl: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (``agentrl algos list | head``): stop quietly

@@ -140,7 +140,7 @@ class DeviceAudit:
         new_parameter = torch.nn.Parameter.__new__
 
         def parameter(cls: type, data: torch.Tensor | None = None, requires_grad: bool = True) -> Any:
-            made = new_parameter(cls, data, requires_grad)  # torch makes it in C++: out of the mode's sight
+            made: torch.Tensor = new_parameter(cls, data, requires_grad)  # made in C++, out of the mode's sight
             _set(made, device_of(data) if data is not None else CPU)
             return made
 
@@ -226,6 +226,7 @@ class DeviceAudit:
     def _move(self, func: Any, args: tuple, kwargs: dict) -> Any:
         """``.to`` / ``.cuda`` / ``.cpu``: the data stays, the result is on the target."""
         tensor, rest = args[0], list(args[1:])
+        target: torch.device | None = None
         if func is torch.Tensor.cpu:
             target = CPU
         elif func is torch.Tensor.cuda:
@@ -235,7 +236,6 @@ class DeviceAudit:
             )
             rest, kwargs = [], {k: v for k, v in kwargs.items() if k in ("non_blocking", "memory_format")}
         else:
-            target = None
             if rest and isinstance(rest[0], torch.Tensor):  # .to(other): other's device and dtype
                 rest[0], target = rest[0].dtype, device_of(rest[0])
             copy = kwargs.pop("copy", False)
@@ -247,6 +247,7 @@ class DeviceAudit:
             rest = []
             kwargs = {"dtype": dtype, "non_blocking": non_blocking, "memory_format": memory_format, "copy": copy}
             kwargs = {k: v for k, v in kwargs.items() if v is not None and v is not False}
+        assert target is not None
         result = tensor.to(*rest, **kwargs) if rest or kwargs else tensor
         if result is tensor and target != device_of(tensor):
             result = tensor.clone()  # a move makes a new tensor; the source stays where it was
@@ -268,7 +269,7 @@ class DeviceAudit:
 
     def _load(self, f: Any, *args: Any, map_location: Any = None, **kwargs: Any) -> Any:
         located = _normalize(map_location) if isinstance(map_location, str | torch.device) else None
-        result = _ORIGINAL_LOAD(f, *args, map_location=CPU if located is not None else map_location, **kwargs)
+        result = _ORIGINAL_LOAD(f, *args, **{**kwargs, "map_location": CPU if located is not None else map_location})
         saved = self._saved.get(str(f)) if located is None else None
         tensors = list(_tensors(result))
         for i, tensor in enumerate(tensors):

@@ -19,7 +19,15 @@ FAST += ["--set", "checkpoint_every=1000", "--set", "samples_every=0", "--no-pro
 
 def train(*args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "agentrl.cli.main", "train", "--env", "math", *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it, even when this test runs where SIGINT is ignored (a shell's
+    # background job): the child starts with SIGINT's default
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def steps(run: Path) -> list[int]:

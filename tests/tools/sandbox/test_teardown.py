@@ -67,7 +67,11 @@ def start_victim(backend: str, tmp_path: Path) -> subprocess.Popen:
     script = tmp_path / "victim.py"
     script.write_text(VICTIM.format(tests=str(Path(__file__).parents[2]), hide=HIDE))
     victim = subprocess.Popen(
-        [sys.executable, str(script), backend], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, str(script), backend],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # where SIGINT is ignored (a background job)
     )
     assert victim.stdout is not None
     assert victim.stdout.readline().strip() == "ready"
