@@ -106,7 +106,10 @@ def register(commands: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _checked(args: argparse.Namespace) -> tuple[SamplingParams, RolloutConfig]:
+    """The sampling and rollout settings, with every mistake in the arguments one line before
+    anything loads: a bad number, a GPU that is not there, a model path that does not exist (not
+    hub retries after the environment). A run folder as ``--model`` becomes its last checkpoint."""
     if args.num_tasks < 1:
         raise ConfigError(f"eval: -n must be >= 1, got {args.num_tasks}")
     if not 0.0 <= args.max_service_failure_rate <= 1.0:
@@ -123,9 +126,14 @@ def run(args: argparse.Namespace) -> int:
     )
     from agentrl.engines.loading import resolve_device
 
-    resolve_device(args.device)  # a GPU that is not there: one line before anything loads
-    check_model_name(args.model)  # a typo in a path is one line now, not hub retries after the environment
-    args.model = run_model(args.model)  # a run folder: its last checkpoint
+    resolve_device(args.device)
+    check_model_name(args.model)
+    args.model = run_model(args.model)
+    return params, config
+
+
+def run(args: argparse.Namespace) -> int:
+    params, config = _checked(args)
     factory, tasks = _environment(args)
 
     from agentrl.engines.factory import make_engine
