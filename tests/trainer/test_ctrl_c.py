@@ -44,18 +44,25 @@ def wait_for_step(run: Path, process: subprocess.Popen, step: int) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.slow
-def test_ctrl_c_saves_the_step_and_resume_continues(tmp_path):
-    run = tmp_path / "r"
-    training = train("--steps", "200", *FAST, "--runs-dir", str(tmp_path), "--name", "r")
+def stop_after_a_step(run: Path, signum: int) -> str:
+    """Start a long run in ``run``, send ``signum`` once its first step is logged, and return its
+    stderr once it has exited with 130."""
+    training = train("--steps", "200", *FAST, "--runs-dir", str(run.parent), "--name", run.name)
     try:
         wait_for_step(run, training, 1)
-        training.send_signal(signal.SIGINT)
+        training.send_signal(signum)
         _, err = training.communicate(timeout=120)
     finally:
         training.kill()
     assert training.returncode == 130, err
-    assert "stopping once this step is trained and saved" in err
+    return err
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_step_and_resume_continues(tmp_path):
+    run = tmp_path / "r"
+    err = stop_after_a_step(run, signal.SIGINT)
+    assert "agentrl: Ctrl-C: stopping once this step is trained and saved" in err
     last = err.strip().splitlines()[-1]
     stopped = max(steps(run))
     assert last == (
@@ -97,14 +104,7 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path):
 def test_sigterm_stops_like_ctrl_c(tmp_path):
     """A scheduler's SIGTERM: the step is finished and saved, and the line says how to resume."""
     run = tmp_path / "r"
-    training = train("--steps", "200", *FAST, "--runs-dir", str(tmp_path), "--name", "r")
-    try:
-        wait_for_step(run, training, 1)
-        training.send_signal(signal.SIGTERM)
-        _, err = training.communicate(timeout=120)
-    finally:
-        training.kill()
-    assert training.returncode == 130, err
+    err = stop_after_a_step(run, signal.SIGTERM)
     assert "agentrl: SIGTERM: stopping once this step is trained and saved" in err
     stopped = max(steps(run))
     assert err.strip().splitlines()[-1].startswith(f"agentrl: interrupted: stopped after step {stopped}; ")
