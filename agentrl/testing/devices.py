@@ -1,20 +1,21 @@
 """A device audit that runs on a CPU: every tensor gets a virtual device, and an operation that
 mixes devices the way a GPU would refuse fails at once, naming the operation and the devices.
 
-Owns ``DeviceAudit``, a torch function mode. Inside it, all data stays on the CPU, but each
-tensor carries the device it would be on: a tensor made without a device is on ``cpu`` (as on a
-GPU machine), one made with ``device=`` or moved with ``.to`` / ``.cuda`` / ``.cpu`` is where it
-was sent, and an operation's result is where its inputs are. ``tensor.device`` reports the
-virtual device, so code that allocates "on the same device as x" is followed faithfully.
-Refused, as CUDA refuses them: tensors of two devices in one operation (a 0-dim CPU tensor
-beside a CUDA one is allowed; so is indexing a CUDA tensor with CPU indices, not the reverse),
-``.numpy()`` of a CUDA tensor, and a random generator of another device than the tensor it
-fills. The mode follows into threads started inside it; ``torch.save`` / ``torch.load`` keep
-devices (``map_location`` included); ``torch.Generator(device=...)`` makes a CPU generator that
-remembers its virtual device; ``nn.Parameter`` keeps its data's device; and ``torch.cuda``
-answers as on a machine with one GPU (available, one device, no-op synchronisation, empty RNG
-state), so code takes the branches it takes on a GPU. What it does not see: code that never calls torch in Python
-(a C++ extension's own allocations) and other processes.
+Owns ``DeviceAudit``, a torch function mode. Inside it, data meant for CUDA stays on the CPU,
+but each tensor carries the device it would be on (only CUDA is virtual; ``meta`` and the CPU
+are real): a tensor made without a device is on ``cpu`` (as on a GPU machine), one made with
+``device=`` or moved with ``.to`` / ``.cuda`` / ``.cpu`` is where it was sent, and an
+operation's result is where its inputs are. ``tensor.device`` reports the virtual device, so
+code that allocates "on the same device as x" is followed faithfully. Refused, as CUDA refuses
+them: tensors of two devices in one operation (a 0-dim CPU tensor beside a CUDA one is allowed;
+so is indexing a CUDA tensor with CPU indices, not the reverse), ``.numpy()`` of a CUDA tensor,
+and a random generator of another device than the tensor it fills. The mode follows into threads
+started inside it; ``torch.save`` / ``torch.load`` keep devices (``map_location`` included);
+``torch.Generator(device=...)`` makes a CPU generator that remembers its virtual device;
+``nn.Parameter`` keeps its data's device; and ``torch.cuda`` answers as on a machine with one
+GPU (available, one device, no-op synchronisation, empty RNG state), so code takes the branches
+it takes on a GPU. What it does not see: code that never calls torch in Python (a C++
+extension's own allocations) and other processes.
 """
 
 from __future__ import annotations
@@ -37,22 +38,32 @@ class DeviceMismatch(AssertionError):
 
 
 def device_of(tensor: torch.Tensor) -> torch.device:
-    """The virtual device of ``tensor`` (``cpu`` unless the audit placed it elsewhere)."""
-    return getattr(tensor, _TAG, CPU)
+    """The device ``tensor`` is on as the audited code sees it: the virtual CUDA device the audit
+    placed it on, else its real one (``cpu``, or ``meta`` for a tensor without data)."""
+    virtual = getattr(tensor, _TAG, None)
+    if virtual is not None:
+        return virtual
+    with torch._C.DisableTorchFunction():  # the real device, without asking the audit again
+        return tensor.device
+
+
+def _virtual(device: torch.device) -> bool:
+    """Whether the audit stands in for ``device``: CUDA only. Every other device (``meta``, on which
+    transformers builds a model before loading its weights) is real, data and all."""
+    return device.type == "cuda"
 
 
 def _normalize(device: Any) -> torch.device:
     device = torch.device(device)
-    return torch.device(device.type, 0) if device.type != "cpu" and device.index is None else device
+    return torch.device("cuda", 0) if device.type == "cuda" and device.index is None else device
 
 
 def _set(tensor: Any, device: torch.device) -> None:
     if isinstance(tensor, torch.Tensor):
-        if device == CPU:
-            if hasattr(tensor, _TAG):
-                delattr(tensor, _TAG)
-        else:
+        if _virtual(device):
             setattr(tensor, _TAG, device)
+        elif hasattr(tensor, _TAG):
+            delattr(tensor, _TAG)
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
@@ -198,7 +209,8 @@ class DeviceAudit:
         target = device_of(args[0]) if func in _ACROSS else self._check(func, args, kwargs)
         if "device" in kwargs and kwargs["device"] is not None:
             target = _normalize(kwargs["device"])
-            kwargs = {**kwargs, "device": CPU}
+            if _virtual(target):  # made on the CPU, tagged below
+                kwargs = {**kwargs, "device": CPU}
         result = func(*args, **kwargs)
         inputs = {id(t) for t in _tensors((args, kwargs))}
         _map(result, lambda t: None if id(t) in inputs else _set(t, target))
@@ -248,7 +260,8 @@ class DeviceAudit:
             kwargs = {"dtype": dtype, "non_blocking": non_blocking, "memory_format": memory_format, "copy": copy}
             kwargs = {k: v for k, v in kwargs.items() if v is not None and v is not False}
         assert target is not None
-        result = tensor.to(*rest, **kwargs) if rest or kwargs else tensor
+        real = CPU if _virtual(target) else target  # where the data goes: the CPU stands in for CUDA
+        result = tensor.to(real, *rest, **kwargs)
         if result is tensor and target != device_of(tensor):
             result = tensor.clone()  # a move makes a new tensor; the source stays where it was
         _set(result, target)

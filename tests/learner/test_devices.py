@@ -66,6 +66,22 @@ def test_what_a_gpu_allows_passes_and_devices_follow_the_data(tmp_path):
     assert not hasattr(torch.Generator(), "virtual_device") and torch.load is not None  # all restored
 
 
+def test_a_model_loaded_inside_the_audit_is_the_model_loaded_outside(tiny_chatml):
+    """transformers builds a model on the meta device, then loads and initialises it. The audit once
+    made ``meta`` virtual too, so the rotary embedding's ``inv_freq`` (a buffer computed, not
+    loaded) was left as uninitialised memory, and the engine sampled from NaN now and then."""
+    outside = load_model(str(tiny_chatml), "cpu", "float32")
+    for _ in range(3):  # uninitialised memory differs from load to load
+        with DeviceAudit():
+            assert torch.empty(2, device="meta").is_meta and torch.empty(2, device="meta").device.type == "meta"
+            assert torch.ones(2, device="cuda").to("meta").is_meta
+            inside = load_model(str(tiny_chatml), "cuda", "float32")
+            assert all(device_of(t) == CUDA for t in [*inside.parameters(), *inside.buffers()])
+        expected = dict(outside.named_buffers()) | dict(outside.named_parameters())
+        for name, tensor in [*inside.named_buffers(), *inside.named_parameters()]:
+            assert torch.equal(tensor, expected[name]), name
+
+
 # ---- every objective, every code path, on a virtual GPU learner
 
 VARIANTS = [(name, options) for name in names() for options in objective_variants(name)]

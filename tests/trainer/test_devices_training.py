@@ -1,11 +1,6 @@
-"""Whole synchronous training runs on a virtual GPU (agentrl.testing.devices): rollouts on the
-engine, the batch, the learner's update, the weights synced to the engine, evaluation and
-checkpoints, without a tensor on the wrong device.
-
-Not here yet: ``--resume`` and ``--async`` under the audit. There, the engine sometimes sampled
-from NaN probabilities (a resumed run in about one run in three, an asynchronous one once in CI),
-and never without the audit; until that is explained, checkpoint loading is audited at the learner
-(tests/learner/test_devices.py) and the asynchronous stream is not (docs/gpu.md)."""
+"""Whole training runs on a virtual GPU (agentrl.testing.devices): rollouts on the engine, the
+batch, the learner's update, the weights synced to the engine, evaluation, checkpoints and
+resume, synchronous and asynchronous, without a tensor on the wrong device."""
 
 from __future__ import annotations
 
@@ -36,10 +31,22 @@ def steps(run) -> list[int]:
         ("vcpo", ["--set", "algo_args.kl_coef=0.01"]),  # KL to the reference
     ],
 )
-def test_a_synchronous_run(algo, extra, tiny_chatml, tmp_path):
+def test_a_synchronous_run_and_its_resume(algo, extra, tiny_chatml, tmp_path):
     run = tmp_path / algo
     with DeviceAudit() as audit:
         common = ["--model", str(tiny_chatml), "--env", "math_tool", "--algo", algo, *SMALL, *extra]
-        assert main(["train", *common, "--steps", "3", "--runs-dir", str(tmp_path), "--name", algo]) == 0
+        assert main(["train", *common, "--steps", "2", "--runs-dir", str(tmp_path), "--name", algo]) == 0
+        assert main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0
     assert steps(run) == [0, 1, 2, 3] and audit.operations > 10_000
     assert (run / "checkpoints" / "step-000003").is_dir()
+
+
+@pytest.mark.slow
+def test_an_asynchronous_run(tiny_chatml, tmp_path):
+    """The rollout stream on its own thread (audited too), the weights published to its engine."""
+    with DeviceAudit() as audit:
+        args = ["--model", str(tiny_chatml), "--env", "math_tool", "--algo", "grpo", *SMALL, "--async"]
+        args += ["--set", "asynchronous.worker=thread", "--max-staleness", "1", "--steps", "3"]
+        assert main(["train", *args, "--runs-dir", str(tmp_path), "--name", "async"]) == 0
+    assert steps(tmp_path / "async") == [0, 1, 2, 3] and audit.operations > 10_000
+    assert len(audit.threads) >= 2  # the stream's thread was audited as well as the learner's
