@@ -31,8 +31,6 @@ class LearnerBackend:
     build: Callable[[nn.Module, Algorithm, LearnerConfig], TorchLearner]
     # trains data-parallel over the ranks of a launched run (agentrl train --nproc N)
     data_parallel: bool = False
-    # the dtype the trained model is loaded in ("auto": the device's default)
-    weights_dtype: str = "auto"
     # joins a launched run's process group its own way (given the timeout in minutes); None: torch's
     join: Callable[[float], None] | None = None
 
@@ -70,8 +68,7 @@ def _deepspeed_join(timeout_min: float) -> None:
 
 _BACKENDS = {
     "torch": LearnerBackend("torch", _torch),
-    # float32 weights: ZeRO's step checks the gradient norm in float32, which discards a non-finite step
-    "deepspeed": LearnerBackend("deepspeed", _deepspeed, True, "float32", _deepspeed_join),
+    "deepspeed": LearnerBackend("deepspeed", _deepspeed, True, _deepspeed_join),
 }
 
 

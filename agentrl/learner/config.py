@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from agentrl.config import check_choice, check_range, option
 from agentrl.errors import ConfigError
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp64")
+
 
 @dataclass
 class LearnerConfig:
@@ -29,7 +31,19 @@ class LearnerConfig:
     minibatches: int = option(1, "optimizer steps per epoch over the rollout batch")
     epochs: int = option(1, "passes over the rollout batch")
     recompute_old_logprobs: bool = option(True, "recompute pi_old with the learner; False uses the sampler's logprobs")
-    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp64")
+    precision: str = option(
+        "auto",
+        "the forward and backward's arithmetic: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 (autocast), fp16 "
+        "(autocast with dynamic loss scaling) or fp64; the weights and optimizer state are weights_dtype",
+    )
+    weights_dtype: str = option(
+        "float32",
+        "the trained weights and their AdamW state: float32 (master weights, what mixed precision keeps) or "
+        "bfloat16 (half their memory, but an update below bfloat16's resolution, about 0.4% of a weight, is lost)",
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute each layer's activations in the backward pass instead of keeping them (less memory)"
+    )
     value_lr: float | None = option(None, "learning rate of the value head (ppo); None = lr")
     logits_chunk: int | None = option(
         None,
@@ -59,6 +73,13 @@ class LearnerConfig:
         check_choice("learner", "zero_stage", self.zero_stage, (2, 3))
         check_range("learner", "gather_bucket_mb", self.gather_bucket_mb, 0)
         check_range("learner", "dist_timeout_min", self.dist_timeout_min, 0.01)
+        if self.backend == "deepspeed" and (self.weights_dtype != "float32" or self.precision in ("bf16", "fp16")):
+            # ZeRO's step checks the gradient norm for inf / NaN in float32; that check is what
+            # discards a non-finite step (deepspeed_learner), and bf16 weights would skip it
+            raise ConfigError(
+                "learner.backend=deepspeed trains float32 weights in float32 for now: set "
+                "learner.weights_dtype=float32 and learner.precision to auto or fp32"
+            )
         if self.offload_params and self.zero_stage != 3:
             raise ConfigError(
                 "learner: offload_params=true needs zero_stage=3 (ZeRO-2 keeps whole parameters on each rank)"
@@ -72,6 +93,7 @@ class LearnerConfig:
         check_range("learner", "epochs", self.epochs, 1)
         if self.logits_chunk is not None:
             check_range("learner", "logits_chunk", self.logits_chunk, 0)
-        check_choice("learner", "precision", self.precision, ("auto", "fp32", "bf16", "fp64"))
+        check_choice("learner", "precision", self.precision, PRECISIONS)
+        check_choice("learner", "weights_dtype", self.weights_dtype, ("float32", "bfloat16"))
         if self.max_grad_norm is not None:
             check_range("learner", "max_grad_norm", self.max_grad_norm, 0)

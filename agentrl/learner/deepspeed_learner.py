@@ -112,13 +112,13 @@ class DeepSpeedLearner(TorchLearner):
                 f"{algorithm.name} asks for per-trajectory gradient norms, which ZeRO-3's partitioned "
                 "parameters cannot give; use learner.zero_stage=2"
             )
-        self.autocast = c.precision == "bf16"  # auto means float32 here, on a GPU too
-        if self.autocast or any(p.dtype != torch.float32 for p in model.parameters()):
+        self.autocast = None  # float32 (LearnerConfig refuses bf16 and fp16 here), auto too, on a GPU too
+        if any(p.dtype != torch.float32 for p in model.parameters()):
             # in float32 ZeRO's step checks the gradient norm for inf / NaN; that check is what
             # discards a non-finite step (see _accumulate), and bf16 parameters would skip it
             raise ConfigError(
                 "learner.backend=deepspeed trains float32 weights for now: load the model in float32 "
-                "and set learner.precision to auto or fp32"
+                "(learner.weights_dtype=float32)"
             )
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         groups = [

@@ -102,7 +102,8 @@ def forward_tokens(
             entropy = None if entropy is None else torch.where(keep, entropy, 0.0)
         return logprobs, entropy, values
     base, head = parts
-    hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # (B, T-1, H)
+    # no KV cache: nothing is decoded after a teacher-forced pass (a model's config may ask for one)
+    hidden = base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state[:, :-1]
     b, t = input_ids.shape[0], input_ids.shape[1] - 1
     flat, targets = hidden.reshape(b * t, hidden.shape[-1]), input_ids[:, 1:].reshape(b * t)  # (N, H), (N,)
     index = None if positions is None else positions[:, 1:].reshape(b * t).nonzero().squeeze(-1)  # (n,)
@@ -190,7 +191,12 @@ def _forward_full(
     value_head: ValueHead | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """The reference path: the model's full ``(B, T, V)`` logits, one log-softmax over them."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=value_head is not None)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        output_hidden_states=value_head is not None,
+        use_cache=False,
+    )
     logp_all = sampling_logprobs(out.logits[:, :-1], temperature)  # (B, T-1, V)
     logprobs = shift_right(logp_all.gather(-1, input_ids[:, 1:, None]).squeeze(-1))
     entropy = None

@@ -3,7 +3,8 @@
 Owns the update: pi_old (and reference / value) recomputation, or on an exactly on-policy
 step pi_old from the loss's own forward (``pi_old_from_loss``), advantages through the
 algorithm, micro-batching (``agentrl.learner.micro``) with global counts, gradient
-clipping, AdamW, the per-step learning-rate hook, bf16 autocast on CUDA, and the skipping
+clipping, AdamW, the per-step learning-rate hook, precision (bf16 or fp16 autocast over float32
+master weights, fp16 with dynamic loss scaling), gradient checkpointing, and the skipping
 of non-finite steps. It calls
 the algorithm's methods and hooks and never branches on an algorithm's name
 (docs/algorithms.md#the-learners-update). It changes a batch only through
@@ -37,7 +38,11 @@ from agentrl.learner.metrics import RunningMetrics, StepMetrics, behavior_weight
 from agentrl.learner.micro import MicroBatch, gather, micro_batches
 from agentrl.learner.scores import score_grad_sq_norms
 
-_DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "bf16": torch.float32}
+_DTYPES = {"fp64": torch.float64}  # the batch's float dtype (logprobs, masks, advantages); else float32
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# fp16's first loss scale: torch's default (2^16) overflows the first few steps' gradients, and each
+# overflow skips a step, which in RL is a whole rollout batch; the scale grows back every 2,000 steps
+LOSS_SCALE_INIT = 2.0**10
 
 
 class TorchLearner:
@@ -61,8 +66,14 @@ class TorchLearner:
             )
         self.device = next(model.parameters()).device
         precision = self.config.precision
-        self.autocast = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.autocast: torch.dtype | None = _AUTOCAST.get(precision)  # the forward's compute dtype, if not the weights'
         self.dtype = _DTYPES.get(precision, torch.float32)
+        fp16 = precision == "fp16"
+        self.scaler = torch.amp.GradScaler(self.device.type, init_scale=LOSS_SCALE_INIT) if fp16 else None
+        if self.config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         self.reference = self._reference(reference)
         self.value_head = self._value_head() if algorithm.needs_value_head else None
         self.optimizer = torch.optim.AdamW(
@@ -233,7 +244,7 @@ class TorchLearner:
         """Add the pass's gradient; once the step's loss is not finite, nothing more (the step
         will be skipped)."""
         if finite:
-            loss.backward()
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
 
     def _all_finite(self, finite: bool) -> bool:
         """Whether every process's loss was finite (one process: its own)."""
@@ -259,6 +270,8 @@ class TorchLearner:
             return metrics.values, old
         lr = self.config.lr * factor * self._warmup_factor()
         metrics.add({"grad/norm": grad_norm, "learner/lr": lr, "learner/skipped": 0.0})
+        if self.scaler is not None:
+            metrics.add({"learner/loss_scale": self.scaler.get_scale()})
         return metrics.values, old
 
     def _warmup_factor(self) -> float:
@@ -272,12 +285,19 @@ class TorchLearner:
         the step (the caller skips it)."""
         if not finite:
             return float("nan")
+        if self.scaler is not None:  # fp16: the true gradients, before clipping; inf where the scale overflowed
+            self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         limit = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
         if math.isfinite(grad_norm):
             with self._scaled_lr(lr_factor):
-                self.optimizer.step()
+                if self.scaler is None:
+                    self.optimizer.step()
+                else:
+                    self.scaler.step(self.optimizer)
+        if self.scaler is not None:
+            self.scaler.update()  # halves the scale after an overflow (that step is skipped), else may grow it
         return grad_norm
 
     @contextlib.contextmanager
@@ -302,7 +322,7 @@ class TorchLearner:
         value: bool = False,
         entropy_grad: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        autocast = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
         with autocast:
             logprobs, ent, values = forward_tokens(
                 model,
@@ -330,6 +350,7 @@ class TorchLearner:
             "algorithm": self.algorithm.state_dict(),
             "step": self.step,
             "skipped_steps": self.skipped_steps,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
 
     def save(self, folder: Path) -> None:
@@ -356,6 +377,19 @@ class TorchLearner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state.get("algorithm", {}))
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Recompute each layer's activations in the backward pass (``learner.gradient_checkpointing``);
+    transformers does it in training mode. Non-reentrant: it needs no input that requires grad."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"learner.gradient_checkpointing: the model ({type(model).__name__}) does not support it; "
+            "set learner.gradient_checkpointing=false"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore[operator]
 
 
 def read_state(path: Path) -> dict[str, Any]:

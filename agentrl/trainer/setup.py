@@ -49,7 +49,7 @@ def make_learner(config: TrainConfig, algorithm: Algorithm) -> Learner:
     """The learner of this rank: rank 0 of several leads the others (``agentrl.trainer.ranks``)."""
     path = resolve_model(config.model)
     torch.manual_seed(config.seed)
-    policy = load_model(path, config.device, dtype=learners.backend(config.learner.backend).weights_dtype).train()
+    policy = load_model(path, config.device, dtype=config.learner.weights_dtype).train()
     learner = learners.make(policy, algorithm, config.learner)
     leads = ranks.rank() == 0 and ranks.learner_ranks(config.asynchronous.workers) > 1
     return LeaderLearner(learner) if leads else learner
