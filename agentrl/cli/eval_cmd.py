@@ -12,13 +12,15 @@ model: it exits 1 with one line naming the services and writes no ``metrics.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import functools
 import json
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,18 +138,47 @@ def run(args: argparse.Namespace) -> int:
     params, config = _checked(args)
     factory, tasks = _environment(args)
 
-    from agentrl.engines.factory import make_engine
-    from agentrl.engines.loading import load_tokenizer
     from agentrl.trainer.setup import resolve_model
 
     out = Path(args.output or f"runs/eval-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_output_dir(out)  # before the model loads: a typo costs nothing
     model = resolve_model(args.model)
-    tokenizer = load_tokenizer(model)
+    with merged_if_adapter(model) as loadable:  # metrics.json names the model as given
+        return _evaluate(args, model, loadable, params, config, factory, tasks, out)
+
+
+@contextlib.contextmanager
+def merged_if_adapter(model: str) -> Iterator[str]:
+    """``model``, or for a LoRA checkpoint a temporary model directory with the adapter merged
+    into its base (removed afterwards), so that every engine loads it."""
+    from agentrl.learner import lora
+
+    if not lora.is_adapter_dir(model):
+        yield model
+        return
+    with tempfile.TemporaryDirectory(prefix="agentrl-merged-") as tmp:
+        print(f"model: {model} is a LoRA adapter; merging it into its base, {lora.base_of(model)}", flush=True)
+        yield str(lora.merge_adapter_dir(model, Path(tmp) / "model"))
+
+
+def _evaluate(
+    args: argparse.Namespace,
+    model: str,
+    loadable: str,
+    params: SamplingParams,
+    config: RolloutConfig,
+    factory: Callable[[], Env],
+    tasks: list[Task],
+    out: Path,
+) -> int:
+    from agentrl.engines.factory import make_engine
+    from agentrl.engines.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(loadable)
     sections = {"transformers": {"max_batch_size": args.max_concurrent}}
     engine_config = EngineConfig(backend=args.engine, dtype=args.dtype, sections=sections)
     engine_config.place(args.device)
-    engine = make_engine(engine_config, model, tokenizer, device=args.device)
+    engine = make_engine(engine_config, loadable, tokenizer, device=args.device)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

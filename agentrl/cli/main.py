@@ -19,7 +19,17 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from agentrl import __version__
-from agentrl.cli import algos_cmd, configs_cmd, envs_cmd, eval_cmd, plot_cmd, serve_cmd, tools_cmd, train_cmd
+from agentrl.cli import (
+    algos_cmd,
+    configs_cmd,
+    envs_cmd,
+    eval_cmd,
+    export_cmd,
+    plot_cmd,
+    serve_cmd,
+    tools_cmd,
+    train_cmd,
+)
 from agentrl.errors import AgentRLError, AgentRLWarning
 
 
@@ -82,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(commands)
     configs_cmd.register(commands)
     plot_cmd.register(commands)
+    export_cmd.register(commands)
     serve_cmd.register(commands)
     tools_cmd.register(commands)
     _with_defaults(parser)

@@ -158,7 +158,7 @@ def _config_and_run_dir(args: argparse.Namespace, leads: bool) -> tuple[TrainCon
     return config, run_dir
 
 
-IDENTITY = ("env", "env_args", "algo", "algo_args", "model", "seed")
+IDENTITY = ("env", "env_args", "algo", "algo_args", "model", "lora", "seed")
 """What a run is: a resume may change its length, schedule and logging, not these."""
 
 

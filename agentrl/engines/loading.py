@@ -80,6 +80,11 @@ def _check_location(name_or_path: str) -> None:
     if looks_local and not path.is_dir():
         raise ModelLoadError(f"model directory {name_or_path} does not exist")
     if path.is_dir() and not (path / "config.json").is_file():
+        if (path / "adapter_config.json").is_file():
+            raise ModelLoadError(
+                f"{name_or_path} is a LoRA adapter, not a whole model: agentrl eval takes it as it is; "
+                f"elsewhere, merge it into its base first (agentrl export {name_or_path} --out DIR)"
+            )
         raise ModelLoadError(f"{name_or_path} is not a Hugging Face model directory (no config.json)")
 
 

@@ -1,10 +1,10 @@
 """The learner interface that every backend implements (plain PyTorch now, DeepSpeed later).
 
-Owns the contract only: ``train_step(batch) -> metrics`` takes a ``TokenBatch`` whose
-rewards and masks are set and returns flat, namespaced float metrics; the weights for the
-inference engine come from ``policy_state()``; a checkpoint folder is written by ``save(folder)``
-and read back by ``load(folder)``;
-``close()`` releases what the learner holds beyond its own process (other ranks).
+Owns the contract only: ``train_step(batch) -> metrics`` takes a ``TokenBatch`` whose rewards
+and masks are set and returns flat, namespaced float metrics; the weights for the inference
+engine come from ``policy_state()`` (whole, under the plain model's names, LoRA merged); a
+checkpoint folder is written by ``save(folder)`` and read back by ``load(folder)``; ``close()``
+releases what the learner holds beyond its own process (other ranks).
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ class Learner(Protocol):
     @property
     def model(self) -> Any:
         """The policy (a Hugging Face model: its configuration and ``save_pretrained``)."""
+        ...
+
+    @property
+    def lora(self) -> Any:
+        """The LoRA adapters trained (``agentrl.learner.lora.Adapters``; their ``save`` writes the
+        adapter, the checkpoint's policy), or None when every weight trains."""
         ...
 
     def train_step(self, batch: TokenBatch) -> dict[str, float]: ...

@@ -1,4 +1,5 @@
-"""``LearnerConfig``: the optimizer and batching settings of a learner backend.
+"""``LearnerConfig``: the optimizer and batching settings of a learner backend; ``LoraConfig``:
+the LoRA adapters it may train instead of every weight (``agentrl.learner.lora``).
 
 Owns only settings that are the learner's own (optimizer, micro-batching, precision). An
 objective's settings live in its own config (``agentrl.algos``), never here.
@@ -6,12 +7,13 @@ objective's settings live in its own config (``agentrl.algos``), never here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentrl.config import check_choice, check_range, option
 from agentrl.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp64")
+ALL_LINEAR = "all-linear"  # LoRA on every linear layer but the output projection
 
 
 @dataclass
@@ -97,3 +99,36 @@ class LearnerConfig:
         check_choice("learner", "weights_dtype", self.weights_dtype, ("float32", "bfloat16"))
         if self.max_grad_norm is not None:
             check_range("learner", "max_grad_norm", self.max_grad_norm, 0)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = option(0, "LoRA rank r; 0 = no LoRA (every weight trains)")
+    alpha: float = option(32.0, "LoRA alpha: an adapter's update is scaled by alpha / rank")
+    dropout: float = option(
+        0.0, "dropout on the adapters' input; above 0 the learner's pi_old and loss passes see different masks"
+    )
+    target_modules: list[str] = field(
+        default_factory=lambda: [ALL_LINEAR],
+        metadata={
+            "help": "the layers given adapters: all-linear (every linear layer but the output projection) "
+            "or module names, e.g. [q_proj, v_proj]"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        check_range("lora", "rank", self.rank, 0)
+        check_range("lora", "alpha", self.alpha, 0.0)
+        check_range("lora", "dropout", self.dropout, 0.0, 0.99)
+        if isinstance(self.target_modules, str):
+            self.target_modules = [self.target_modules]
+        if not self.target_modules:
+            raise ConfigError("lora: target_modules is empty; use [all-linear] or name the layers")
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank

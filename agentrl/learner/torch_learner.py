@@ -32,6 +32,7 @@ from agentrl.algos.base import Algorithm, LossInputs
 from agentrl.algos.core import GlobalCounts
 from agentrl.batch import TokenBatch
 from agentrl.errors import CheckpointError, ConfigError
+from agentrl.learner import lora
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.forward import ValueHead, forward_tokens
 from agentrl.learner.metrics import RunningMetrics, StepMetrics, behavior_weight_stats
@@ -70,6 +71,7 @@ class TorchLearner:
             precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.autocast: torch.dtype | None = _AUTOCAST.get(precision)  # the forward's compute dtype, if not the weights'
         self.dtype = _DTYPES.get(precision, torch.float32)
+        self.lora = lora.adapters_of(model)  # adapters only train; the reference is the base with them off
         fp16 = precision == "fp16"
         self.scaler = torch.amp.GradScaler(self.device.type, init_scale=LOSS_SCALE_INIT) if fp16 else None
         if self.config.gradient_checkpointing:
@@ -90,6 +92,8 @@ class TorchLearner:
     def _reference(self, reference: nn.Module | None) -> nn.Module | None:
         if not self.algorithm.needs_reference:
             return None
+        if reference is None and self.lora is not None:
+            return self.model  # run with its adapters off (_as_reference): no second model in memory
         ref = reference if reference is not None else copy.deepcopy(self.model)
         return ref.eval().requires_grad_(False)
 
@@ -183,7 +187,8 @@ class TorchLearner:
                     if v is not None:
                         values.append(v)
                 if self.reference is not None:
-                    ref.append(self._forward(self.reference, mb.batch)[0])
+                    with self._as_reference():
+                        ref.append(self._forward(self.reference, mb.batch)[0])
         like = batch.loss_mask
         if not self.config.recompute_old_logprobs:
             batch = batch.with_fields(old_logprobs=batch.behavior_logprobs.clone())
@@ -338,13 +343,25 @@ class TorchLearner:
         cast = batch.loss_mask.dtype
         return logprobs.to(cast), None if ent is None else ent.to(cast), None if values is None else values.to(cast)
 
+    def _as_reference(self) -> contextlib.AbstractContextManager[None]:
+        """The reference pass's context: with LoRA, the policy's adapters off (the base model)."""
+        return lora.adapters_off(self.model) if self.reference is self.model else contextlib.nullcontext()
+
     # ---- weights and checkpoints ----------------------------------------------------------
-    def policy_state(self) -> dict[str, torch.Tensor]:
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """The model's weights as they are trained (with LoRA: base layers and adapters apart)."""
         return {k: v.detach() for k, v in self.model.state_dict().items()}
 
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """The policy's whole weights under the plain model's names: what an engine loads (with
+        LoRA, the adapters merged into the base weights)."""
+        state = self.full_state()
+        return lora.merged(state, self.lora.config.scaling) if self.lora is not None else state
+
     def state_dict(self) -> dict[str, Any]:
+        weights = self.model.state_dict()
         return {
-            "model": self.model.state_dict(),
+            "model": lora.adapter_state(weights) if self.lora is not None else weights,  # LoRA: the adapters
             "value_head": self.value_head.state_dict() if self.value_head is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algorithm.state_dict(),
@@ -354,8 +371,11 @@ class TorchLearner:
         }
 
     def save(self, folder: Path) -> None:
-        """Write what resuming needs into the checkpoint ``folder`` (``learner.pt``)."""
+        """Write what resuming needs into the checkpoint ``folder`` (``learner.pt``); with LoRA,
+        also the adapter in peft's format (the checkpoint's policy)."""
         torch.save(self.state_dict(), folder / "learner.pt")
+        if self.lora is not None:
+            lora.save_adapter(self.lora, self.model.state_dict(), folder)
 
     def load(self, folder: Path) -> None:
         """Restore what ``save`` wrote into ``folder``."""
@@ -371,7 +391,7 @@ class TorchLearner:
         """Release what the learner holds beyond its own process (one process: nothing)."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        self._load_weights(state["model"])
         if self.value_head is not None and state.get("value_head") is not None:
             self.value_head.load_state_dict(state["value_head"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -379,6 +399,20 @@ class TorchLearner:
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """The model's weights from a checkpoint: all of them, or with LoRA the adapters (the
+        base weights are the base model's, loaded with it)."""
+        if self.lora is None:
+            self.model.load_state_dict(weights)
+            return
+        expected = {k: v.shape for k, v in lora.adapter_state(self.model.state_dict()).items()}
+        if {k: v.shape for k, v in weights.items()} != expected:  # other layers, or another rank
+            raise CheckpointError(
+                f"the checkpoint's adapters do not fit this model's ({len(weights)} tensors, {len(expected)} "
+                "expected): resume with the lora options it was written with"
+            )
+        self.model.load_state_dict(weights, strict=False)
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:

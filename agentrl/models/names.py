@@ -58,6 +58,6 @@ def run_model(name: str | None, flag: str = "--model") -> str | None:
     elif not (path / "config.yaml").is_file() or (path / "config.json").is_file():
         return name
     last = path / "checkpoints" / "last"
-    if not (last / "config.json").is_file():
+    if not (last / "config.json").is_file() and not (last / "adapter_config.json").is_file():  # a model, or LoRA
         raise ModelLoadError(f"{flag} {name} is a run folder with no checkpoint yet ({last} does not exist)")
     return str(last)

@@ -1,8 +1,8 @@
 """Checkpoints: written atomically, found again on resume.
 
 Owns the on-disk layout of ``runs/<name>/checkpoints/``: one folder per step
-(``step-000010/``) holding the policy as a Hugging Face model directory (so ``agentrl eval
---model runs/<name>/checkpoints/last`` works), what the learner writes to resume (its
+(``step-000010/``) holding the policy as a Hugging Face model directory, or with LoRA as a peft
+adapter (either way ``agentrl eval --model runs/<name>/checkpoints/last`` works), what the learner writes to resume (its
 ``save``: ``learner.pt`` with the model, optimizer, value head and the algorithm's state such
 as a replay buffer; the DeepSpeed learner adds each rank's ZeRO shards under ``deepspeed/``),
 ``rng.pt`` and ``trainer.json``; and ``last``, a link to the newest complete one.
@@ -47,7 +47,8 @@ def save(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        learner.model.save_pretrained(tmp, state_dict=learner.policy_state())  # whole weights, also under ZeRO-3
+        if learner.lora is None:  # with LoRA, learner.save writes the adapter: the checkpoint's policy
+            learner.model.save_pretrained(tmp, state_dict=learner.policy_state())  # whole weights, also under ZeRO-3
         tokenizer.save_pretrained(tmp)
         learner.save(tmp)
         torch.save(rng_state(), tmp / "rng.pt")

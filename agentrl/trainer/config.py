@@ -21,7 +21,7 @@ from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_defaults, engine_help
 from agentrl.errors import AgentRLError, ConfigError, first_line
 from agentrl.learner import backend as learner_backend
-from agentrl.learner.config import LearnerConfig
+from agentrl.learner.config import LearnerConfig, LoraConfig
 
 
 @dataclass
@@ -69,6 +69,7 @@ class AsyncConfig:
 SECTIONS = {
     "sampling": SamplingParams,
     "learner": LearnerConfig,
+    "lora": LoraConfig,
     "engine": EngineConfig,
     "asynchronous": AsyncConfig,
 }
@@ -106,6 +107,9 @@ class TrainConfig:
     )
     learner: LearnerConfig = field(
         default_factory=lambda: LearnerConfig(lr=2e-4, micro_batch_size=32), metadata={"help": "optimizer and batching"}
+    )
+    lora: LoraConfig = field(
+        default_factory=LoraConfig, metadata={"help": "LoRA adapters (lora.rank > 0) instead of training every weight"}
     )
     engine: EngineConfig = field(default_factory=EngineConfig, metadata={"help": "the inference engine"})
     asynchronous: AsyncConfig = field(default_factory=AsyncConfig, metadata={"help": "asynchronous training"})

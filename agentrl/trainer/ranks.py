@@ -99,6 +99,11 @@ class LeaderLearner:
     def step(self) -> int:
         return self.inner.step
 
+    @property
+    def lora(self) -> Any:
+        """Rank 0's LoRA adapters (``agentrl.learner.lora.Adapters``), or None."""
+        return getattr(self.inner, "lora", None)
+
     def _call(self, method: str, *args: Any) -> Any:
         shared(Call(method, args))
         return getattr(self.inner, method)(*args)

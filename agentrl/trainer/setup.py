@@ -19,7 +19,7 @@ from agentrl.engines.base import Engine
 from agentrl.engines.factory import make_engine
 from agentrl.engines.loading import load_model, load_tokenizer
 from agentrl.errors import ModelLoadError
-from agentrl.learner import Learner
+from agentrl.learner import Learner, lora
 from agentrl.trainer import ranks
 from agentrl.trainer.config import TrainConfig
 from agentrl.trainer.ranks import LeaderLearner
@@ -50,6 +50,8 @@ def make_learner(config: TrainConfig, algorithm: Algorithm) -> Learner:
     path = resolve_model(config.model)
     torch.manual_seed(config.seed)
     policy = load_model(path, config.device, dtype=config.learner.weights_dtype).train()
+    if config.lora.enabled:
+        policy = lora.apply(policy, config.lora, base=path)
     learner = learners.make(policy, algorithm, config.learner)
     leads = ranks.rank() == 0 and ranks.learner_ranks(config.asynchronous.workers) > 1
     return LeaderLearner(learner) if leads else learner
