@@ -23,6 +23,8 @@ objective, the micro-batch plan, pi_old, advantages and metrics are ``TorchLearn
   (stopping the backwards instead left ZeRO's partial sums behind for the next step).
 - Under ZeRO-3 the weights handed to the engine are gathered ``gather_bucket_mb`` of full-size
   parameters at a time (``ds_numel``, not the partitioned ``numel()``).
+- With LoRA only the adapters are in the optimizer; the shards of a checkpoint leave the frozen
+  base weights out (they are the base model's), and rank 0 writes the adapter in peft's format.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from torch import nn
 from agentrl.algos.base import Algorithm
 from agentrl.batch import TokenBatch
 from agentrl.errors import CheckpointError, ConfigError
+from agentrl.learner import lora
 from agentrl.learner.config import LearnerConfig
 from agentrl.learner.metrics import StepMetrics
 from agentrl.learner.micro import MicroBatch
@@ -131,7 +134,7 @@ class DeepSpeedLearner(TorchLearner):
         self.model = self.engine.module.policy
         self.value_head = self.engine.module.value_head
         self.device = self.engine.device  # the engine puts each rank's model on its own GPU (LOCAL_RANK)
-        if self.reference is not None:
+        if self.reference is not None and self.reference is not self.model:  # LoRA: the policy itself
             self.reference.to(self.device)
         self._deepspeed = deepspeed
         self._passes_left = 0
@@ -234,9 +237,15 @@ class DeepSpeedLearner(TorchLearner):
         ``folder/deepspeed``; rank 0 writes ``learner.pt``. Collective: returns on every rank once
         all have written (``folder`` must be one directory for all ranks: a shared filesystem
         across nodes)."""
-        self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG, save_latest=False)
+        frozen = self.lora is not None  # LoRA: the shards hold the adapters; the base is the base model's
+        self.engine.save_checkpoint(
+            str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG, save_latest=False, exclude_frozen_parameters=frozen
+        )
+        adapter = self.full_state() if self.lora is not None else None  # collective under ZeRO-3
         if self.rank == 0:
             torch.save(self.state_dict(), folder / "learner.pt")
+            if self.lora is not None and adapter is not None:
+                lora.save_adapter(self.lora, adapter, folder)
         dist.barrier()
 
     def load(self, folder: Path) -> None:
@@ -255,16 +264,18 @@ class DeepSpeedLearner(TorchLearner):
                 f"(--nproc x --nnodes) and learner.zero_stage={written[1]}, "
                 f"not {self.world} ranks of ZeRO-{self.config.zero_stage}"
             )
-        loaded, _ = self.engine.load_checkpoint(str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG)
+        loaded, _ = self.engine.load_checkpoint(
+            str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG, load_module_strict=self.lora is None
+        )
         if loaded is None:
             raise CheckpointError(f"DeepSpeed could not load the shards in {shards}")
         self.load_state_dict(state)
 
     # ---- weights ---------------------------------------------------------------------------
-    def policy_state(self) -> dict[str, torch.Tensor]:
-        """The policy's full weights on every rank (gathered a bucket at a time under ZeRO-3)."""
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """The model's full weights on every rank (gathered a bucket at a time under ZeRO-3)."""
         if self.config.zero_stage < 3:
-            return super().policy_state()
+            return super().full_state()
         named = list(self.model.named_parameters(remove_duplicate=False))
         full: dict[int, torch.Tensor] = {}
         for bucket in gather_buckets([p for _, p in named], self.config.gather_bucket_mb * 2**20):

@@ -11,13 +11,14 @@ import dataclasses
 import faulthandler
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from agentrl.algos import make
 from agentrl.engines.loading import load_model
-from agentrl.learner import LearnerConfig, TorchLearner
+from agentrl.learner import LearnerConfig, TorchLearner, lora
 from agentrl.learner.deepspeed_learner import DeepSpeedLearner
 
 ALGOS = {"grpo": {}, "vcpo": {}, "ppo": {}}
@@ -59,6 +60,44 @@ def skipped_step(model_dir: str, batches, stage: int) -> dict:
     return {"skipped": skipped, "max_weight_diff": max(float((a[k] - b[k]).abs().max()) for k in a)}
 
 
+def lora_case(model_dir: str, batches, stage: int, folder: Path) -> dict:
+    """LoRA adapters (B random, so A trains too) under VCPO with KL to the reference, which is the
+    base model with the adapters off: the merged weights equal the one process's; a checkpoint
+    holds the adapter, and a fresh learner resumes from it to the same weights."""
+    config = LearnerConfig(lr=1e-3, micro_batch_size=6, precision="fp32", zero_stage=stage, backend="deepspeed")
+
+    def adapted() -> torch.nn.Module:
+        torch.manual_seed(0)  # peft draws A at random: the same A for every learner and rank
+        model = lora.apply(load_model(model_dir).float().train(), lora.LoraConfig(rank=4, alpha=8.0), model_dir)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(0.05 * torch.randn(p.shape, generator=g))
+        return model
+
+    one = TorchLearner(adapted(), make("vcpo", kl_coef=0.05), config)
+    many = DeepSpeedLearner(adapted(), make("vcpo", kl_coef=0.05), config)
+    assert many.reference is many.model  # no second model
+    one_losses, one_weights = run(one, batches)
+    many_losses, many_weights = run(many, batches)
+    folder.mkdir(exist_ok=True)
+    many.save(folder)
+    resumed = DeepSpeedLearner(adapted(), make("vcpo", kl_coef=0.05), config)
+    resumed.load(folder)
+    back = resumed.policy_state()
+    base = load_model(model_dir).float().state_dict()
+    return {
+        "loss_one": one_losses,
+        "loss_many": many_losses,
+        "max_weight_diff": max(float((one_weights[k] - many_weights[k]).abs().max()) for k in one_weights),
+        "max_update": max(float((one_weights[k] - base[k]).abs().max()) for k in one_weights),
+        "resumed_diff": max(float((back[k] - many_weights[k]).abs().max()) for k in back),
+        "keys_match": sorted(one_weights) == sorted(base),
+        "adapter_written": lora.is_adapter_dir(folder),
+    }
+
+
 def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
     faulthandler.dump_traceback_later(300, exit=True)  # a hang prints every frame and fails, not waits
     batches = torch.load(batch_file, weights_only=False)[:STEPS]
@@ -83,6 +122,7 @@ def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
             ),
         }
     results["skip"] = skipped_step(model_dir, batches, stage)
+    results["lora"] = lora_case(model_dir, batches, stage, Path(out).with_name(f"lora-checkpoint-{stage}"))
     if dist.get_rank() == 0:
         with open(out, "w") as f:
             json.dump(results, f)

@@ -50,7 +50,10 @@ def test_zero_matches_the_one_process_learner(stage, tiny_chatml, trajectories, 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads(out.read_text())
-    skip = results.pop("skip")
+    skip, adapters = results.pop("skip"), results.pop("lora")
+    assert adapters["keys_match"] and adapters["adapter_written"], adapters
+    assert adapters["max_update"] > 1e-4 and adapters["max_weight_diff"] <= 1e-5, adapters  # LoRA, KL to the base
+    assert adapters["resumed_diff"] == 0.0, adapters  # the adapter checkpoint resumes exactly
     assert skip["skipped"] == [1.0, 1.0], skip  # a NaN loss on one rank skips the step on every rank
     assert skip["max_weight_diff"] <= 1e-5, skip  # and leaves nothing behind for the next step
     assert sorted(results) == ["grpo", "ppo", "vcpo"]
