@@ -25,6 +25,7 @@ from agentrl.cli import (
     envs_cmd,
     eval_cmd,
     export_cmd,
+    plan_cmd,
     plot_cmd,
     serve_cmd,
     tools_cmd,
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     configs_cmd.register(commands)
     plot_cmd.register(commands)
     export_cmd.register(commands)
+    plan_cmd.register(commands)
     serve_cmd.register(commands)
     tools_cmd.register(commands)
     _with_defaults(parser)
