@@ -15,9 +15,20 @@ Rows (each measured in this process unless said otherwise):
   pi_old / mu lies in [0.9, 1.1], and the largest |log(pi_old / mu)|.
 - ``colocate``: ``engine.vllm.colocate``: the time to put the vLLM engine (random model) to sleep
   and wake it, and the GPU memory sleeping frees.
-- ``async``: ``agentrl train --async`` for 5 steps (grpo on math_tool, the default model), vLLM
+- ``async``: ``agentrl train --async`` for 5 steps (vcpo on math_tool, the default model), vLLM
   in a rollout worker process on ``cuda`` (``asynchronous.worker_device``), run as a subprocess:
   its wall time and held-out accuracy before and after.
+
+- ``train: ...``: ``agentrl train`` for 3 steps on math_tool (the default model) the ways users
+  run beyond the defaults (``TRAIN_ROWS``): SPEAR with its replay buffer, ST-PPO with the turn-level
+  critic (two epochs), pure bf16 with gradient checkpointing, and LoRA under VCPO with KL (the
+  reference is the base with the adapters off; vLLM receives the merged weights); and a 2-rank
+  DeepSpeed ZeRO-3 run when two GPUs are visible. Each row says whether every step trained (none
+  skipped, every loss finite).
+
+Expected on one H100, not measured yet: learner 30 s, engines 90 s (vLLM's start), agreement
+40 s, colocate 40 s, async 90 s, each transformers-engine training row 20 to 30 s and the LoRA row
+(vLLM) 60 s: about 7 minutes in all, inside ``gpu_check.sh``'s 8-minute timeout.
 
 ``--dry-run`` runs the same code on the CPU with a tiny random model (hidden 64, 2 layers,
 vocabulary 4096) and small sizes so that the script is tested and does not rot
@@ -186,7 +197,7 @@ def async_row(sizes: Sizes, device: str, vllm: bool, runs: Path) -> dict[str, An
         else ["--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=4"]
     )
     cmd = [
-        sys.executable, "-m", "agentrl.cli.main", "train", "--env", "math_tool", "--algo", "grpo",
+        sys.executable, "-m", "agentrl.cli.main", "train", "--env", "math_tool", "--algo", "vcpo",
         "--steps", str(sizes.async_steps), "--async", "--engine", engine, "--device", device,
         "--set", "asynchronous.worker=process", "--set", f"asynchronous.worker_device={device}",
         "--runs-dir", str(runs), "--name", "async", "--no-progress", *small,
@@ -198,6 +209,48 @@ def async_row(sizes: Sizes, device: str, vllm: bool, runs: Path) -> dict[str, An
         raise RuntimeError(f"the async run failed: {proc.stderr.strip().splitlines()[-1:]}")
     summary = next(line for line in proc.stdout.splitlines() if "held-out accuracy" in line)
     return {"engine": engine, "wall_s": wall, "summary": summary}
+
+
+# What users run beyond the default: (name, agentrl train options, whether vLLM samples on a GPU).
+# Each trains the default model on math_tool for TRAIN_STEPS steps in a subprocess; expected time on
+# one H100 (not measured yet): 20 to 30 s each with the transformers engine, 60 s with vLLM's start.
+TRAIN_ROWS = [
+    ("spear replay", ["--algo", "spear", "--set", "algo_args.buffer_size=4", "--set", "algo_args.replay_T=1"], False),
+    ("st_ppo critic", ["--algo", "st_ppo", "--set", "algo_args.advantage=gae", "--set", "learner.epochs=2"], False),
+    ("bf16", ["--algo", "grpo", "--set", "learner.weights_dtype=bfloat16", "--set", "learner.precision=bf16",
+              "--set", "learner.gradient_checkpointing=true"], False),
+    ("lora", ["--algo", "vcpo", "--set", "algo_args.kl_coef=0.01", "--set", "lora.rank=16", "--set", "learner.lr=2e-3"],
+     True),
+]  # fmt: skip
+TRAIN_STEPS = 3
+
+
+def train_row(options: list[str], device: str, vllm: bool, runs: Path, nproc: int = 1) -> dict[str, Any]:
+    """``agentrl train`` with ``options`` as a subprocess: its wall time, its summary line, and
+    that every step trained (no skipped step, every loss finite). The dry run: 2 small steps."""
+    engine = "vllm" if vllm else "transformers"
+    name = f"row{len(list(runs.glob('row*'))) if runs.exists() else 0}"
+    steps, work = (TRAIN_STEPS, ["8", "4", "16"]) if device == "cuda" else (2, ["4", "2", "4"])
+    cmd = [
+        sys.executable, "-m", "agentrl.cli.main", "train", "--env", "math_tool", "--steps", str(steps),
+        "--engine", engine, "--device", device, "--runs-dir", str(runs), "--name", name, "--no-progress",
+        "--set", f"tasks_per_step={work[0]}", "--set", f"group_size={work[1]}", "--set", f"eval_tasks={work[2]}",
+        *options,
+    ]  # fmt: skip
+    if nproc > 1:
+        cmd[4:4] = ["--nproc", str(nproc)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150)  # inside gpu_check.sh's 480 s
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"agentrl train failed: {proc.stderr.strip().splitlines()[-1:]}")
+    rows = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if "loss/total" in r]
+    skipped_steps = max((r.get("learner/skipped_steps", 0.0) for r in trained), default=0.0)
+    finite = all(isinstance(r["loss/total"], float) and r["loss/total"] == r["loss/total"] for r in trained)
+    summary = next(line for line in proc.stdout.splitlines() if "held-out accuracy" in line)
+    return {"engine": engine, "wall_s": wall, "steps": len(trained), "skipped_steps": skipped_steps,
+            "finite": finite, "summary": summary, "expected_steps": steps}  # fmt: skip
 
 
 def shut_down(engine: Any) -> None:
@@ -258,13 +311,21 @@ def table(results: dict[str, Any], device_name: str) -> str:
     def run(r: dict[str, Any]) -> str:
         return f"{r['engine']}, {r['wall_s']:.0f} s: {r['summary']}"
 
+    def trained(r: dict[str, Any]) -> str:
+        whole = r["steps"] == r["expected_steps"] and not r["skipped_steps"] and r["finite"]
+        broken = f"{r['steps']} of {r['expected_steps']} steps, {r['skipped_steps']:.0f} skipped, finite: {r['finite']}"
+        health = "every step trained" if whole else broken
+        return f"{r['engine']}, {r['wall_s']:.0f} s, {health}: {r['summary']}"
+
     rows = [
         ("learner (bf16 on a GPU)", cell("learner", learner)),
         ("engine vllm", cell("engines", engine("vllm"))),
         ("engine transformers", cell("engines", engine("transformers"))),
         ("vLLM vs teacher forcing", cell("agreement", agreement)),
         ("colocate", cell("colocate", colocate)),
-        ("async run", cell("async", run)),
+        ("async run (vcpo)", cell("async", run)),
+        *((f"train: {name}", cell(name, trained)) for name, _, _ in TRAIN_ROWS),
+        ("train: ZeRO-3, 2 ranks", cell("zero3", trained)),
     ]
     return "\n".join([f"| check ({device_name}) | result |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
 
@@ -298,6 +359,15 @@ def main() -> int:
         timed("agreement", lambda: agreement_row(sizes, device) if vllm else skip_vllm, results)
         timed("colocate", lambda: colocate_row(model_dir, device) if vllm else skip_vllm, results)
         timed("async", lambda: async_row(sizes, device, vllm, Path(tmp) / "runs"), results)
+        runs = Path(tmp) / "train"
+        for name, options, on_vllm in TRAIN_ROWS:
+            use_vllm = on_vllm and gpu and vllm
+            timed(name, lambda o=options, v=use_vllm: train_row(o, device, v, runs), results)  # type: ignore[misc]
+        two = not gpu or torch.cuda.device_count() >= 2  # the dry run: two gloo ranks on the CPU
+        zero3 = ["--algo", "grpo", "--set", "learner.backend=deepspeed", "--set", "learner.zero_stage=3"]
+        timed(
+            "zero3", lambda: train_row(zero3, device, False, runs, 2) if two else {"skipped": "needs 2 GPUs"}, results
+        )
     text = table(results, device_name)
     print(text)
     if args.out:

@@ -27,6 +27,9 @@ def test_the_dry_run_fills_every_row(tmp_path):
     assert results["learner"]["tokens_per_s"] > 0 and results["engines"]["transformers"] > 0
     assert results["colocate"] == {"skipped": "needs a GPU", "seconds": results["colocate"]["seconds"]}
     assert "2 steps, held-out accuracy" in results["async"]["summary"]
+    for row in ("spear replay", "st_ppo critic", "bf16", "lora", "zero3"):  # every step trained, losses finite
+        assert (results[row]["steps"], results[row]["skipped_steps"], results[row]["finite"]) == (2, 0.0, True), row
+    assert "every step trained" in table
     if importlib.util.find_spec("vllm") is not None:
         assert results["engines"]["vllm"] > 0
         # vLLM's CPU build and the learner's forward agree on the default model's tokens
