@@ -43,6 +43,11 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def count(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``: a number and its noun, for a message."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def did_you_mean(name: object, known: Iterable[str]) -> str:
     """`` (did you mean 'grpo'?)`` for a name close to one of ``known``, else nothing."""
     by_lower = {str(k).lower(): str(k) for k in known}  # GRPO -> grpo

@@ -17,8 +17,10 @@ import dataclasses
 import datetime
 import functools
 import json
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,8 +50,8 @@ def register(commands: Any) -> None:
     p.add_argument("--env", required=True, help="environment name (see `agentrl envs list`) or module:Class")
     p.add_argument(
         "--model",
-        help="a local Hugging Face model directory, a run folder (its last checkpoint) or a hub name "
-        "(default: the model shipped with agentrl)",
+        help="a local Hugging Face model directory, a run folder (its last checkpoint), a LoRA checkpoint "
+        "(merged into its base for the evaluation) or a hub name (default: the model shipped with agentrl)",
     )
     p.add_argument(
         "-n",
@@ -156,9 +158,27 @@ def merged_if_adapter(model: str) -> Iterator[str]:
     if not lora.is_adapter_dir(model):
         yield model
         return
-    with tempfile.TemporaryDirectory(prefix="agentrl-merged-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="agentrl-merged-") as tmp, _sigterm_interrupts():
         print(f"model: {model} is a LoRA adapter; merging it into its base, {lora.base_of(model)}", flush=True)
         yield str(lora.merge_adapter_dir(model, Path(tmp) / "model"))
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop) as Ctrl-C while a temporary merged model exists, so that it is
+    removed on the way out instead of left in the temporary folder."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _evaluate(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrl.errors import AgentRLError, ModelLoadError
+from agentrl.models.files import readable
 from agentrl.models.names import check_model_name, run_model
 
 RESUME_STATE = {"learner.pt", "rng.pt", "trainer.json", "deepspeed"}  # a checkpoint's files a model does not need
@@ -57,6 +58,7 @@ def export(source: Path, out: Path) -> Path:
             lora.merge_adapter_dir(source, tmp)
         else:
             shutil.copytree(source, tmp, ignore=lambda _, names: [n for n in names if n in RESUME_STATE])
+            readable(tmp)
         if out.exists():
             out.rmdir()  # empty: checked
         tmp.rename(out)

@@ -10,6 +10,7 @@ and seed) or ``--overwrite`` (start afresh).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -21,8 +22,8 @@ from agentrl.cli import launch
 from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.engines.registry import names as engine_backends
 from agentrl.envs import make as make_env
-from agentrl.errors import AgentRLError
-from agentrl.models.names import check_model_name
+from agentrl.errors import AgentRLError, count
+from agentrl.models.names import check_model_name, run_model
 
 if TYPE_CHECKING:
     from agentrl.learner import LearnerBackend
@@ -166,11 +167,19 @@ def _same_run(run_dir: Path, stored: TrainConfig, config: TrainConfig) -> None:
     """A one-line refusal when ``--resume`` flags would make the run another one."""
     changed = [key for key in IDENTITY if getattr(stored, key) != getattr(config, key)]
     if changed:
-        was = ", ".join(f"{key}={getattr(stored, key)!r}" for key in changed)
+        was = ", ".join(_differences(key, getattr(stored, key), getattr(config, key)) for key in changed)
         raise AgentRLError(
             f"{run_dir} was trained with {was}; a resumed run keeps its {', '.join(changed)} "
             f"(start a new run, or drop those flags)"
         )
+
+
+def _differences(key: str, stored: Any, given: Any) -> str:
+    """``key=value`` as the run has it; for a section (``lora``), only its fields that differ."""
+    if dataclasses.is_dataclass(stored) and dataclasses.is_dataclass(given):
+        fields = [f.name for f in dataclasses.fields(stored) if getattr(stored, f.name) != getattr(given, f.name)]
+        return ", ".join(f"{key}.{name}={getattr(stored, name)!r}" for name in fields)
+    return f"{key}={stored!r}"
 
 
 def _safe(name: str) -> str:
@@ -194,7 +203,8 @@ def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> None
     summary = trainer.run(progress=not args.no_progress)
     trainer.models.learner.close()  # on success only: after a failure the launcher stops the other ranks
     before, after = summary["accuracy_before"], summary["accuracy_after"]
-    print(f"{config.algo} on {config.env}: {summary['steps']} steps, held-out accuracy {before:.3f} -> {after:.3f}")
+    steps = count(summary["steps"], "step")
+    print(f"{config.algo} on {config.env}: {steps}, held-out accuracy {before:.3f} -> {after:.3f}")
     print(f"run directory: {run_dir}")
 
 
@@ -224,6 +234,7 @@ def _check_before_start(config: TrainConfig) -> None:
     make_algorithm(config.algo, **config.algo_args)
     make_env(config.env, **config.env_args).close()
     check_model_name(config.model)
+    config.model = run_model(config.model)  # a run folder: its last checkpoint
 
 
 def _check_ranks(learners: int, workers: int, backend: LearnerBackend) -> None:

@@ -7,6 +7,7 @@ reads from a loaded model (its end-of-sequence ids). Nothing here samples.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def quiet_deepspeed_accelerator() -> None:
+    """Tell DeepSpeed it runs on the CPU when no GPU is visible, before anything imports it
+    (transformers through accelerate, peft, the DeepSpeed learner); unasked, it warns that it
+    guessed. Where DS_ACCELERATOR is set already, that stands."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -63,6 +72,7 @@ def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto") -> 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # agentrl shows its own progress; per-load bars are noise
+    quiet_deepspeed_accelerator()
     _check_location(name_or_path)
     torch_device = resolve_device(device)
     try:

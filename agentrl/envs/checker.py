@@ -19,7 +19,7 @@ from typing import Any
 from gymnasium.spaces import Space
 
 from agentrl.envs.base import INFO_KEYS, PARSE_ERROR_KINDS, Env, EnvSpec, EpisodeOverError
-from agentrl.errors import AgentRLError
+from agentrl.errors import AgentRLError, count
 
 PROBES = ("", "I am not sure.", "<tool_call>{not json</tool_call>", "<nosuchtool>1</nosuchtool>")
 
@@ -47,7 +47,7 @@ def check_env(factory: Callable[[], Env], *, seed: int = 0) -> list[str]:
     _expect(isinstance(info, dict) and info.get("turn") == 0, "reset info must have turn == 0")
     again, _ = factory().reset(seed=seed)
     _expect(again == messages, "reset with the same seed must give the same messages")
-    log.append(f"reset: {_count(len(messages), 'message')}, deterministic for seed {seed}")
+    log.append(f"reset: {count(len(messages), 'message')}, deterministic for seed {seed}")
 
     actions = list(env.check_actions) + list(PROBES)
     outside = [a for a in actions if a not in env.action_space]
@@ -72,7 +72,7 @@ def _play(env: Env, seed: int, actions: list[str]) -> str:
         if terminated or truncated:
             _check_over(env)
             shown = f"{float(reward) + 0.0:g}"  # + 0.0: a penalty of -0.0 reads 0
-            return f"{'terminated' if terminated else 'truncated'} after {_count(turn, 'turn')}, reward {shown}"
+            return f"{'terminated' if terminated else 'truncated'} after {count(turn, 'turn')}, reward {shown}"
     raise EnvCheckError(f"episode did not end within the turn budget of {limit} turns")
 
 
@@ -150,7 +150,3 @@ def _strip_latency(items: list[Any]) -> str:
 def _expect(condition: bool, message: str) -> None:
     if not condition:
         raise EnvCheckError(message)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

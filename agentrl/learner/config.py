@@ -36,7 +36,7 @@ class LearnerConfig:
     precision: str = option(
         "auto",
         "the forward and backward's arithmetic: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 (autocast), fp16 "
-        "(autocast with dynamic loss scaling) or fp64; the weights and optimizer state are weights_dtype",
+        "(autocast with dynamic loss scaling) or fp64 (the weights and their optimizer state: learner.weights_dtype)",
     )
     weights_dtype: str = option(
         "float32",
@@ -118,7 +118,8 @@ class LoraConfig:
 
     def __post_init__(self) -> None:
         check_range("lora", "rank", self.rank, 0)
-        check_range("lora", "alpha", self.alpha, 0.0)
+        if not self.alpha > 0:  # alpha = 0 scales every update to nothing: a run that trains nothing
+            raise ConfigError(f"lora: alpha={self.alpha} must be above 0 (the update is scaled by alpha / rank)")
         check_range("lora", "dropout", self.dropout, 0.0, 0.99)
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]

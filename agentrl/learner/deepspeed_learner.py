@@ -42,6 +42,7 @@ from torch import nn
 
 from agentrl.algos.base import Algorithm
 from agentrl.batch import TokenBatch
+from agentrl.engines.loading import quiet_deepspeed_accelerator
 from agentrl.errors import CheckpointError, ConfigError
 from agentrl.learner import lora
 from agentrl.learner.config import LearnerConfig
@@ -54,8 +55,7 @@ DEEPSPEED_DIR, SHARDS_TAG = "deepspeed", "zero"  # a checkpoint's folder/deepspe
 
 def import_deepspeed() -> Any:
     """deepspeed, on the CPU accelerator when torch sees no GPU (a one-line error when absent)."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    quiet_deepspeed_accelerator()
     # DeepSpeed's ZeRO calls collectives torch has renamed; the warning is DeepSpeed's to act on
     warnings.filterwarnings("ignore", r"`torch\.distributed\.\w+` is deprecated", FutureWarning)
     try:

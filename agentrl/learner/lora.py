@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from agentrl.errors import ConfigError, ModelLoadError, first_line
 from agentrl.learner.config import ALL_LINEAR, LoraConfig
+from agentrl.models.files import readable
 
 __all__ = ["ALL_LINEAR", "Adapters", "LoraConfig", "adapters_off", "apply", "merged", "save_adapter"]
 
@@ -46,10 +46,10 @@ class Adapters:
 
 def import_peft() -> Any:
     """peft (a one-line error when absent). peft imports accelerate, which imports DeepSpeed when
-    installed: on a machine without a GPU DeepSpeed is told the CPU, as the DeepSpeed learner does,
-    instead of warning that it guessed."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    installed: DeepSpeed is told the CPU first where no GPU is visible."""
+    from agentrl.engines.loading import quiet_deepspeed_accelerator
+
+    quiet_deepspeed_accelerator()
     try:
         import peft
     except ImportError as err:
@@ -73,7 +73,12 @@ def apply(model: nn.Module, config: LoraConfig, base: str) -> nn.Module:
     """Put adapters into ``model`` in place (B = 0: the model computes what it did) and freeze the
     rest; returns ``model``. ``base`` is where the model was loaded from."""
     peft = import_peft()
-    targets = ALL_LINEAR if config.target_modules == [ALL_LINEAR] else list(config.target_modules)
+    named = list(config.target_modules)
+    if named != [ALL_LINEAR]:
+        _check_targets(model, named)
+    targets: str | list[str] = ALL_LINEAR if named == [ALL_LINEAR] else named
+    local = Path(base).expanduser()
+    base = str(local.resolve()) if local.is_dir() else base  # an adapter names its base from anywhere
     peft_config = _peft_config(config, targets, base)
     try:
         peft.inject_adapter_in_model(peft_config, model, adapter_name=ADAPTER)
@@ -84,6 +89,31 @@ def apply(model: nn.Module, config: LoraConfig, base: str) -> nn.Module:
         raise ConfigError(f"lora.target_modules={config.target_modules} matched no layer of the model")
     object.__setattr__(model, "agentrl_lora", Adapters(config, base, adapted))  # a plain attribute, not a module
     return model
+
+
+def _check_targets(model: nn.Module, targets: list[str]) -> None:
+    """Named targets must be linear layers, and not an output projection that shares its weight
+    with the input embeddings (a merged adapter would change both): a one-line ``ConfigError``
+    naming the layers that can be adapted."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    tied = head is not None and getattr(getattr(model, "config", None), "tie_word_embeddings", False)
+    linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
+    choices = f"layers that can be adapted: {', '.join(sorted(linear))}, or [all-linear]"
+    for target in targets:
+        if target == ALL_LINEAR:
+            raise ConfigError(f"lora.target_modules={targets}: all-linear stands alone; {choices}")
+        found = [m for n, m in model.named_modules() if n == target or n.endswith("." + target)]
+        if not found:
+            raise ConfigError(f"lora.target_modules: no layer is called {target!r}; {choices}")
+        if head is not None and any(m is head for m in found) and tied:
+            raise ConfigError(
+                f"lora.target_modules: {target!r} shares its weight with the input embeddings (tie_word_embeddings), "
+                f"so a merged adapter would change both; {choices}"
+            )
+        if any(not isinstance(m, nn.Linear) for m in found):
+            kind = type(next(m for m in found if not isinstance(m, nn.Linear))).__name__
+            raise ConfigError(f"lora.target_modules: {target!r} is a {kind}, not a linear layer; {choices}")
 
 
 def adapters_of(model: nn.Module) -> Adapters | None:
@@ -165,6 +195,12 @@ def base_of(adapter_dir: str | Path) -> str:
         raise ModelLoadError(f"{adapter_dir} is not a readable LoRA adapter ({first_line(exc)})") from None
     if not base:
         raise ModelLoadError(f"{adapter_dir}/{CONFIG_FILE} names no base model (base_model_name_or_path)")
+    local = Path(str(base)).expanduser()
+    if (local.is_absolute() or str(base).startswith(".")) and not (local / "config.json").is_file():
+        raise ModelLoadError(
+            f"{adapter_dir} was trained on the base model {base}, which is not there any more; put it back, "
+            f"or set base_model_name_or_path in {Path(adapter_dir) / CONFIG_FILE} to where it is now"
+        )
     return str(base)
 
 
@@ -178,6 +214,8 @@ def merge_adapter_dir(adapter_dir: str | Path, out: str | Path) -> Path:
     peft = import_peft()
     hf_logging.disable_progress_bar()  # agentrl says what it does; per-file bars are noise
     base = base_of(adapter_dir)
+    if not (Path(adapter_dir) / WEIGHTS_FILE).is_file():
+        raise ModelLoadError(f"{adapter_dir} has no {WEIGHTS_FILE}: the checkpoint is incomplete; use an earlier one")
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
     except Exception as exc:
@@ -188,6 +226,7 @@ def merge_adapter_dir(adapter_dir: str | Path, out: str | Path) -> Path:
         raise ModelLoadError(f"cannot load the LoRA adapter at {adapter_dir}: {first_line(exc)}") from None
     out = Path(out)
     model.save_pretrained(out)
+    readable(out)
     has_tokenizer = (Path(adapter_dir) / "tokenizer_config.json").is_file()
     AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
     return out

@@ -58,6 +58,11 @@ def run_model(name: str | None, flag: str = "--model") -> str | None:
     elif not (path / "config.yaml").is_file() or (path / "config.json").is_file():
         return name
     last = path / "checkpoints" / "last"
-    if not (last / "config.json").is_file() and not (last / "adapter_config.json").is_file():  # a model, or LoRA
+    if not last.is_dir():
         raise ModelLoadError(f"{flag} {name} is a run folder with no checkpoint yet ({last} does not exist)")
+    if not (last / "config.json").is_file() and not (last / "adapter_config.json").is_file():  # a model, or LoRA
+        raise ModelLoadError(
+            f"{flag} {name}: its last checkpoint, {last.resolve().name}, holds neither a model (config.json) nor a "
+            "LoRA adapter (adapter_config.json); it is damaged: give an earlier checkpoint folder"
+        )
     return str(last)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from agentrl.errors import CheckpointError
+from agentrl.models.files import readable
 
 __all__ = ["CheckpointError", "latest", "load", "save"]
 
@@ -53,6 +54,7 @@ def save(
         learner.save(tmp)
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+        readable(tmp)  # safetensors writes weights as 0600
         _fsync_dir(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

@@ -6,6 +6,8 @@ checkpoint holds the adapter in peft's format."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ import torch
 from agentrl.algos import make
 from agentrl.batch import TokenBatch
 from agentrl.engines.loading import load_model
-from agentrl.errors import CheckpointError, ConfigError
+from agentrl.errors import CheckpointError, ConfigError, ModelLoadError
 from agentrl.learner import LearnerConfig, TorchLearner, lora
 from agentrl.learner.forward import forward_tokens
 
@@ -123,13 +125,41 @@ def test_a_checkpoint_holds_the_adapter_in_peft_format_and_resumes(tiny_chatml, 
         other.load(tmp_path)
 
 
-def test_bad_lora_options_are_one_line_errors(tiny_chatml):
-    with pytest.raises(ConfigError, match="rank"):
-        lora.LoraConfig(rank=-1)
-    with pytest.raises(ConfigError, match=r"target_modules=\[.nope.\]"):
-        lora.apply(
-            load_model(str(tiny_chatml), "cpu", "float32"), lora.LoraConfig(rank=2, target_modules=["nope"]), "x"
-        )
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rank": -1}, "rank"),
+        ({"rank": 8, "alpha": 0.0}, "alpha=0.0 must be above 0"),  # every update scaled to nothing
+        ({"rank": 8, "target_modules": ["nope"]}, "no layer is called 'nope'; layers that can be adapted: down_proj"),
+        ({"rank": 8, "target_modules": ["mlp"]}, "'mlp' is a Qwen2MLP, not a linear layer"),
+        ({"rank": 8, "target_modules": ["embed_tokens"]}, "'embed_tokens' is a Embedding"),
+        ({"rank": 8, "target_modules": ["lm_head"]}, "shares its weight with the input embeddings"),
+        ({"rank": 8, "target_modules": ["all-linear", "q_proj"]}, "all-linear stands alone"),
+    ],
+)
+def test_bad_lora_options_are_one_line_errors(options, message, tiny_chatml):
+    """What an outsider tried: each was accepted once (a tied lm_head then sampled and exported
+    other weights than it trained; embed_tokens crashed; alpha 0 trained nothing; all-linear with
+    a name trained that name alone)."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        lora.apply(load_model(str(tiny_chatml), "cpu", "float32"), lora.LoraConfig(**options), str(tiny_chatml))
+    assert "\n" not in str(caught.value)
+
+
+def test_the_adapter_names_its_base_by_absolute_path_and_says_when_it_is_gone(tiny_chatml, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_chatml.parent)
+    model = lora.apply(load_model(tiny_chatml.name, "cpu", "float32"), OPTIONS, base=tiny_chatml.name)
+    assert model.agentrl_lora.base == str(tiny_chatml.resolve())
+    TorchLearner(model, make("grpo"), LearnerConfig()).save(tmp_path)
+    assert lora.base_of(tmp_path) == str(tiny_chatml.resolve())
+    config = json.loads((tmp_path / lora.CONFIG_FILE).read_text())
+    (tmp_path / lora.CONFIG_FILE).write_text(json.dumps(config | {"base_model_name_or_path": "/gone/model"}))
+    with pytest.raises(ModelLoadError, match="which is not there any more"):
+        lora.base_of(tmp_path)
+    (tmp_path / lora.CONFIG_FILE).write_text(json.dumps(config))
+    (tmp_path / lora.WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelLoadError, match=r"has no adapter_model\.safetensors"):
+        lora.merge_adapter_dir(tmp_path, tmp_path / "merged")
 
 
 def test_the_model_with_adapters_deep_copies(tiny_chatml):

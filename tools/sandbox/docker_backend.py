@@ -18,7 +18,9 @@ or environments.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
+import socket
 import threading
 from typing import Any
 
@@ -42,18 +44,24 @@ class DockerBackend:
             import docker
         except ImportError:
             raise SandboxUnavailable("the docker package is missing (pip install 'agentrl[sandbox]')") from None
+        self.client = client
+        if client is None and not _daemon_listens():
+            raise SandboxUnavailable("no Docker daemon answers (nothing listens on its socket); start dockerd")
         try:
             self.client = client or docker.from_env(
                 timeout=10, max_pool_size=1024
             )  # a pool too small closes attach sockets
             self.client.ping()
         except Exception as exc:
+            self._close_own_client(client)
             raise SandboxUnavailable(f"no Docker daemon answers ({type(exc).__name__}); start dockerd") from None
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
+            self._close_own_client(client)  # auto falls back to bwrap: nothing of Docker's left open
             raise SandboxUnavailable(f"the sandbox image {image} is missing; build it: agentrl sandbox build") from None
         if not seccomp.supported():
+            self._close_own_client(client)
             raise SandboxUnavailable(f"the docker sandbox has no seccomp profile for {platform.machine()}")
         self.limits, self.image = limits, image
         self.owner = Owner.this_process()
@@ -61,6 +69,12 @@ class DockerBackend:
         self._starting = threading.BoundedSemaphore(8)  # the daemon drops attaches when too many start at once
         self.removed_orphans = self.remove_orphans()
         reaper.ensure()
+
+    def _close_own_client(self, given: Any) -> None:
+        """Close the Docker client this backend opened (its socket), not one it was given."""
+        if given is None and self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
 
     def start(self, args: list[str]) -> Channel:
         limits, uid = self.limits, sandbox_uid()
@@ -109,6 +123,23 @@ class DockerBackend:
             _remove(container)
             removed += 1
         return removed
+
+
+def _daemon_listens(path: str = "/var/run/docker.sock") -> bool:
+    """Whether the local daemon's socket takes a connection (True when ``DOCKER_HOST`` names
+    another: the client finds out). Asked before the SDK's client, which, when its first request
+    fails inside its constructor, leaves that socket open."""
+    if os.environ.get("DOCKER_HOST"):
+        return True
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2)
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def _remove(container: Any) -> None:
