@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ from agentrl.algos import make as make_algorithm
 from agentrl.engines.backends import VLLMOptions
 from agentrl.engines.base import SamplingParams
 from agentrl.envs import make as make_env
-from agentrl.errors import AgentRLError, ConfigError
+from agentrl.errors import AgentRLError, AgentRLWarning, ConfigError
 from agentrl.learner.config import LearnerConfig
 from agentrl.trainer import config as train_config
 from agentrl.trainer.config import AsyncConfig
@@ -221,3 +222,11 @@ def test_an_environment_brings_its_training_defaults_under_the_users_choices(tmp
     mine = tmp_path / "mine.yaml"
     mine.write_text("env: tool_use\nsampling: {max_new_tokens: 96}\n")
     assert load(mine).sampling.max_new_tokens == 96 and load(mine).max_total_tokens == 768
+
+
+def test_lora_options_without_a_rank_warn_that_they_are_ignored():
+    with pytest.warns(AgentRLWarning, match=r"lora.alpha given but lora.rank is 0"):
+        train_config.load(overrides={"lora.alpha": 8})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_config.load(overrides={"lora.rank": 8, "lora.alpha": 8})  # with a rank: no warning

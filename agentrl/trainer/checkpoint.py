@@ -101,6 +101,20 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return rng, trainer_state
 
 
+def damaged_hint(path: Path) -> str:
+    """What to do when the checkpoint at ``path`` cannot be read: the earlier ones, and how to
+    resume from the newest of them."""
+    earlier = sorted(
+        p.name for p in path.parent.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and p.name < path.name
+    )
+    if not earlier:
+        return f"{path.name} is damaged and no earlier checkpoint is kept"
+    return (
+        f"{path.name} is damaged; to resume from {earlier[-1]} (kept: {', '.join(earlier)}), move {path} "
+        "out of the checkpoints folder and resume again"
+    )
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

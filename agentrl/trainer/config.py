@@ -9,6 +9,7 @@ are validated by that objective's config, never read here.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from agentrl import recipes
 from agentrl.config import build, check_choice, check_range, field_defaults, field_help, option
 from agentrl.engines.base import SamplingParams
 from agentrl.engines.config import EngineConfig, engine_config, engine_defaults, engine_help
-from agentrl.errors import AgentRLError, ConfigError, first_line
+from agentrl.errors import AgentRLError, AgentRLWarning, ConfigError, first_line
 from agentrl.learner import backend as learner_backend
 from agentrl.learner.config import LearnerConfig, LoraConfig
 
@@ -125,6 +126,18 @@ class TrainConfig:
         if self.time_limit_min is not None:
             check_range("train", "time_limit_min", self.time_limit_min, 0.01)
         self.engine.place(self.device)
+        if not self.lora.enabled and self.lora != LoraConfig(rank=0):
+            set_ = [
+                f.name
+                for f in dataclasses.fields(self.lora)
+                if getattr(self.lora, f.name) != getattr(LoraConfig(), f.name)
+            ]
+            warnings.warn(
+                f"lora.{', lora.'.join(set_)} given but lora.rank is 0: every weight trains and those options "
+                "are ignored (set lora.rank=16 to train adapters)",
+                AgentRLWarning,
+                stacklevel=2,
+            )
         if not self.engine.backend_info.loads_weights:
             gathered = (
                 " (under ZeRO-3 they are gathered from every rank for it)" if self.learner.zero_stage == 3 else ""

@@ -34,7 +34,7 @@ from agentrl.algos import make as make_algorithm
 from agentrl.batch import TokenBatch
 from agentrl.engines.base import Engine, SamplingParams
 from agentrl.envs import load as load_env
-from agentrl.errors import AgentRLError, AgentRLWarning
+from agentrl.errors import AgentRLError, AgentRLWarning, CheckpointError
 from agentrl.evaluation import service_failure_problem, summarize
 from agentrl.rollout import RolloutConfig, rollout
 from agentrl.rollout.io import write_trajectories
@@ -363,8 +363,11 @@ class Trainer:
         if path is None:
             history.rewind(self.run_dir, None)
             return 0
-        rng, trainer_state = checkpoint.load(path)
-        self.models.learner.load(path)
+        try:
+            rng, trainer_state = checkpoint.load(path)
+            self.models.learner.load(path)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}; {checkpoint.damaged_hint(path)}") from None
         self.models.engine.update_weights(self.models.learner.policy_state(), version=trainer_state["step"])
         checkpoint.restore_rng(rng)
         known = {f.name for f in fields(RunState)}

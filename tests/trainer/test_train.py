@@ -330,3 +330,20 @@ def test_turns_cut_by_the_token_limit_are_warned_about_once(tmp_path):
         warnings.simplefilter("always")
         assert main([*args, "--set", "sampling.max_new_tokens=256", "--name", "uncut"]) == 0  # room: no warning
     assert not [w for w in caught if "per-turn token limit" in str(w.message)]
+
+
+@pytest.mark.slow
+def test_a_damaged_last_checkpoint_names_the_one_to_resume_from(tiny_chatml, tmp_path, capsys):
+    """A truncated learner.pt (a disk that filled after the rename, a copy cut short): the resume
+    refuses in one line that names the earlier checkpoint and how to resume from it, which works."""
+    assert main([*train_args(tiny_chatml, tmp_path, "run", 2), "--set", "checkpoint_every=1"]) == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    learner = checkpoints / "step-000002" / "learner.pt"
+    learner.write_bytes(learner.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "step-000002 is damaged; to resume from step-000001" in err and len(err.splitlines()) == 1
+    (checkpoints / "step-000002").rename(tmp_path / "damaged")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress"]) == 0
+    assert "resuming" in capsys.readouterr().out
