@@ -17,10 +17,8 @@ import dataclasses
 import datetime
 import functools
 import json
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -154,31 +152,14 @@ def merged_if_adapter(model: str) -> Iterator[str]:
     """``model``, or for a LoRA checkpoint a temporary model directory with the adapter merged
     into its base (removed afterwards), so that every engine loads it."""
     from agentrl.learner import lora
+    from agentrl.trainer.interrupt import term_as_interrupt
 
     if not lora.is_adapter_dir(model):
         yield model
         return
-    with tempfile.TemporaryDirectory(prefix="agentrl-merged-") as tmp, _sigterm_interrupts():
+    with term_as_interrupt(), tempfile.TemporaryDirectory(prefix="agentrl-merged-") as tmp:
         print(f"model: {model} is a LoRA adapter; merging it into its base, {lora.base_of(model)}", flush=True)
         yield str(lora.merge_adapter_dir(model, Path(tmp) / "model"))
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a scheduler's stop) as Ctrl-C while a temporary merged model exists, so that it is
-    removed on the way out instead of left in the temporary folder."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _evaluate(

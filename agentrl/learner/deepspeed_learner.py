@@ -241,11 +241,12 @@ class DeepSpeedLearner(TorchLearner):
         self.engine.save_checkpoint(
             str(folder / DEEPSPEED_DIR), tag=SHARDS_TAG, save_latest=False, exclude_frozen_parameters=frozen
         )
-        adapter = self.full_state() if self.lora is not None else None  # collective under ZeRO-3
+        # the adapters alone, gathered under ZeRO-3 (collective): not the frozen base with them
+        adapters = self._gathered(lora.is_adapter_key) if self.lora is not None else None
         if self.rank == 0:
             torch.save(self.state_dict(), folder / "learner.pt")
-            if self.lora is not None and adapter is not None:
-                lora.save_adapter(self.lora, adapter, folder)
+            if self.lora is not None and adapters is not None:
+                lora.save_adapter(self.lora, adapters, folder)
         dist.barrier()
 
     def load(self, folder: Path) -> None:
@@ -274,16 +275,21 @@ class DeepSpeedLearner(TorchLearner):
     # ---- weights ---------------------------------------------------------------------------
     def full_state(self) -> dict[str, torch.Tensor]:
         """The model's full weights on every rank (gathered a bucket at a time under ZeRO-3)."""
+        return self._gathered(lambda name: True)
+
+    def _gathered(self, keep: Callable[[str], bool]) -> dict[str, torch.Tensor]:
+        """The model's state entries whose name ``keep`` takes, whole on every rank; under ZeRO-3
+        only those parameters are gathered (collective)."""
         if self.config.zero_stage < 3:
-            return super().full_state()
-        named = list(self.model.named_parameters(remove_duplicate=False))
+            return {k: v for k, v in super().full_state().items() if keep(k)}
+        named = [(n, p) for n, p in self.model.named_parameters(remove_duplicate=False) if keep(n)]
         full: dict[int, torch.Tensor] = {}
         for bucket in gather_buckets([p for _, p in named], self.config.gather_bucket_mb * 2**20):
             with self._deepspeed.zero.GatheredParameters(bucket, modifier_rank=None):
                 for p in bucket:
                     full[id(p)] = p.detach().clone()
         state = {name: full[id(p)] for name, p in named}
-        state.update({name: b.detach() for name, b in self.model.named_buffers()})
+        state.update({name: b.detach() for name, b in self.model.named_buffers() if keep(name)})
         keys = self.model.state_dict().keys()
         return {k: state[k] for k in keys if k in state}
 

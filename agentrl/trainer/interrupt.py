@@ -5,17 +5,19 @@ once, saying where a resume would start.
 Owns ``StopAfterStep``, a context manager around the training loop that takes SIGINT and SIGTERM
 while it is active (only in the main thread, and only where the signal still has Python's own
 behaviour: ``KeyboardInterrupt`` for SIGINT, the default for SIGTERM, so a host application's own
-handler is left alone) and ``Interrupted``, the exception the loop raises once the step is saved.
-Nothing else in agentrl handles these signals for training; rollout workers ignore SIGINT (their
-learner stops them).
+handler is left alone) and ``Interrupted``, the exception the loop raises once the step is saved;
+and ``term_as_interrupt``, SIGTERM as Ctrl-C for a command that has something to clean up on the
+way out (``agentrl eval``'s merged LoRA model). Nothing else in agentrl handles these signals;
+rollout workers ignore SIGINT (their learner stops them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 
 
@@ -59,3 +61,22 @@ class StopAfterStep:
             file=sys.stderr,
             flush=True,
         )
+
+
+@contextlib.contextmanager
+def term_as_interrupt() -> Iterator[None]:
+    """While active, SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does, so ``finally`` blocks and
+    context managers clean up; as ``StopAfterStep``, only in the main thread and only where SIGTERM
+    still has its default behaviour."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
