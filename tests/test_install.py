@@ -26,14 +26,14 @@ INSTALLED_AS = {"agentrl": "agentrl", "envs": "agentrl_envs", "tools": "agentrl_
 
 
 def source_files() -> set[str]:
-    """Every module, default-model file and recipe in the source tree, by its installed path."""
+    """Every module, default-model file, model shape and recipe in the source tree, by its installed path."""
     files = set()
     for folder, package in INSTALLED_AS.items():
         for path in (ROOT / folder).rglob("*"):
             if not path.is_file() or "__pycache__" in path.parts:
                 continue
             relative = path.relative_to(ROOT / folder).as_posix()
-            if path.suffix == ".py" or relative.startswith("models/default/") or relative.startswith("recipes/"):
+            if path.suffix == ".py" or relative.startswith(("models/default/", "models/shapes/", "recipes/")):
                 files.add(f"{package}/{relative}")
     return files
 
@@ -64,6 +64,7 @@ def test_the_wheel_holds_every_module_and_the_default_model(dist):
     expected = source_files()
     assert "agentrl/models/default/model.safetensors" in expected
     assert "agentrl/recipes/tool_use_grpo.yaml" in expected
+    assert "agentrl/models/shapes/qwen2.5-7b.json" in expected  # agentrl plan's shipped shapes
     assert expected - held == set(), "left out of the wheel"
     assert held - expected == set(), "in the wheel but not in the source tree"
 
@@ -111,6 +112,7 @@ def test_the_installed_wheel_runs_from_a_neutral_directory(dist, tmp_path):
     assert "math_tool" in run(str(agentrl), "envs", "list")
     assert "tool_use_grpo" in run(str(agentrl), "configs", "list")  # the recipes are installed, by name
     assert "env: tool_use" in run(str(agentrl), "configs", "show", "tool_use_grpo")
+    assert "7,615,616,512 parameters" in run(str(agentrl), "plan", "--model", "qwen2.5-7b")  # the shapes ship
     run(
         str(agentrl), "train", "--env", "math", "--algo", "grpo", "--steps", "2", "--no-progress",
         "--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=2",

@@ -20,8 +20,6 @@ from agentrl.errors import AgentRLError, ModelLoadError
 from agentrl.models.files import readable
 from agentrl.models.names import check_model_name, run_model
 
-RESUME_STATE = {"learner.pt", "rng.pt", "trainer.json", "deepspeed"}  # a checkpoint's files a model does not need
-
 
 def register(commands: Any) -> None:
     p = commands.add_parser(
@@ -47,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def export(source: Path, out: Path) -> Path:
     """Write the model of checkpoint ``source`` to ``out`` (see the module docstring)."""
     from agentrl.learner import lora
+    from agentrl.trainer.checkpoint import RESUME_STATE
 
     adapter = lora.is_adapter_dir(source)
     if not adapter and not (source / "config.json").is_file():

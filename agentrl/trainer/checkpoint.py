@@ -30,6 +30,10 @@ from agentrl.models.files import readable
 __all__ = ["CheckpointError", "latest", "load", "save"]
 
 
+# what a checkpoint holds besides the policy, for resuming only (agentrl export leaves it out)
+RESUME_STATE = ("learner.pt", "rng.pt", "trainer.json", "deepspeed")
+
+
 def step_dir(root: Path, step: int) -> Path:
     return root / f"step-{step:06d}"
 
