@@ -14,8 +14,14 @@ started inside it; ``torch.save`` / ``torch.load`` keep devices (``map_location`
 ``torch.Generator(device=...)`` makes a CPU generator that remembers its virtual device;
 ``nn.Parameter`` keeps its data's device; and ``torch.cuda`` answers as on a machine with one
 GPU (available, one device, no-op synchronisation, empty RNG state), so code takes the branches
-it takes on a GPU. What it does not see: code that never calls torch in Python (a C++
-extension's own allocations) and other processes.
+it takes on a GPU. What the autograd engine calls back in the backward (tensor and gradient
+hooks, where DeepSpeed's ZeRO reduces gradients; a custom ``autograd.Function``'s backward, where
+ZeRO-3 fetches parameters; saved-tensor hooks, where gradient checkpointing recomputes) runs
+inside the audit too, given gradients on the device of the tensor they are for. Collectives
+(``torch.distributed.all_reduce`` and the like) take CUDA tensors only, as NCCL does, whatever
+the real process group is. What it does not see: code that never calls torch in Python (a C++
+extension's own allocations), DeepSpeed's collectives through the function references it keeps
+(``all_gather_into_tensor``, ``reduce_scatter_tensor``), and other processes.
 """
 
 from __future__ import annotations
@@ -99,6 +105,10 @@ class _Generator(torch.Generator):
 _GET = {name: getattr(torch.Tensor, name).__get__ for name in ("device", "grad", "data", "is_cuda", "is_cpu")}
 _SET = {name: getattr(torch.Tensor, name).__set__ for name in ("data", "grad")}
 _MOVES = {torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.cpu}
+# the autograd engine calls Python (tensor hooks, a custom Function's backward, saved-tensor hooks)
+# where no torch function mode is active: the audit runs each such callback inside itself
+_HOOKS = {torch.Tensor.register_hook, torch.Tensor.register_post_accumulate_grad_hook}
+_OUTPUTS = "_agentrl_output_devices"  # on a custom Function's backward node: its outputs' devices
 _INDEXING = {torch.Tensor.__getitem__, torch.Tensor.__setitem__}
 # calls that may take tensors of two devices: a copy between devices, and questions about tensors
 _ACROSS = {
@@ -156,6 +166,8 @@ class DeviceAudit:
             return made
 
         self._patch(torch.nn.Parameter, "__new__", parameter)
+        self._patch_autograd()
+        self._patch_collectives()
         for name, answer in _ONE_GPU.items():  # torch.cuda answers as on a machine with one GPU
             self._patch(torch.cuda, name, answer)
         self._patches.enter_context(_Mode(self))
@@ -204,6 +216,8 @@ class DeviceAudit:
             return result
         if func in _MOVES:
             return self._move(func, args, kwargs)
+        if func in _HOOKS:
+            return func(args[0], self._audited(args[1], device_of(args[0])), *args[2:], **kwargs)
         if func is torch.Tensor.numpy and device_of(args[0]).type != "cpu":
             raise self._mismatch(f"numpy() of a tensor on {device_of(args[0])}", [])
         target = device_of(args[0]) if func in _ACROSS else self._check(func, args, kwargs)
@@ -272,7 +286,86 @@ class DeviceAudit:
         on = " and ".join(str(d) for d in devices)
         return DeviceMismatch(f"{what}: tensors on {on}" + (f", at {where}" if where else ""))
 
-    # ---- threads, files, generators
+    # ---- the autograd engine's callbacks, threads, files, generators
+
+    @contextlib.contextmanager
+    def _inside(self) -> Iterator[None]:
+        """The audit's mode for code the autograd engine calls, unless it is active already."""
+        if any(isinstance(mode, _Mode) for mode in _mode_stack()):
+            yield
+        else:
+            with _Mode(self):
+                yield
+
+    def _audited(self, hook: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
+        """``hook``, run inside the audit wherever the autograd engine calls it. What it is given
+        (a gradient the engine made in C++, or the parameter) is on ``device``, the device of the
+        tensor the hook was registered on."""
+
+        def run(tensor: torch.Tensor) -> Any:
+            _set(tensor, device)
+            with self._inside():
+                return hook(tensor)
+
+        return run
+
+    def _patch_autograd(self) -> None:
+        """A custom ``autograd.Function`` (DeepSpeed's ZeRO-3 fetches parameters in one) runs its
+        backward inside the audit, given gradients on its outputs' devices; saved-tensor hooks
+        (gradient checkpointing's recomputation) run inside it too."""
+        audit, apply, backward = self, _FUNCTION_APPLY, _BACKWARD_APPLY
+
+        def function_apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+            outputs = apply(cls, *args, **kwargs)
+            node = next((t.grad_fn for t in _tensors(outputs) if t.grad_fn is not None), None)
+            if node is not None:
+                setattr(node, _OUTPUTS, [device_of(t) for t in _tensors(outputs)])
+            return outputs
+
+        def backward_apply(node: Any, *grads: Any) -> Any:
+            for grad, device in zip(grads, getattr(node, _OUTPUTS, []), strict=False):
+                _set(grad, device)
+            with audit._inside():
+                return backward(node, *grads)
+
+        def push(pack: Callable[..., Any], unpack: Callable[..., Any]) -> None:
+            _PUSH_SAVED_HOOKS(audit._run_inside(pack), audit._run_inside(unpack))
+
+        self._patch(torch.autograd.Function, "apply", classmethod(function_apply))
+        self._patch(torch.autograd.function.BackwardCFunction, "apply", backward_apply)
+        self._patch(torch._C._autograd, "_push_saved_tensors_default_hooks", push)
+
+    def _patch_collectives(self) -> None:
+        """torch.distributed's tensor collectives take CUDA tensors only, as NCCL does (the process
+        group itself may be gloo: the data is on the CPU)."""
+        if not torch.distributed.is_available():
+            return
+        c10d, pickling = torch.distributed.distributed_c10d, threading.local()
+        for name in _COLLECTIVES + _OBJECT_COLLECTIVES:
+            original = getattr(c10d, name)
+
+            def checked(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+                if _name in _OBJECT_COLLECTIVES:  # it picks the group's device itself
+                    pickling.depth = getattr(pickling, "depth", 0) + 1
+                    try:
+                        return _original(*args, **kwargs)
+                    finally:
+                        pickling.depth -= 1
+                elsewhere = {device_of(t) for t in _tensors((args, kwargs)) if device_of(t).type != "cuda"}
+                if elsewhere and not getattr(pickling, "depth", 0):
+                    raise self._mismatch(f"{_name} (NCCL takes CUDA tensors only)", sorted(elsewhere, key=str))
+                return _original(*args, **kwargs)
+
+            for owner in (c10d, torch.distributed):
+                if getattr(owner, name, None) is original:
+                    self._patch(owner, name, checked)
+
+    def _run_inside(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            with self._inside():
+                return fn(*args)
+
+        return run
 
     def _save(self, obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
         devices = [device_of(t) for t in _tensors(obj)]
@@ -306,6 +399,16 @@ _ONE_GPU: dict[str, Callable[..., Any]] = {
     "set_rng_state_all": lambda states: None,
 }
 _THREAD_RUN = threading.Thread.run
+_BACKWARD_APPLY = torch.autograd.function.BackwardCFunction.apply
+_FUNCTION_APPLY = torch.autograd.Function.__dict__["apply"].__func__  # the classmethod's function
+_PUSH_SAVED_HOOKS = torch._C._autograd._push_saved_tensors_default_hooks
+_mode_stack = torch.overrides._get_current_function_mode_stack
+_COLLECTIVES = (
+    "all_reduce", "broadcast", "reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter",
+    "reduce_scatter_tensor", "all_to_all_single", "all_to_all", "gather", "scatter", "send", "recv",
+    "isend", "irecv",
+)  # fmt: skip
+_OBJECT_COLLECTIVES = ("all_gather_object", "broadcast_object_list", "gather_object", "scatter_object_list")
 
 
 def _name(func: Any) -> str:

@@ -66,6 +66,65 @@ def test_what_a_gpu_allows_passes_and_devices_follow_the_data(tmp_path):
     assert not hasattr(torch.Generator(), "virtual_device") and torch.load is not None  # all restored
 
 
+class _Doubled(torch.autograd.Function):
+    """A custom autograd Function whose backward allocates (ZeRO-3 fetches parameters in one)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.seen = (grad.device, torch.empty(1, device="cuda").device)
+        return grad * 2 + torch.zeros(grad.shape, device=grad.device)
+
+
+def test_what_the_autograd_engine_calls_back_is_audited():
+    """The backward runs hooks, a custom Function's backward and gradient checkpointing's
+    recomputation where no torch function mode is active: the audit follows into each, with the
+    gradients it hands them on the right device, and catches a mistake made there."""
+    with DeviceAudit():
+        p = torch.nn.Parameter(torch.ones(2, device="cuda"))
+        x = torch.ones(2, device="cuda", requires_grad=True)
+        seen = []
+        p.register_post_accumulate_grad_hook(lambda t: seen.append(torch.empty(1, device="cuda").device))
+        x.register_hook(lambda grad: seen.append(grad.device))
+        out = _Doubled.apply(p * x)
+        out.sum().backward()
+        assert seen == [CUDA, CUDA] and out.grad_fn.seen == (CUDA, CUDA)
+        layer = torch.nn.Linear(2, 2).to("cuda")
+        recomputed = []
+        layer.register_forward_hook(lambda m, i, o: recomputed.append(o.device))
+        torch.utils.checkpoint.checkpoint(lambda t: layer(t).relu() * 3, x, use_reentrant=False).sum().backward()
+        assert recomputed == [CUDA, CUDA]  # the forward, then its recomputation in the backward
+        q = torch.nn.Parameter(torch.ones(2, device="cuda"))
+        q.register_post_accumulate_grad_hook(lambda t: t.grad.add_(torch.ones(2)))  # a CPU tensor
+        with pytest.raises(DeviceMismatch, match=r"add_: tensors on cpu and cuda:0, at .*test_devices.py"):
+            (q * 2).sum().backward()
+
+
+def test_collectives_take_cuda_tensors_as_nccl_does(tmp_path):
+    """On a GPU machine the process group is NCCL, which reduces CUDA tensors only; the audit
+    refuses a CPU tensor in a collective whatever the real group is (gloo here)."""
+    import torch.distributed as dist
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        with DeviceAudit():
+            dist.all_reduce(torch.ones(1, device="cuda"))
+            gathered = [None]
+            dist.all_gather_object(gathered, {"loss": 1.0})  # an object collective picks its own device
+            assert gathered == [{"loss": 1.0}]
+            with pytest.raises(DeviceMismatch, match=r"all_reduce \(NCCL takes CUDA tensors only\): tensors on cpu"):
+                dist.all_reduce(torch.ones(1))
+            with pytest.raises(DeviceMismatch, match="broadcast"):
+                torch.distributed.distributed_c10d.broadcast(torch.ones(1), 0)
+        dist.all_reduce(torch.ones(1))  # restored on leaving
+    finally:
+        dist.destroy_process_group()
+
+
 def test_a_model_loaded_inside_the_audit_is_the_model_loaded_outside(tiny_chatml):
     """transformers builds a model on the meta device, then loads and initialises it. The audit once
     made ``meta`` virtual too, so the rotary embedding's ``inv_freq`` (a buffer computed, not
