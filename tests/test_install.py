@@ -112,7 +112,8 @@ def test_the_installed_wheel_runs_from_a_neutral_directory(dist, tmp_path):
     assert "math_tool" in run(str(agentrl), "envs", "list")
     assert "tool_use_grpo" in run(str(agentrl), "configs", "list")  # the recipes are installed, by name
     assert "env: tool_use" in run(str(agentrl), "configs", "show", "tool_use_grpo")
-    assert "7,615,616,512 parameters" in run(str(agentrl), "plan", "--model", "qwen2.5-7b")  # the shapes ship
+    shipped = run(str(agentrl), "plan", "--model", "qwen2.5-7b", "--lora", "--gradient-checkpointing")
+    assert "7,615,616,512 parameters" in shipped and "\nfits:" in shipped  # the shapes ship
     run(
         str(agentrl), "train", "--env", "math", "--algo", "grpo", "--steps", "2", "--no-progress",
         "--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=2",

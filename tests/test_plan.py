@@ -112,7 +112,7 @@ def test_the_command_says_whether_it_fits(capsys):
     assert main(["plan", "--model", "qwen2.5-0.5b", "--gradient-checkpointing"]) == 0
     out = capsys.readouterr().out
     assert "494,032,768 parameters" in out and "\nfits:" in out
-    assert main(["plan", "--model", "qwen2.5-7b"]) == 0
+    assert main(["plan", "--model", "qwen2.5-7b"]) == 1  # the table, and a status a script can test
     assert "does not fit" in (out := capsys.readouterr().out) and "try --gradient-checkpointing" in out
     assert main(["plan", "--model", "qwen-7b-typo"]) == 2
     err = capsys.readouterr().err

@@ -5,6 +5,7 @@ reference, activations at the micro-batch and sequence length), the vLLM engine'
 it must hold, and whether it all fits (``agentrl.plan`` has the accounting). ``--model`` takes a
 model directory, a hub name (only its config.json is fetched) or a shape that ships with agentrl
 (qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b). More than one GPU means the DeepSpeed learner.
+Exit status 0 when it fits, 1 when it does not (the table is printed either way), 2 on a mistake.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {'vLLM share':<20} {share}; it holds bf16 weights and one sequence's KV cache: {needs}")
     verdict = "fits" if plan.fits else "does not fit"
     print(f"{verdict}: {plan.learner_total / GIB:.1f} GiB learner" + ("" if plan.fits else hints(setup)))
-    return 0
+    return 0 if plan.fits else 1  # so that `agentrl plan ... && agentrl train ...` stops where it would not fit
 
 
 def hints(setup: Any) -> str:
