@@ -163,6 +163,9 @@ def test_eval_search_qa_reports_f1_searches_and_failures(tmp_path, capsys):
         (["--config", "{tmp}/list.yaml"], "expected a mapping of options at the top level"),
         (["--resume", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
         (["--runs-dir", "{tmp}/list.yaml"], "list.yaml is a file, not a directory"),
+        (["--name", "../escaped"], "--name '../escaped' is not a run name"),  # it would land outside runs/
+        (["--name", "{tmp}/elsewhere"], "is not a run name: one folder name"),
+        (["--name", ".."], "is not a run name"),
     ],
 )
 def test_train_bad_input_is_one_line(tmp_path, capsys, args, message):
@@ -173,6 +176,7 @@ def test_train_bad_input_is_one_line(tmp_path, capsys, args, message):
     assert lines == [f"agentrl: error: {lines[0].removeprefix('agentrl: error: ')}"]
     assert message.replace("{tmp}", str(tmp_path)) in lines[0]
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.yaml"]
 
 
 class Picky(Env):

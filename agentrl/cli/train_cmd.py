@@ -153,6 +153,8 @@ def _config_and_run_dir(args: argparse.Namespace, leads: bool) -> tuple[TrainCon
         return config, run_dir
     config = train_config.load(args.config, overrides)
     name = args.name or f"{_safe(config.env)}-{_safe(config.algo)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise AgentRLError(f"--name {name!r} is not a run name: one folder name, without / (runs go under --runs-dir)")
     run_dir = Path(args.runs_dir) / name
     if leads:
         _fresh_run_dir(run_dir, args)
