@@ -53,11 +53,19 @@ PER_ROW: tuple[str, ...] = (
     "num_tool_turns",
     "sample_weight",
     "grad_sq_norm",
+    "source_row",
 )
 """Fields shaped (B,)."""
 
 OptionalField = Literal[
-    "advantages", "old_logprobs", "ref_logprobs", "old_values", "sample_weight", "grad_sq_norm", "num_tool_turns"
+    "advantages",
+    "old_logprobs",
+    "ref_logprobs",
+    "old_values",
+    "sample_weight",
+    "grad_sq_norm",
+    "num_tool_turns",
+    "source_row",
 ]
 SET_BY: dict[str, str] = {
     "advantages": "the algorithm's with_advantages",
@@ -67,6 +75,7 @@ SET_BY: dict[str, str] = {
     "sample_weight": "the staleness bound",
     "grad_sq_norm": "the learner, when the algorithm needs score norms,",
     "num_tool_turns": "TokenBatch.from_trajectories",
+    "source_row": "TokenBatch.from_trajectories",
 }
 """Who sets each optional tensor field, for ``TokenBatch.require``'s error."""
 
@@ -113,6 +122,7 @@ class TokenBatch:
     old_values: torch.Tensor | None = None  # (B, T), value head before the update (ppo)
     sample_weight: torch.Tensor | None = None  # (B,) factor on each row's loss (stale rows in async training)
     grad_sq_norm: torch.Tensor | None = None  # (B,) ||grad sum_t m log pi||^2, set by the learner on request
+    source_row: torch.Tensor | None = None  # (B,) long: each row's position in the trajectories it was built from
     prepared: Prepared | None = None  # the algorithm's own per-row quantities
     dropped: int = 0  # rows removed for non-finite rewards or logprobs
 
@@ -133,10 +143,11 @@ class TokenBatch:
 
     @classmethod
     def from_trajectories(cls, trajectories: Iterable[Trajectory], pad_token_id: int = 0) -> TokenBatch:
-        kept, dropped = [], 0
-        for t in trajectories:
+        kept, source, dropped = [], [], 0
+        for i, t in enumerate(trajectories):
             if math.isfinite(t.reward) and all(map(math.isfinite, t.behavior_logprobs)):
                 kept.append(t)
+                source.append(i)
             else:
                 dropped += 1
         if not kept:
@@ -162,6 +173,7 @@ class TokenBatch:
             truncated=torch.tensor([t.truncated for t in kept]),
             num_tool_calls=torch.tensor([float(t.tool_calls) for t in kept]),
             num_tool_turns=torch.tensor([float(t.tool_turns) for t in kept]),
+            source_row=torch.tensor(source, dtype=torch.long),
             temperature=kept[0].temperature,
             dropped=dropped,
         )

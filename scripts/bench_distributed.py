@@ -187,7 +187,7 @@ def train_run(runs: Path, name: str, steps: int, extra: list[str]) -> list[dict[
     cmd = [
         sys.executable, "-m", "agentrl", "train", "--env", "math_tool", "--algo", "grpo", "--async", "--no-progress",
         "--steps", str(steps), "--runs-dir", str(runs), "--name", name, "--set", "eval_every=0",
-        "--set", "eval_tasks=8", "--set", "samples_every=0", *extra,
+        "--set", "eval_tasks=8", "--set", "episodes_every=0", *extra,
     ]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}  # one thread per process in every row, as the launcher gives ranks
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)

@@ -64,7 +64,7 @@ def agentrl_side(env: str, steps: int, seed: int, eval_tasks: int, out: Path) ->
         f"eval_tasks={eval_tasks}",
         "eval_every=0",
         f"checkpoint_every={steps + 1}",
-        "samples_every=0",
+        "episodes_every=0",
         "sampling.temperature=1.0",
         "sampling.max_new_tokens=48",
         "learner.lr=2e-4",

@@ -1,9 +1,10 @@
 """``agentrl eval``: run an environment's test split against a model and report metrics.
 
 Prints accuracy, pass@k, mean reward, mean turns and tool-error rate; writes every
-trajectory (JSONL, streamed as episodes finish) and ``metrics.json`` (the metrics and what
-made them: model, environment and its arguments, split, sampling, seed, agentrl version, time)
-to the output folder. When more than ``--max-service-failure-rate`` of the tool calls failed on
+trajectory (JSONL, streamed as episodes finish), the episode store (``episodes/``, which
+``agentrl view`` and ``agentrl show`` read) and ``metrics.json`` (the metrics and what made
+them: model, environment and its arguments, split, sampling, seed, agentrl version, time) to
+the output folder. When more than ``--max-service-failure-rate`` of the tool calls failed on
 their service's side (a retriever down or hung), the evaluation measured the service, not the
 model: it exits 1 with one line naming the services and writes no ``metrics.json``, unless
 ``--allow-service-failures`` reports the metrics with the failures flagged.
@@ -26,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agentrl import episodes
 from agentrl.cli.envs_cmd import parse_env_args
 from agentrl.config import build, field_help
 from agentrl.engines.base import SamplingParams
@@ -185,6 +187,7 @@ def _evaluate(
     except OSError as exc:
         raise AgentRLError(f"--output {out}: cannot create the folder ({exc.strerror or exc})") from None
     (out / "trajectories.jsonl").unlink(missing_ok=True)
+    episodes.rewind(out / episodes.FOLDER, None)  # an earlier evaluation's episodes, into the same folder
     start, started_at = time.perf_counter(), _now()
     with (
         TrajectoryWriter(out / "trajectories.jsonl") as writer,
@@ -215,6 +218,7 @@ def _evaluate(
             on_episode=on_episode,
         )
     metrics = summarize(trajectories) | {"wall_s": round(time.perf_counter() - start, 2)}
+    episodes.keep(out / episodes.FOLDER, trajectories, tokenizer, step=0, split="eval")  # for agentrl view / show
     _report(args, metrics, out, _provenance(args, model, params, config, engine_config, started_at))
     return 0
 

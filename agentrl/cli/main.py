@@ -28,6 +28,7 @@ from agentrl.cli import (
     plan_cmd,
     plot_cmd,
     serve_cmd,
+    show_cmd,
     tools_cmd,
     train_cmd,
 )
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(commands)
     configs_cmd.register(commands)
     plot_cmd.register(commands)
+    show_cmd.register(commands)
     export_cmd.register(commands)
     plan_cmd.register(commands)
     serve_cmd.register(commands)

@@ -34,7 +34,15 @@ class Learner(Protocol):
         adapter, the checkpoint's policy), or None when every weight trains."""
         ...
 
-    def train_step(self, batch: TokenBatch) -> dict[str, float]: ...
+    def train_step(self, batch: TokenBatch, trace: bool = False) -> dict[str, float]:
+        """One rollout batch's update; with ``trace``, ``last_trace`` then holds, per row of
+        ``batch``, what the update computed for each token (``agentrl.learner.trace``)."""
+        ...
+
+    @property
+    def last_trace(self) -> list[dict[str, list[float]] | None] | None:
+        """The token trace of the last ``train_step(..., trace=True)``, or None."""
+        ...
 
     def policy_state(self) -> dict[str, torch.Tensor]: ...
 

@@ -200,6 +200,15 @@ class DeepSpeedLearner(TorchLearner):
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item() > 0)
 
+    def _gradient_scale(self) -> float:
+        return float(self.world)  # each rank's loss is multiplied by the world size (see _accumulate)
+
+    def _trace_rows(self, rows: list[dict[str, list[float]] | None]) -> list[dict[str, list[float]] | None]:
+        """Each rank traced its own micro-batches: every rank gets every row's."""
+        parts: list[list[dict[str, list[float]] | None] | None] = [None] * self.world
+        dist.all_gather_object(parts, rows)
+        return [next((p[i] for p in parts if p is not None and p[i] is not None), None) for i in range(len(rows))]
+
     def _combined(self, metrics: StepMetrics) -> StepMetrics:
         parts: list[dict[str, float] | None] = [None] * self.world
         dist.all_gather_object(parts, metrics.values)

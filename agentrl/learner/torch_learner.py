@@ -38,6 +38,7 @@ from agentrl.learner.forward import ValueHead, forward_tokens
 from agentrl.learner.metrics import RunningMetrics, StepMetrics, behavior_weight_stats
 from agentrl.learner.micro import MicroBatch, gather, micro_batches
 from agentrl.learner.scores import score_grad_sq_norms
+from agentrl.learner.trace import TokenTrace
 
 _DTYPES = {"fp64": torch.float64}  # the batch's float dtype (logprobs, masks, advantages); else float32
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,6 +88,8 @@ class TorchLearner:
         )
         self.step = 0
         self.skipped_steps = 0
+        self.last_trace: list[dict[str, list[float]] | None] | None = None  # per row of the last traced batch
+        self._trace: TokenTrace | None = None
 
     # ---- set-up -------------------------------------------------------------------------
     def _reference(self, reference: nn.Module | None) -> nn.Module | None:
@@ -112,9 +115,11 @@ class TorchLearner:
         return groups
 
     # ---- the step -----------------------------------------------------------------------
-    def train_step(self, batch: TokenBatch) -> dict[str, float]:
+    def train_step(self, batch: TokenBatch, trace: bool = False) -> dict[str, float]:
         """One rollout batch: ``epochs x minibatches`` optimizer steps (plus a replay step
-        when the algorithm offers one). Returns namespaced metrics."""
+        when the algorithm offers one). Returns namespaced metrics. With ``trace``,
+        ``last_trace`` holds what the update computed per token of each row (``TokenTrace``;
+        collective under data parallelism: every rank passes the same ``trace``)."""
         algo, running = self.algorithm, RunningMetrics()
         algo.begin_step(self.step)
         from_loss = self.pi_old_from_loss
@@ -126,10 +131,15 @@ class TorchLearner:
         running.set("batch/singleton_groups", float((torch.bincount(batch.group_index) == 1).sum()))
         for key, value in _advantage_stats(batch).items():
             running.set(key, value)
+        self._trace = TokenTrace(batch) if trace else None
         for _ in range(self.config.epochs):
             for rows in batch.row_slices(self.config.minibatches):
+                if self._trace is not None:
+                    self._trace.offset = rows.start
                 metrics, old = self._optimizer_step(batch.rows(rows), old_from_loss=from_loss)
                 running.add_step(metrics)
+        self.last_trace = self._trace_rows(self._trace.rows()) if self._trace is not None else None
+        self._trace = None  # a replay step is not the rollout batch's
         if from_loss:  # the one optimizer step covered every row
             batch = batch.with_fields(old_logprobs=old)
         stats = behavior_weight_stats(batch.loss_mask, batch.require("old_logprobs"), batch.behavior_logprobs)
@@ -231,11 +241,16 @@ class TorchLearner:
                 if old_from_loss:
                     old.append(logprobs.detach())
                     part = part.with_fields(old_logprobs=old[-1])
+                if self._trace is not None and logprobs.requires_grad:
+                    logprobs.retain_grad()  # its gradient is each token's weight in the update
                 out = algo.loss(LossInputs(logprobs, entropy, values), part, counts)
                 loss = out.loss
                 metrics.add(out.metrics)
             finite = finite and self._all_finite(bool(torch.isfinite(loss)))
             self._accumulate(loss, finite)
+            if self._trace is not None and mb is not None and finite:
+                scale = self._gradient_scale()
+                self._trace.add(mb.index, part, logprobs, entropy, algo.loss_mask(part), counts.num_tokens, scale)
         metrics = self._combined(metrics)
         return finite, metrics, gather(old, micro, batch.loss_mask) if old_from_loss else None
 
@@ -254,6 +269,14 @@ class TorchLearner:
     def _all_finite(self, finite: bool) -> bool:
         """Whether every process's loss was finite (one process: its own)."""
         return finite
+
+    def _gradient_scale(self) -> float:
+        """What a pass's backward multiplied the loss's gradient by (fp16's loss scale, or 1)."""
+        return float(self.scaler.get_scale()) if self.scaler is not None else 1.0
+
+    def _trace_rows(self, rows: list[dict[str, list[float]] | None]) -> list[dict[str, list[float]] | None]:
+        """The token trace's rows over every process (one process: its own)."""
+        return rows
 
     def _combined(self, metrics: StepMetrics) -> StepMetrics:
         """The step's loss metrics over every process (one process: its own)."""

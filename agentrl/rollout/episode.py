@@ -91,6 +91,7 @@ class Episode:
         self.errors_by_kind: dict[str, int] = {}  # failed call attempts by parse error or tool status
         self.service_failures: dict[str, dict[str, int]] = {}  # {service: {kind: calls}}
         self.tool_seconds = 0.0
+        self.tool_log: list[dict[str, Any]] = []  # per turn that tried a call: calls, status, seconds
         self.turns_cut = 0  # turns that hit their token limit (max_new_tokens or the episode's budget)
         self.done = False
         self.terminated = self.truncated = False
@@ -190,6 +191,15 @@ class Episode:
         if attempted and kind is not None:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         self.tool_seconds += float(info.get("tool_latency_s") or 0.0)
+        if attempted:
+            self.tool_log.append(
+                {
+                    "turn": self.turns - 1,
+                    "calls": list(info.get("tool_calls") or []),
+                    "status": kind or "ok",
+                    "seconds": float(info.get("tool_latency_s") or 0.0),
+                }
+            )
         self.answer = info.get("answer", self.answer) or self.answer
         self.last_info = info
 
@@ -237,6 +247,7 @@ class Episode:
                 "tool_errors_by_kind": dict(self.errors_by_kind),
                 "service_failures": {service: dict(kinds) for service, kinds in self.service_failures.items()},
                 "tool_seconds": self.tool_seconds,
+                "tool_log": self.tool_log,
                 "turns_cut": self.turns_cut,
             },
         }

@@ -137,21 +137,26 @@ class StreamSource:
         trajectories, waited = self._take()
         return trajectories, {"time/learner_idle_s": waited} | self._stream_metrics()
 
-    def bound(self, batch: TokenBatch, step: int) -> tuple[TokenBatch, dict[str, float]]:
+    def bound(
+        self, trajectories: list[Trajectory], batch: TokenBatch, step: int
+    ) -> tuple[list[Trajectory], TokenBatch, dict[str, float]]:
         """Bound the batch's staleness. If every row was too old to keep, train on the next
         finished groups instead (their wait is ``time/learner_refill_s``; what the stream did
-        meanwhile counts in the next step's metrics)."""
+        meanwhile counts in the next step's metrics); their trajectories follow the first ones."""
         a = self.config.asynchronous
         bounded, metrics = bound_staleness(batch, step, a.max_staleness, a.stale, a.stale_decay)
         metrics["time/learner_refill_s"] = 0.0
+        taken = list(trajectories)
         while bounded is None:
-            trajectories, waited = self._take()
-            check_sampled(trajectories, step + 1)
-            fresh = TokenBatch.from_trajectories(trajectories, self.pad_token_id)
+            more_trajectories, waited = self._take()
+            check_sampled(more_trajectories, step + 1)
+            fresh = TokenBatch.from_trajectories(more_trajectories, self.pad_token_id)
+            fresh = fresh.with_fields(source_row=fresh.require("source_row") + len(taken))
+            taken += more_trajectories
             bounded, more = bound_staleness(fresh, step, a.max_staleness, a.stale, a.stale_decay)
             metrics["async/dropped_stale"] += more["async/dropped_stale"]
             metrics["time/learner_refill_s"] += waited
-        return bounded, metrics
+        return taken, bounded, metrics
 
     def learner_starts(self) -> None:
         """The stream keeps generating while the learner trains: the engine stays awake."""

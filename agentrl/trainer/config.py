@@ -91,7 +91,11 @@ class TrainConfig:
     eval_tasks: int = option(200, "held-out tasks per evaluation")
     checkpoint_every: int = option(10, "write a checkpoint every N steps (and at the end)")
     keep_checkpoints: int = option(2, "checkpoints kept on disk (oldest removed first)")
-    samples_every: int = option(10, "save the step's trajectories every N steps (0 = never)")
+    episodes_every: int = option(
+        1,
+        "keep every episode of every Nth step in the run's episode store, with what the learner computed "
+        "per token (0 = none; held-out episodes are kept at every evaluation unless 0)",
+    )
     time_limit_min: float | None = option(
         None, "wall-time budget in minutes: stop when another step and the final evaluation would overrun it"
     )
@@ -103,6 +107,7 @@ class TrainConfig:
     seed: int = option(0, "seeds tasks, sampling and initialisation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     logger: str = option("jsonl", "jsonl (always written) or wandb (also logs to wandb; offline works)")
+    wandb_table_rows: int = option(16, "held-out episodes logged as a wandb table at each evaluation (logger=wandb)")
     sampling: SamplingParams = field(
         default_factory=lambda: SamplingParams(max_new_tokens=48), metadata={"help": "how rollouts sample"}
     )
@@ -120,7 +125,8 @@ class TrainConfig:
             check_range("train", name, getattr(self, name), 1)
         check_range("train", "max_total_tokens", self.max_total_tokens, 16)
         check_range("train", "eval_every", self.eval_every, 0)
-        check_range("train", "samples_every", self.samples_every, 0)
+        check_range("train", "episodes_every", self.episodes_every, 0)
+        check_range("train", "wandb_table_rows", self.wandb_table_rows, 0)
         check_range("train", "max_service_failure_rate", self.max_service_failure_rate, 0.0, 1.0)
         check_choice("train", "logger", self.logger, ("jsonl", "wandb"))
         if self.time_limit_min is not None:
@@ -230,7 +236,7 @@ def _has_dotted(data: dict[str, Any], key: str) -> bool:
     return True
 
 
-RENAMED = {"max_tool_unavailable_rate": "max_service_failure_rate"}
+RENAMED = {"max_tool_unavailable_rate": "max_service_failure_rate", "samples_every": "episodes_every"}
 """Options under an older name, read under the new one (a run saved before the rename resumes)."""
 
 

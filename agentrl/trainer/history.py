@@ -1,8 +1,8 @@
-"""A run's history on disk: ``metrics.jsonl`` and ``samples/``, kept true across a kill.
+"""A run's history on disk: ``metrics.jsonl`` and ``episodes/``, kept true across a kill.
 
 Owns reading ``metrics.jsonl`` tolerantly and cutting a run's history back to a checkpoint.
 A run killed after its last checkpoint has logged steps the resumed run will take again;
-``rewind`` removes them (and their ``samples/`` files) first, so that after any number of
+``rewind`` removes them (and their episodes, ``agentrl.episodes.rewind``) first, so that after any number of
 kills and resumes the history holds exactly one line per step, each from the run whose
 weights went on. Writing the history is ``agentrl.trainer.logging``'s; this module must not
 touch checkpoints.
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
+from agentrl import episodes
+
 METRICS = "metrics.jsonl"
-SAMPLES = "samples"
-_SAMPLE_FILE = re.compile(r"step-(\d+)\.jsonl")
 
 
 def is_number(value: object) -> bool:
@@ -54,7 +53,7 @@ def rewind(run_dir: Path, step: int | None) -> int:
     checkpoint, and the run starts afresh). Returns how many metric lines were removed.
 
     Keeps the lines of steps ``<= step`` (the first of each, should a step appear twice) and
-    the ``samples/`` files of those steps; removes the rest. The new ``metrics.jsonl`` is
+    the stored episodes of those steps; removes the rest. The new ``metrics.jsonl`` is
     written beside the old one and renamed over it, so a kill during the rewind leaves one
     or the other, never a mix.
     """
@@ -77,8 +76,5 @@ def rewind(run_dir: Path, step: int | None) -> int:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
-    for sample in (run_dir / SAMPLES).glob("step-*.jsonl"):
-        match = _SAMPLE_FILE.fullmatch(sample.name)
-        if match and (step is None or int(match.group(1)) > step):
-            sample.unlink()
+    episodes.rewind(run_dir / episodes.FOLDER, step)
     return removed

@@ -1,4 +1,5 @@
-"""Run metrics: a JSONL file always, and wandb when asked.
+"""Run metrics: a JSONL file always, and wandb when asked (with a table of sampled episodes at
+each evaluation).
 
 Owns the metrics sink only. ``metrics.jsonl`` gets one line per step, flushed at once, so
 a killed run keeps everything it logged (``agentrl.trainer.history`` cuts it back to the
@@ -45,11 +46,20 @@ class MetricsLogger:
             self._wandb = wandb.init(project="agentrl", name=name, dir=str(run_dir), config=config, **where)
             self.wandb_id = self._wandb.id
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
+    def log(self, step: int, metrics: dict[str, float], tables: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        """One step's metrics; ``tables`` (rows of episodes, by name) go to wandb only, as
+        ``wandb.Table``s logged with the step (the episode store holds every episode anyway)."""
         self._file.write(json.dumps({"step": step, **metrics}) + "\n")
         self._file.flush()
         if self._wandb is not None:
-            self._wandb.log(metrics, step=step)
+            import wandb
+
+            logged: dict[str, Any] = dict(metrics)
+            for name, rows in (tables or {}).items():
+                if rows:
+                    columns: list[Any] = list(rows[0])
+                    logged[name] = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
+            self._wandb.log(logged, step=step)
 
     def close(self) -> None:
         self._file.close()

@@ -108,8 +108,12 @@ class LeaderLearner:
         shared(Call(method, args))
         return getattr(self.inner, method)(*args)
 
-    def train_step(self, batch: TokenBatch) -> dict[str, float]:
-        return dict(self._call("train_step", batch.to("cpu")))  # pickled for the broadcast
+    def train_step(self, batch: TokenBatch, trace: bool = False) -> dict[str, float]:
+        return dict(self._call("train_step", batch.to("cpu"), trace))  # pickled for the broadcast
+
+    @property
+    def last_trace(self) -> list[dict[str, list[float]] | None] | None:
+        return self.inner.last_trace
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         return dict(self._call("policy_state"))

@@ -40,8 +40,11 @@ class BatchSource(Protocol):
         """The trajectories step ``step`` (0-based) trains on, and metrics of getting them."""
         ...
 
-    def bound(self, batch: TokenBatch, step: int) -> tuple[TokenBatch, dict[str, float]]:
-        """The batch the learner trains on, from the one built of ``collect``'s trajectories."""
+    def bound(
+        self, trajectories: list[Trajectory], batch: TokenBatch, step: int
+    ) -> tuple[list[Trajectory], TokenBatch, dict[str, float]]:
+        """The batch the learner trains on, from the one built of ``collect``'s trajectories,
+        and the trajectories its rows' ``source_row`` point into (more, when it took others)."""
         ...
 
     def learner_starts(self) -> None:
@@ -78,8 +81,10 @@ class Rollouts:
         trajectories = self.roll(step)
         return trajectories, {"time/rollout_s": time.perf_counter() - start}
 
-    def bound(self, batch: TokenBatch, step: int) -> tuple[TokenBatch, dict[str, float]]:
-        return batch, {}  # on-policy: taken as it is
+    def bound(
+        self, trajectories: list[Trajectory], batch: TokenBatch, step: int
+    ) -> tuple[list[Trajectory], TokenBatch, dict[str, float]]:
+        return trajectories, batch, {}  # on-policy: taken as it is
 
     def learner_starts(self) -> None:
         """Let the engine free accelerator memory while the learner trains

@@ -1,7 +1,7 @@
 """The synchronous training loop: rollout, advantages and update, weights to the engine.
 
 Owns the order of a step and the run directory (``runs/<name>/``: ``config.yaml``, the
-resolved config; ``metrics.jsonl``; ``checkpoints/``; ``samples/``). Each step:
+resolved config; ``metrics.jsonl``; ``checkpoints/``; ``episodes/``, the episode store). Each step:
 
 1. sample ``tasks_per_step`` tasks from the train split (seeded by step);
 2. roll out ``group_size`` episodes per task on the engine, as rollout batch ``step``
@@ -9,7 +9,9 @@ resolved config; ``metrics.jsonl``; ``checkpoints/``; ``samples/``). Each step:
    batch ``step`` samples alike);
 3. ``learner.train_step`` on the token batch (the algorithm decides the rest);
 4. push the learner's weights into the engine (``update_weights``, timed);
-5. evaluate on the held-out split every ``eval_every`` steps; checkpoint every
+5. keep the step's episodes, with what the learner computed per token, every ``episodes_every``
+   steps (and the held-out episodes of each evaluation);
+6. evaluate on the held-out split every ``eval_every`` steps; checkpoint every
    ``checkpoint_every`` steps.
 
 Everything a step draws is seeded from ``(seed, step)``, so a run resumed from a checkpoint
@@ -29,15 +31,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from agentrl import recipes
+from agentrl import episodes, recipes
 from agentrl.algos import make as make_algorithm
 from agentrl.batch import TokenBatch
 from agentrl.engines.base import Engine, SamplingParams
 from agentrl.envs import load as load_env
+from agentrl.episodes.records import table_rows
 from agentrl.errors import AgentRLError, AgentRLWarning, CheckpointError
 from agentrl.evaluation import service_failure_problem, summarize
 from agentrl.rollout import RolloutConfig, rollout
-from agentrl.rollout.io import write_trajectories
 from agentrl.rollout.stream import StreamError
 from agentrl.trainer import checkpoint, history
 from agentrl.trainer.config import TrainConfig
@@ -118,6 +120,7 @@ class Trainer:
         self.state = RunState()
         self._last_eval_s = 0.0
         self._warned_turn_length = False
+        self.tables: dict[str, list[dict[str, Any]]] = {}  # episode tables for the logger (wandb)
         self.source, self.sink = self._parts()
 
     def _parts(self) -> tuple[BatchSource, WeightSink]:
@@ -162,10 +165,11 @@ class Trainer:
         self._warn_turn_length(summary, step + 1)
         check_sampled(trajectories, step + 1)
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
-        batch, extra = self.source.bound(batch, step)
+        trajectories, batch, extra = self.source.bound(trajectories, batch, step)
         self.source.learner_starts()
+        keep = bool(c.episodes_every) and (step + 1) % c.episodes_every == 0
         start = time.perf_counter()
-        metrics |= self.models.learner.train_step(batch) | extra
+        metrics |= self.models.learner.train_step(batch, trace=keep) | extra
         learner_s = time.perf_counter() - start
         start = time.perf_counter()
         state = self.models.learner.policy_state()  # under ZeRO-3, gathered from every rank
@@ -187,10 +191,12 @@ class Trainer:
             "rollout/tokens_per_s": sampled / max(rollout_s, 1e-9),
             "time/learner_s": learner_s,
         }
-        if c.samples_every and self.state.step % c.samples_every == 0:
-            write_trajectories(
-                self.run_dir / "samples" / f"step-{self.state.step:06d}.jsonl", trajectories[: 2 * c.group_size]
-            )
+        if keep:
+            start = time.perf_counter()
+            rows = batch.require("source_row").tolist()
+            trace = self.models.learner.last_trace
+            metrics["episodes/bytes"] = self._keep(trajectories, "train", trace=trace, source_rows=rows)
+            metrics["time/episodes_s"] = time.perf_counter() - start
         metrics["time/step_s"] = time.perf_counter() - started  # rollout to published weights, no eval
         return metrics
 
@@ -232,6 +238,10 @@ class Trainer:
         s = summarize(trajectories)
         limit = self.config.max_service_failure_rate
         problem = service_failure_problem(s, limit, "max_service_failure_rate")
+        if self.config.episodes_every:  # kept also when the evaluation is refused: they show why
+            self._keep(trajectories, "eval")
+        if self.config.logger == "wandb":
+            self.tables["eval/episodes"] = table_rows(trajectories, self.state.step, self.config.wandb_table_rows)
         if problem is not None:
             raise ToolUnavailableError(f"the evaluation at step {self.state.step}: {problem}; it was not reported")
         result = {
@@ -241,6 +251,16 @@ class Trainer:
         }
         self.state.evals.append({"step": self.state.step, **result})
         return result | {"time/eval_s": eval_s}
+
+    def _take_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The episode tables made since the last log (the evaluation's), for the logger."""
+        tables, self.tables = self.tables, {}
+        return tables
+
+    def _keep(self, trajectories: list[Trajectory], split: str, **learner: Any) -> float:
+        """Store the step's ``split`` episodes (``agentrl.episodes``); returns the bytes written."""
+        folder, tokenizer, step = self.run_dir / episodes.FOLDER, self.models.tokenizer, self.state.step
+        return float(episodes.keep(folder, trajectories, tokenizer, step=step, split=split, **learner))
 
     def _rollout(
         self, engine: Engine, tokenizer: Any, tasks: list[Task], group_size: int, batch: int
@@ -281,7 +301,7 @@ class Trainer:
         if self.state.step == 0:
             first = self._evaluate_or_stop(None, logger)
             self._last_eval_s = first["time/eval_s"]
-            logger.log(0, first)
+            logger.log(0, first, self._take_tables())
         desc = f"{c.algo} on {c.env}"
         with tqdm(total=c.steps, initial=self.state.step, unit="step", desc=desc, disable=not progress) as bar:
             while self.state.step < c.steps:
@@ -296,7 +316,7 @@ class Trainer:
                     self._last_eval_s = metrics["time/eval_s"]
                 self.state.elapsed_s = elapsed_before + time.perf_counter() - started
                 metrics["time/elapsed_s"] = self.state.elapsed_s
-                logger.log(step, metrics)
+                logger.log(step, metrics, self._take_tables())
                 if step % c.checkpoint_every == 0 or step == c.steps or out_of_time:
                     self.save_checkpoint()
                 bar.update(1)

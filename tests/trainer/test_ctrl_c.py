@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 FAST = ["--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=2", "--set", "eval_every=0"]
-FAST += ["--set", "checkpoint_every=1000", "--set", "samples_every=0", "--no-progress"]
+FAST += ["--set", "checkpoint_every=1000", "--set", "episodes_every=0", "--no-progress"]
 
 
 def train(*args: str) -> subprocess.Popen:

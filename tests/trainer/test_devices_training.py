@@ -14,7 +14,7 @@ from agentrl.testing.devices import DeviceAudit
 SMALL = [
     "--device", "cuda", "--engine", "transformers", "--no-progress",
     "--set", "tasks_per_step=4", "--set", "group_size=4", "--set", "eval_tasks=4", "--set", "eval_every=2",
-    "--set", "checkpoint_every=1", "--set", "sampling.max_new_tokens=16", "--set", "samples_every=1",
+    "--set", "checkpoint_every=1", "--set", "sampling.max_new_tokens=16", "--set", "episodes_every=1",
 ]  # fmt: skip
 
 

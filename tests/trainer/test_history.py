@@ -1,6 +1,6 @@
 """A run's history stays true across a kill: after ``--resume``, ``metrics.jsonl`` holds exactly
-one line per step, elapsed time continues, ``samples/`` holds one file per step, and wandb
-continues the same run."""
+one line per step, elapsed time continues, the episode store holds each step's episodes once, and
+wandb continues the same run."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentrl.cli.main import main
+from agentrl.episodes import EpisodeStore, EpisodeWriter
 from agentrl.trainer import history
 from agentrl.trainer.logging import MetricsLogger
 from agentrl.trainer.setup import DEFAULT_MODEL
@@ -22,7 +23,7 @@ from agentrl.trainer.setup import DEFAULT_MODEL
 SMALL = [
     "--model", str(DEFAULT_MODEL), "--algo", "grpo", "--no-progress",
     "--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "eval_tasks=2", "--set", "eval_every=0",
-    "--set", "sampling.max_new_tokens=16", "--set", "samples_every=1",
+    "--set", "sampling.max_new_tokens=16", "--set", "episodes_every=1",
 ]  # fmt: skip
 
 
@@ -39,15 +40,26 @@ def write_lines(path: Path, lines: list[str]) -> None:
 # -- rewind -------------------------------------------------------------------------------------
 
 
-def test_rewind_keeps_the_steps_up_to_the_checkpoint_and_their_samples(tmp_path):
+def store_of(run_dir: Path, train_steps, eval_steps, per_step: int = 2) -> EpisodeStore:
+    writer = EpisodeWriter(run_dir / "episodes")
+    for split, steps in (("train", train_steps), ("eval", eval_steps)):
+        for s in steps:
+            writer.write(s, split, [{"id": f"{split}-{s}-{i}", "step": s, "split": split} for i in range(per_step)])
+    return EpisodeStore(run_dir)
+
+
+def test_rewind_keeps_the_steps_up_to_the_checkpoint_and_their_episodes(tmp_path):
     rows = [json.dumps({"step": s, "x": s}) for s in (0, 1, 2, 3, 4, 3)]
     write_lines(tmp_path / "metrics.jsonl", [*rows, '{"step": 5, "x"'])  # the last line cut by a kill
-    (tmp_path / "samples").mkdir()
-    for s in (1, 2, 3, 4):
-        (tmp_path / "samples" / f"step-{s:06d}.jsonl").write_text("{}\n")
+    store = store_of(tmp_path, train_steps=(1, 2, 3, 4), eval_steps=(0, 2, 4))
     assert history.rewind(tmp_path, 2) == 4
     assert steps_logged(tmp_path) == [0, 1, 2]
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-000001.jsonl", "step-000002.jsonl"]
+    assert store.steps("train") == [1, 2] and store.steps("eval") == [0, 2] and len(store.rows()) == 8
+    files = sorted(p.name for p in (tmp_path / "episodes").iterdir())
+    assert files == [
+        "index.jsonl.gz",
+        *(f"step-{s:06d}.{k}.jsonl.gz" for s, k in ((0, "eval"), (1, "train"), (2, "eval"), (2, "train"))),
+    ]
     assert not (tmp_path / "metrics.jsonl.tmp").exists()
 
 
@@ -59,11 +71,10 @@ def test_rewind_keeps_the_first_of_a_step_logged_twice(tmp_path):
 
 def test_rewind_without_a_checkpoint_starts_the_history_afresh(tmp_path):
     write_lines(tmp_path / "metrics.jsonl", [json.dumps({"step": s}) for s in (0, 1)])
-    (tmp_path / "samples").mkdir()
-    (tmp_path / "samples" / "step-000001.jsonl").write_text("{}\n")
+    store = store_of(tmp_path, train_steps=(1,), eval_steps=(0,))
     assert history.rewind(tmp_path, None) == 2
     assert (tmp_path / "metrics.jsonl").read_text() == ""
-    assert list((tmp_path / "samples").iterdir()) == []
+    assert store.rows() == [] and [p.name for p in (tmp_path / "episodes").iterdir()] == ["index.jsonl.gz"]
 
 
 def test_rewind_of_a_run_with_nothing_logged_is_a_no_op(tmp_path):
@@ -119,8 +130,11 @@ def test_a_run_killed_past_its_checkpoint_resumes_with_one_line_per_step(tmp_pat
     assert elapsed == sorted(elapsed) and len(set(elapsed)) == 5  # continues; does not restart from 0
     assert elapsed[:2] == [killed_elapsed[1], killed_elapsed[2]]  # the lines up to the checkpoint, as they were
     assert elapsed[2] > killed_elapsed[2]
-    samples = sorted(p.name for p in (run_dir / "samples").iterdir())
-    assert samples == [f"step-{s:06d}.jsonl" for s in range(1, 6)]
+    store = EpisodeStore(run_dir)
+    assert store.steps("train") == [1, 2, 3, 4, 5] and store.steps("eval") == [0, 5]
+    ids = [r["id"] for r in store.rows()]
+    assert len(ids) == len(set(ids)) == 5 * 4 + 2 * 2  # each step's 2 tasks x 2 samples once; 2 held-out twice
+    assert all(store.episode(i) is not None for i in ids)
     trainer_state = json.loads((run_dir / "checkpoints" / "last" / "trainer.json").read_text())
     assert trainer_state["step"] == 5 and trainer_state["elapsed_s"] == pytest.approx(elapsed[-1])
 
@@ -155,7 +169,7 @@ def test_a_resumed_logger_continues_the_same_wandb_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_checkpoint_remembers_the_wandb_run(tmp_path, monkeypatch):
+def test_the_checkpoint_remembers_the_wandb_run_which_gets_episode_tables(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -164,3 +178,8 @@ def test_the_checkpoint_remembers_the_wandb_run(tmp_path, monkeypatch):
     state = json.loads((tmp_path / "run" / "checkpoints" / "last" / "trainer.json").read_text())
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and runs[0].name.endswith(state["wandb_id"])
+    tables = sorted(runs[0].glob("files/media/table/eval/episodes_*.table.json"))
+    assert len(tables) == 2  # the held-out episodes of both evaluations, at steps 0 and 1
+    table = json.loads(tables[0].read_text())
+    assert table["columns"][:4] == ["step", "task_id", "prompt", "response"] and len(table["data"]) == 2
+    assert all(row[2] and row[3] for row in table["data"])  # prompt and response text

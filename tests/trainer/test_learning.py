@@ -30,7 +30,7 @@ def test_vcpo_raises_held_out_accuracy(tmp_path):
         "--set",
         "eval_every=5",
         "--set",
-        "samples_every=0",
+        "episodes_every=0",
         "--no-progress",
     ]
     assert main(args) == 0
@@ -66,6 +66,6 @@ def train_with_recipe(tmp_path: Path, recipe: str, steps: int) -> tuple[list[dic
     config = Path(__file__).resolve().parents[2] / "configs" / recipe
     args = ["train", "--config", str(config), "--steps", str(steps), "--runs-dir", str(tmp_path), "--name", "learn"]
     args += ["--set", f"checkpoint_every={steps}", "--set", "eval_every=5", "--set", "eval_tasks=100"]
-    assert main([*args, "--set", "samples_every=0", "--no-progress"]) == 0
+    assert main([*args, "--set", "episodes_every=0", "--no-progress"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
     return rows, {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r}

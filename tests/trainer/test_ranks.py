@@ -34,7 +34,7 @@ STEPS = 4
 TRAIN = [
     "--env", "math_tool", "--algo", "grpo", "--steps", str(STEPS), "--seed", "0", "--no-progress",
     "--set", "tasks_per_step=4", "--set", "group_size=4", "--set", "eval_tasks=8", "--set", "eval_every=0",
-    "--set", "checkpoint_every=1", "--set", "keep_checkpoints=8", "--set", "samples_every=1",
+    "--set", "checkpoint_every=1", "--set", "keep_checkpoints=8", "--set", "episodes_every=1",
     "--set", "learner.micro_batch_size=4",
 ]  # fmt: skip
 # at the recipe's lr (2e-4). Adam turns float-order noise in a near-zero gradient into an lr-sized

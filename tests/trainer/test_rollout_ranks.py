@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 TRAIN = [
     "--env", "math_tool", "--algo", "grpo", "--seed", "0", "--no-progress", "--async",
     "--set", "asynchronous.workers=2", "--set", "tasks_per_step=4", "--set", "group_size=4",
-    "--set", "eval_tasks=8", "--set", "eval_every=0", "--set", "samples_every=1",
+    "--set", "eval_tasks=8", "--set", "eval_every=0", "--set", "episodes_every=1",
 ]  # fmt: skip
 ENV = os.environ | {"OMP_NUM_THREADS": "1"}
 

@@ -38,7 +38,7 @@ def test_a_dead_retriever_stops_the_run_and_resume_continues(tmp_path):
     url = server.url
     run = tmp_path / "runs" / "search"
     options = ["--set", "tasks_per_step=16", "--set", "group_size=2", "--set", "eval_tasks=8"]
-    options += ["--set", "checkpoint_every=2", "--set", "eval_every=0", "--set", "samples_every=0"]
+    options += ["--set", "checkpoint_every=2", "--set", "eval_every=0", "--set", "episodes_every=0"]
     env_args = ["--env-arg", f"retriever={url}", "--env-arg", "timeout_s=1", "--env-arg", "retries=1"]
     # every turn searches (helpers.SearchEveryTurn), so the run's tool calls do not depend on the model
     training = _train("--env", "helpers:SearchEveryTurn", "--algo", "grpo", "--steps", "8", *env_args, *options,

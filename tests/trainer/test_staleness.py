@@ -117,7 +117,10 @@ def test_a_batch_with_every_row_too_stale_is_replaced_by_the_next_groups():
     stream = FakeStream([trajectory([2]), trajectory([1])], [trajectory([4]), trajectory([5])])
     source = StreamSource(lambda first: stream, config, pad=0)
     source.stream = stream  # as start() leaves it, without starting anything
-    bounded, metrics = source.bound(batch_of([3], [3, 4]), step=5)
+    first = [trajectory([3]), trajectory([3, 4])]
+    taken, bounded, metrics = source.bound(first, batch_of([3], [3, 4]), step=5)
     assert bounded.policy_version.max().item() == 5 and bounded.loss_mask.shape[0] == 2
+    assert len(taken) == 6 and bounded.source_row.tolist() == [4, 5]  # the rows point at the second refill
+    assert [max(taken[r].policy_version) for r in bounded.source_row.tolist()] == [4, 5]
     assert metrics["async/dropped_stale"] == 2 + 2  # the first batch, then the first refill
     assert metrics["time/learner_refill_s"] >= 0 and stream.groups == []

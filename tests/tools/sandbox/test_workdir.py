@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,12 @@ def naming(path: Path) -> subprocess.Popen:
     """A process, as a sandbox's user, whose command line names ``path`` (as bwrap's does)."""
     uid = sandbox_uid()
     command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sh", "-c", "sleep 300", str(path)]
-    return subprocess.Popen(command)
+    proc = subprocess.Popen(command)
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while str(path).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until it has exec'd: before, its command line is the forked test's (a loaded machine)
+    return proc
 
 
 def test_a_process_that_names_a_dead_runs_work_dir_is_killed_with_it():
