@@ -318,7 +318,7 @@ class DeviceAudit:
         def function_apply(cls: type, *args: Any, **kwargs: Any) -> Any:
             outputs = apply(cls, *args, **kwargs)
             node = next((t.grad_fn for t in _tensors(outputs) if t.grad_fn is not None), None)
-            if node is not None:
+            if isinstance(node, torch.autograd.function.BackwardCFunction):  # not a C++ view node
                 setattr(node, _OUTPUTS, [device_of(t) for t in _tensors(outputs)])
             return outputs
 
