@@ -98,6 +98,27 @@ def lora_case(model_dir: str, batches, stage: int, folder: Path) -> dict:
     }
 
 
+def trace_case(model_dir: str, batches, stage: int) -> dict:
+    """What each update kept per token (``train_step(..., trace=True)``): every rank traced its own
+    micro-batches, and every rank ends with every row's numbers, equal to the one process's."""
+    config = LearnerConfig(lr=1e-3, micro_batch_size=6, precision="fp32", zero_stage=stage, backend="deepspeed")
+    model = load_model(model_dir).float().train()
+    one = TorchLearner(copy.deepcopy(model), make("grpo"), config)
+    many = DeepSpeedLearner(model, make("grpo"), config)
+    for learner in (one, many):
+        learner.train_step(batches[0], trace=True)
+    a, b = one.last_trace, many.last_trace
+    assert a is not None and b is not None
+    return {
+        "rows": [len(a), len(b)],
+        "missing": sum(row is None for row in b),
+        "max_diff": max(
+            abs(x - y) for ra, rb in zip(a, b, strict=True) for k in ra for x, y in zip(ra[k], rb[k], strict=True)
+        ),
+        "max_weight": max(abs(x) for row in a for x in row["weight"]),
+    }
+
+
 def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
     faulthandler.dump_traceback_later(300, exit=True)  # a hang prints every frame and fails, not waits
     batches = torch.load(batch_file, weights_only=False)[:STEPS]
@@ -122,6 +143,7 @@ def main(model_dir: str, batch_file: str, stage: int, out: str) -> None:
             ),
         }
     results["skip"] = skipped_step(model_dir, batches, stage)
+    results["trace"] = trace_case(model_dir, batches, stage)
     results["lora"] = lora_case(model_dir, batches, stage, Path(out).with_name(f"lora-checkpoint-{stage}"))
     if dist.get_rank() == 0:
         with open(out, "w") as f:

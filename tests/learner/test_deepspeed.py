@@ -50,7 +50,9 @@ def test_zero_matches_the_one_process_learner(stage, tiny_chatml, trajectories, 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads(out.read_text())
-    skip, adapters = results.pop("skip"), results.pop("lora")
+    skip, adapters, trace = results.pop("skip"), results.pop("lora"), results.pop("trace")
+    assert trace["rows"][0] == trace["rows"][1] and trace["missing"] == 0, trace  # every rank has every row
+    assert trace["max_weight"] > 0.1 and trace["max_diff"] <= 1e-4, trace  # the one process's numbers
     assert adapters["keys_match"] and adapters["adapter_written"], adapters
     assert adapters["max_update"] > 1e-4 and adapters["max_weight_diff"] <= 1e-5, adapters  # LoRA, KL to the base
     assert adapters["resumed_diff"] == 0.0, adapters  # the adapter checkpoint resumes exactly
