@@ -287,7 +287,13 @@ def _environment(args: argparse.Namespace) -> tuple[Callable[[], Env], list[Task
 
 
 def check_output_dir(out: Path) -> None:
-    """Refuse an output path that is a file, or lies under one."""
+    """Refuse an output path that is a file, or lies under one, or a training run's folder (the
+    evaluation's episodes would replace the run's)."""
+    if (out / "config.yaml").is_file() or any(r["split"] == "train" for r in episodes.EpisodeStore(out).rows()):
+        raise AgentRLError(
+            f"--output {out} is a training run's folder: the evaluation would replace its episode store; "
+            f"give another folder (such as {out / 'eval'})"
+        )
     for path in (out, *out.parents):
         if path.exists():
             if not path.is_dir():

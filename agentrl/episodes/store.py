@@ -12,9 +12,12 @@ folder:
   step after its file is in place. A run killed mid-append leaves at most a cut last member,
   which readers skip.
 
-``rewind`` cuts a store back to a checkpoint's step, as ``agentrl.trainer.history`` cuts
-``metrics.jsonl``, so a resumed run records each step once. The viewer (``agentrl view``) and
-``agentrl show`` read a store through ``EpisodeStore``; nothing here imports the trainer.
+The step files are the truth and the index a summary of them: a reader leaves out the rows of a
+file that is gone and reads a file that has no rows for its own, so a cut or lost index hides
+nothing. ``rewind`` cuts a store back to a checkpoint's step, as ``agentrl.trainer.history`` cuts
+``metrics.jsonl``, so a resumed run records each step once, and rewrites the index whole. The
+viewer (``agentrl view``) and ``agentrl show`` read a store through ``EpisodeStore``; nothing here
+imports the trainer.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from agentrl.errors import AgentRLError
+
 FOLDER = "episodes"
 INDEX = "index.jsonl.gz"
 _FILE = re.compile(r"step-(\d+)\.([A-Za-z0-9_-]+)\.jsonl\.gz")
 INDEX_FIELDS = (
-    "id", "step", "split", "file", "line", "env", "task_id", "group_id", "episode_id", "sample_index",
+    "id", "step", "split", "file", "line", "env", "task_id", "group_id", "episode_id", "sample_index", "num_samples",
     "reward", "correct", "turns", "tool_calls", "tool_errors", "parse_errors", "service_failures",
     "truncated", "stop_reason", "staleness", "sampled_tokens", "has_learner",
 )  # fmt: skip
@@ -78,16 +83,74 @@ def _member(lines: Iterable[str]) -> bytes:
     return gzip.compress("".join(f"{line}\n" for line in lines).encode(), compresslevel=6, mtime=0)
 
 
-def _index_lines(path: Path) -> list[str]:
-    """The index's lines, up to a member cut short by a kill."""
-    lines: list[str] = []
-    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
+def _members(raw: bytes) -> tuple[list[bytes], bool]:
+    """The whole gzip members of ``raw`` decompressed, and whether it ended cleanly (False: a last
+    member cut short, or bytes that are not gzip, which are left out whole)."""
+    out: list[bytes] = []
+    while raw:
+        inflate = zlib.decompressobj(wbits=31)
         try:
-            for line in handle:
-                lines.append(line)
-        except (EOFError, gzip.BadGzipFile, zlib.error):
-            pass
-    return lines
+            data = inflate.decompress(raw)
+        except zlib.error:
+            return out, False
+        if not inflate.eof:
+            return out, False
+        out.append(data)
+        raw = inflate.unused_data
+    return out, True
+
+
+def _index_lines(path: Path) -> list[str]:
+    """The index's lines, from its whole members only: a member a kill cut short is left out
+    (its episodes are then read from their files, ``EpisodeStore.rows``)."""
+    if not path.is_file():
+        return []
+    members, _ = _members(path.read_bytes())
+    return [line for data in members for line in data.decode("utf-8", errors="replace").splitlines()]
+
+
+class DamagedStoreError(AgentRLError):
+    """A file of the store cannot be read back (cut short, or not what the store writes)."""
+
+
+def _file_lines(path: Path) -> list[bytes]:
+    """The lines of one step file; a file cut short or not gzip is a ``DamagedStoreError``."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read().splitlines()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DamagedStoreError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}); its episodes cannot be read "
+            "(the rest of the store can: a resumed run writes this step again if it is past the checkpoint)"
+        ) from None
+
+
+def _rows_of_file(folder: Path, name: str) -> list[dict[str, Any]]:
+    """Index rows rebuilt from a step file itself (its index rows are missing: a kill, or an index
+    that was lost); a damaged file gives none."""
+    try:
+        lines = _file_lines(folder / name)
+    except DamagedStoreError:
+        return []
+    rows = []
+    for line, text in enumerate(lines):
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            rows.append(index_row(record, name, line))
+    return rows
+
+
+def _step_files(folder: Path) -> list[str]:
+    """The step files in ``folder``, in step order (train before eval within a step: written so)."""
+    found = [
+        (int(m.group(1)), m.group(2) != "train", p.name)
+        for p in folder.glob("step-*.jsonl.gz")
+        if (m := _FILE.fullmatch(p.name))
+    ]
+    return [name for *_, name in sorted(found)]
 
 
 def index_row(record: dict[str, Any], name: str, line: int) -> dict[str, Any]:
@@ -106,33 +169,39 @@ class EpisodeStore:
         self._cache_files = cache_files
         self._rows: list[dict[str, Any]] | None = None
         self._by_id: dict[str, dict[str, Any]] = {}
-        self._mtime: float | None = None
+        self._signature: tuple[Any, ...] | None = None
 
     @property
     def exists(self) -> bool:
-        return (self.folder / INDEX).is_file()
+        """Whether the folder holds a store (an index, or step files whose index was lost)."""
+        return (self.folder / INDEX).is_file() or bool(_step_files(self.folder))
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every episode's index row, in the order written; rows whose file is gone, and a cut last
-        line, are skipped; re-read when the index changed (a run still training)."""
+        """Every episode's index row, in step order. The step files are the truth and the index a
+        summary of them: rows whose file is gone are left out, and a file without rows (its index
+        member cut by a kill, or the index lost) is read for its own. Re-read when the folder
+        changed (a run still training)."""
         path = self.folder / INDEX
-        mtime = path.stat().st_mtime if path.is_file() else None
-        if self._rows is not None and mtime == self._mtime:
+        files = _step_files(self.folder)
+        signature = (path.stat().st_mtime_ns if path.is_file() else None, tuple(files))
+        if self._rows is not None and signature == self._signature:
             return self._rows
-        rows: dict[str, dict[str, Any]] = {}
-        present = {p.name for p in self.folder.glob("step-*.jsonl.gz")}
-        for line in _index_lines(path) if mtime is not None else []:
+        by_file: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in files}
+        for line in _index_lines(path):
             row = _parse(line)
-            if row is not None and row.get("file") in present:
-                rows.pop(row["id"], None)  # a step written again: its newest row, at its new place
-                rows[row["id"]] = row
-        self._rows, self._mtime = list(rows.values()), mtime
-        self._by_id = rows
+            if row is not None and row["file"] in by_file:
+                by_file[row["file"]][row["id"]] = row  # a step written again: the newest row
+        for name, found in by_file.items():
+            if not found:
+                found.update((row["id"], row) for row in _rows_of_file(self.folder, name))
+        rows = {row["id"]: row for found in by_file.values() for row in found.values()}
+        self._rows, self._signature, self._by_id = list(rows.values()), signature, rows
         self._cache.clear()
         return self._rows
 
     def episode(self, episode_id: str) -> dict[str, Any] | None:
-        """The whole record of ``episode_id``, or None when the store has no such episode."""
+        """The whole record of ``episode_id``, or None when the store has no such episode; a
+        damaged step file is a ``DamagedStoreError`` naming it."""
         self.rows()
         row = self._by_id.get(episode_id)
         if row is None:
@@ -140,7 +209,12 @@ class EpisodeStore:
         lines = self._lines(row["file"])
         if row["line"] >= len(lines):
             return None
-        record: dict[str, Any] = json.loads(lines[row["line"]])
+        try:
+            record: dict[str, Any] = json.loads(lines[row["line"]])
+        except json.JSONDecodeError as exc:
+            raise DamagedStoreError(
+                f"{self.folder / row['file']} line {row['line'] + 1} is not a record ({exc})"
+            ) from None
         return record
 
     def steps(self, split: str | None = None) -> list[int]:
@@ -150,8 +224,7 @@ class EpisodeStore:
         if name in self._cache:
             self._cache.move_to_end(name)
             return self._cache[name]
-        with gzip.open(self.folder / name, "rb") as handle:
-            lines = handle.read().splitlines()
+        lines = _file_lines(self.folder / name)
         self._cache[name] = lines
         while len(self._cache) > self._cache_files:
             self._cache.popitem(last=False)
@@ -180,18 +253,21 @@ def rewind(folder: str | Path, step: int | None) -> int:
     for path in [*folder.glob(".step-*.tmp"), *folder.glob(".index.tmp")]:  # writes cut short by a kill
         path.unlink()
     index = folder / INDEX
-    if not index.is_file():
-        for name in gone:
-            (folder / name).unlink()
+    if not index.is_file() and not _step_files(folder):
         return 0
     kept, removed = [], 0
-    present = {p.name for p in folder.glob("step-*.jsonl.gz")} - gone
+    present = [name for name in _step_files(folder) if name not in gone]
+    indexed: set[str] = set()
     for line in _index_lines(index):
         row = _parse(line)
         if row is not None and row["file"] in present:  # not a later step's, nor one whose file is gone
             kept.append(line.rstrip("\n"))
+            indexed.add(row["file"])
         elif line.strip():
             removed += 1
+    for name in present:  # a file whose rows a kill (or a lost index) took: its rows again, from it
+        if name not in indexed:
+            kept += [json.dumps(row, separators=(",", ":")) for row in _rows_of_file(folder, name)]
     tmp = folder / ".index.tmp"
     with tmp.open("wb") as handle:
         handle.write(_member(kept))

@@ -93,8 +93,8 @@ class TrainConfig:
     keep_checkpoints: int = option(2, "checkpoints kept on disk (oldest removed first)")
     episodes_every: int = option(
         1,
-        "keep every episode of every Nth step in the run's episode store, with what the learner computed "
-        "per token (0 = none; held-out episodes are kept at every evaluation unless 0)",
+        "keep every episode of every Nth step (and of the last) in the run's episode store, with what the "
+        "learner computed per token (0 = none; held-out episodes are kept at every evaluation unless 0)",
     )
     time_limit_min: float | None = option(
         None, "wall-time budget in minutes: stop when another step and the final evaluation would overrun it"

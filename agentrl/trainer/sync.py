@@ -167,7 +167,7 @@ class Trainer:
         batch = TokenBatch.from_trajectories(trajectories, self.models.pad_token_id)
         trajectories, batch, extra = self.source.bound(trajectories, batch, step)
         self.source.learner_starts()
-        keep = bool(c.episodes_every) and (step + 1) % c.episodes_every == 0
+        keep = bool(c.episodes_every) and ((step + 1) % c.episodes_every == 0 or step + 1 == c.steps)
         start = time.perf_counter()
         metrics |= self.models.learner.train_step(batch, trace=keep) | extra
         learner_s = time.perf_counter() - start
@@ -260,7 +260,13 @@ class Trainer:
     def _keep(self, trajectories: list[Trajectory], split: str, **learner: Any) -> float:
         """Store the step's ``split`` episodes (``agentrl.episodes``); returns the bytes written."""
         folder, tokenizer, step = self.run_dir / episodes.FOLDER, self.models.tokenizer, self.state.step
-        return float(episodes.keep(folder, trajectories, tokenizer, step=step, split=split, **learner))
+        try:
+            return float(episodes.keep(folder, trajectories, tokenizer, step=step, split=split, **learner))
+        except OSError as exc:
+            raise TrainingError(
+                f"cannot keep step {step}'s {split} episodes in {folder} ({type(exc).__name__}: {exc}); "
+                f"once it is writable, {self._resume_hint()}"
+            ) from None
 
     def _rollout(
         self, engine: Engine, tokenizer: Any, tasks: list[Task], group_size: int, batch: int
@@ -275,6 +281,9 @@ class Trainer:
     # ---- the run ------------------------------------------------------------------------
     def run(self, *, progress: bool = True) -> dict[str, Any]:
         c = self.config
+        store = self.run_dir / episodes.FOLDER
+        if c.episodes_every and store.exists() and not store.is_dir():
+            raise AgentRLError(f"{store} is a file, not the run's episode store; move it away and run again")
         logger = MetricsLogger(
             self.run_dir,
             use_wandb=c.logger == "wandb",

@@ -11,7 +11,7 @@ import pytest
 from agentrl.engines.loading import load_tokenizer
 from agentrl.episodes import EpisodeStore, EpisodeWriter, keep, rewind
 from agentrl.episodes.records import per_trajectory, staleness, table_rows
-from agentrl.episodes.store import INDEX
+from agentrl.episodes.store import INDEX, DamagedStoreError
 from agentrl.trainer.setup import DEFAULT_MODEL
 from agentrl.types import Trajectory
 
@@ -132,3 +132,36 @@ def test_table_rows_spread_over_the_episodes(limit):
     assert len(rows) == min(limit, 6)
     if limit == 3:
         assert [r["task_id"] for r in rows] == ["t0", "t2", "t4"] and rows[0]["step"] == 2
+
+
+def test_a_cut_or_lost_index_hides_nothing_the_files_hold(tmp_path):
+    """The step files are the truth: a member of the index cut by a kill loses none of its step's
+    episodes (not a partial step either), and a lost or garbage index is rebuilt from them."""
+    folder = tmp_path / "episodes"
+    writer = EpisodeWriter(folder)
+    for step in (1, 2):
+        writer.write(step, "train", fake(step, "train", 64))
+    whole = (folder / INDEX).read_bytes()
+    (folder / INDEX).write_bytes(whole[:-300])  # the last member (step 2's 64 rows) cut mid-way
+    ids = [r["id"] for r in EpisodeStore(folder).rows()]
+    assert ids == [f"train-{s}-{i}" for s in (1, 2) for i in range(64)]
+    for damage in (b"garbage", b""):
+        (folder / INDEX).write_bytes(damage)
+        assert [r["id"] for r in EpisodeStore(folder).rows()] == ids
+    (folder / INDEX).unlink()
+    store = EpisodeStore(tmp_path)
+    assert store.exists and [r["id"] for r in store.rows()] == ids and store.episode("train-2-63")["reward"] == 63
+    assert rewind(folder, 1) == 0 and (folder / INDEX).is_file()  # the resumed run's rewind writes it whole again
+    assert [r["id"] for r in EpisodeStore(folder).rows()] == ids[:64]
+
+
+def test_a_damaged_step_file_is_one_clear_error_and_the_rest_reads(tmp_path):
+    writer = EpisodeWriter(tmp_path)
+    writer.write(1, "train", fake(1, "train", 2))
+    writer.write(2, "train", fake(2, "train", 200))
+    path = tmp_path / "step-000002.train.jsonl.gz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # half a file
+    store = EpisodeStore(tmp_path)
+    assert len(store.rows()) == 202 and store.episode("train-1-1")["reward"] == 1
+    with pytest.raises(DamagedStoreError, match=r"step-000002.train.jsonl.gz is damaged \(EOFError"):
+        store.episode("train-2-5")
