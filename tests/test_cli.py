@@ -306,7 +306,8 @@ def test_recipes_ship_and_load_by_name_or_path(tmp_path, monkeypatch, capsys):
 def test_plot_panels_read_at_a_glance():
     """Units on the y axis, no offset notation, whole steps, and flat series named flat."""
     plt = pytest.importorskip("matplotlib.pyplot")
-    from agentrl.cli.plot_cmd import UNITS, figure
+    from agentrl.cli.plot_cmd import figure
+    from agentrl.curves import UNITS
 
     ess = {"offpolicy/ess_frac": [(s, 1.0 - (s % 2) * 1e-7) for s in range(1, 6)]}
     fig = figure(plt, "r: offpolicy_ess", ess, UNITS["offpolicy_ess"], False)

@@ -26,14 +26,16 @@ INSTALLED_AS = {"agentrl": "agentrl", "envs": "agentrl_envs", "tools": "agentrl_
 
 
 def source_files() -> set[str]:
-    """Every module, default-model file, model shape and recipe in the source tree, by its installed path."""
+    """Every module, default-model file, model shape, recipe and viewer asset in the source tree, by its
+    installed path."""
     files = set()
     for folder, package in INSTALLED_AS.items():
         for path in (ROOT / folder).rglob("*"):
             if not path.is_file() or "__pycache__" in path.parts:
                 continue
             relative = path.relative_to(ROOT / folder).as_posix()
-            if path.suffix == ".py" or relative.startswith(("models/default/", "models/shapes/", "recipes/")):
+            shipped = relative.startswith(("models/default/", "models/shapes/", "recipes/", "view/static/"))
+            if path.suffix == ".py" or shipped:
                 files.add(f"{package}/{relative}")
     return files
 
@@ -65,6 +67,7 @@ def test_the_wheel_holds_every_module_and_the_default_model(dist):
     assert "agentrl/models/default/model.safetensors" in expected
     assert "agentrl/recipes/tool_use_grpo.yaml" in expected
     assert "agentrl/models/shapes/qwen2.5-7b.json" in expected  # agentrl plan's shipped shapes
+    assert {"agentrl/view/static/index.html", "agentrl/view/static/app.js"} <= expected  # agentrl view's page
     assert expected - held == set(), "left out of the wheel"
     assert held - expected == set(), "in the wheel but not in the source tree"
 

@@ -31,6 +31,7 @@ from agentrl.cli import (
     show_cmd,
     tools_cmd,
     train_cmd,
+    view_cmd,
 )
 from agentrl.errors import AgentRLError, AgentRLWarning
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(commands)
     configs_cmd.register(commands)
     plot_cmd.register(commands)
+    view_cmd.register(commands)
     show_cmd.register(commands)
     export_cmd.register(commands)
     plan_cmd.register(commands)

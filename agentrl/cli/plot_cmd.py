@@ -13,68 +13,17 @@ last one of a run killed mid-write) is skipped with a warning. Needs matplotlib
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 from typing import Any
 
-from agentrl.errors import AgentRLError, AgentRLWarning
-from agentrl.trainer import history
-
-UNITS = {
-    "reward": "mean reward per episode",
-    "accuracy": "fraction correct",
-    "entropy": "nats per sampled token",
-    "kl": "nats per sampled token",
-    "clip_fraction": "fraction of sampled tokens",
-    "tokens_per_s": "sampled tokens per second",
-    "offpolicy_ess": "ESS / batch size",
-    "time": "seconds per step",
-    "staleness": "samples (count)",
-}
-"""Each panel's y-axis label: the quantity's unit."""
-
-COUNTS = {"staleness"}
-"""Panels whose values are whole numbers: integer ticks on the y axis too."""
-
-CURVES = {
-    "reward": ["rollout/reward_mean"],
-    "accuracy": ["eval/accuracy", "rollout/accuracy"],
-    "entropy": ["policy/entropy"],
-    "kl": ["loss/approx_kl", "loss/kl_ref"],
-    "clip_fraction": ["loss/clipfrac_low", "loss/clipfrac_high"],
-    "tokens_per_s": ["rollout/tokens_per_s"],
-    "offpolicy_ess": ["offpolicy/ess_frac"],
-    "time": ["time/rollout_s", "time/generate_s", "time/learner_s", "time/learner_idle_s", "time/rollout_idle_s"],
-    "staleness": ["async/staleness/*"],
-}
-
-
-def expand(keys: list[str], rows: list[dict[str, float]]) -> list[str]:
-    """``keys`` with each ``prefix/*`` replaced by the logged keys under ``prefix/``, in order seen."""
-    logged = list(dict.fromkeys(k for r in rows for k in r))
-    return [m for k in keys for m in ([x for x in logged if x.startswith(k[:-1])] if k.endswith("/*") else [k])]
+from agentrl.curves import COUNTS, UNITS, panels, read_metrics
+from agentrl.errors import AgentRLError
 
 
 def register(commands: Any) -> None:
     p = commands.add_parser("plot", help="PNG curves of a run's metrics", description=__doc__)
     p.add_argument("run_dir", help="a run directory (runs/<name>)")
     p.set_defaults(run=run)
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    """Every readable row of ``metrics.jsonl``: a JSON object with a numeric ``step``, its numeric
-    values kept. A line that is not (the last one, cut short when a run is killed mid-write) is
-    skipped, and how many were is said on stderr."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise AgentRLError(f"{run_dir} has no metrics.jsonl; is it a run directory?")
-    rows, skipped = history.read(path)
-    rows = [{k: v for k, v in row.items() if history.is_number(v)} for row in rows]
-    if skipped:
-        warnings.warn(f"skipped {skipped} unreadable line(s) of {path}", AgentRLWarning, stacklevel=2)
-    if not rows:
-        raise AgentRLError(f"{path} has no readable rows yet; nothing to plot")
-    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     written = []
-    for name, keys in CURVES.items():
-        series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in expand(keys, rows)}
-        series = {k: v for k, v in series.items() if v}
-        if not series:
-            continue
+    for name, series in panels(rows).items():
         fig = figure(plt, f"{run_dir.name}: {name}", series, UNITS[name], name in COUNTS)
         fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)

@@ -39,8 +39,8 @@ INDEX = "index.jsonl.gz"
 _FILE = re.compile(r"step-(\d+)\.([A-Za-z0-9_-]+)\.jsonl\.gz")
 INDEX_FIELDS = (
     "id", "step", "split", "file", "line", "env", "task_id", "group_id", "episode_id", "sample_index", "num_samples",
-    "reward", "correct", "turns", "tool_calls", "tool_errors", "parse_errors", "service_failures",
-    "truncated", "stop_reason", "staleness", "sampled_tokens", "has_learner",
+    "reward", "correct", "turns", "tool_calls", "tool_errors", "tool_errors_by_kind", "parse_errors",
+    "service_failures", "truncated", "stop_reason", "staleness", "sampled_tokens", "has_learner",
 )  # fmt: skip
 
 

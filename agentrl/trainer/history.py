@@ -1,6 +1,6 @@
 """A run's history on disk: ``metrics.jsonl`` and ``episodes/``, kept true across a kill.
 
-Owns reading ``metrics.jsonl`` tolerantly and cutting a run's history back to a checkpoint.
+Owns cutting a run's history back to a checkpoint (``agentrl.curves`` reads ``metrics.jsonl``).
 A run killed after its last checkpoint has logged steps the resumed run will take again;
 ``rewind`` removes them (and their episodes, ``agentrl.episodes.rewind``) first, so that after any number of
 kills and resumes the history holds exactly one line per step, each from the run whose
@@ -10,42 +10,11 @@ touch checkpoints.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 from agentrl import episodes
-
-METRICS = "metrics.jsonl"
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def parse(line: str) -> dict[str, Any] | None:
-    """One ``metrics.jsonl`` line as a dict with a numeric ``step``, or None if it is not one
-    (the last line of a run killed mid-write is cut short)."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return row if isinstance(row, dict) and is_number(row.get("step")) else None
-
-
-def read(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The readable rows of the ``metrics.jsonl`` at ``path`` and how many lines were skipped."""
-    rows, skipped = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        row = parse(line)
-        if row is None:
-            skipped += 1
-        else:
-            rows.append(row)
-    return rows, skipped
+from agentrl.curves import METRICS, parse
 
 
 def rewind(run_dir: Path, step: int | None) -> int:

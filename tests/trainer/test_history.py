@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agentrl import curves
 from agentrl.cli.main import main
 from agentrl.episodes import EpisodeStore, EpisodeWriter
 from agentrl.trainer import history
@@ -28,7 +29,7 @@ SMALL = [
 
 
 def steps_logged(run_dir: Path) -> list[int]:
-    rows, skipped = history.read(run_dir / "metrics.jsonl")
+    rows, skipped = curves.read(run_dir / "metrics.jsonl")
     assert skipped == 0
     return [row["step"] for row in rows]
 
@@ -66,7 +67,7 @@ def test_rewind_keeps_the_steps_up_to_the_checkpoint_and_their_episodes(tmp_path
 def test_rewind_keeps_the_first_of_a_step_logged_twice(tmp_path):
     write_lines(tmp_path / "metrics.jsonl", [json.dumps({"step": s, "run": r}) for s, r in ((0, 0), (1, 0), (1, 1))])
     history.rewind(tmp_path, 1)
-    assert history.read(tmp_path / "metrics.jsonl")[0] == [{"step": 0, "run": 0}, {"step": 1, "run": 0}]
+    assert curves.read(tmp_path / "metrics.jsonl")[0] == [{"step": 0, "run": 0}, {"step": 1, "run": 0}]
 
 
 def test_rewind_without_a_checkpoint_starts_the_history_afresh(tmp_path):
@@ -84,7 +85,7 @@ def test_rewind_of_a_run_with_nothing_logged_is_a_no_op(tmp_path):
 
 def test_read_skips_and_counts_lines_that_are_not_rows(tmp_path):
     write_lines(tmp_path / "m.jsonl", ['{"step": 1}', "[1, 2]", '{"step": "two"}', "", '{"step": 3, "a"'])
-    assert history.read(tmp_path / "m.jsonl") == ([{"step": 1}], 3)
+    assert curves.read(tmp_path / "m.jsonl") == ([{"step": 1}], 3)
 
 
 # -- a real SIGKILL ----------------------------------------------------------------------------
@@ -119,13 +120,13 @@ def test_a_run_killed_past_its_checkpoint_resumes_with_one_line_per_step(tmp_pat
     run_dir = killed_run(tmp_path, steps=5, checkpoint_every=2, after_step=3)
     assert (run_dir / "checkpoints" / "step-000002").is_dir()
     assert not (run_dir / "checkpoints" / "step-000004").exists(), "killed too late to test anything"
-    killed_elapsed = {r["step"]: r["time/elapsed_s"] for r in history.read(run_dir / "metrics.jsonl")[0] if r["step"]}
+    killed_elapsed = {r["step"]: r["time/elapsed_s"] for r in curves.read(run_dir / "metrics.jsonl")[0] if r["step"]}
     with (run_dir / "metrics.jsonl").open("a") as handle:
         handle.write('{"step": 4, "rollout/rew')  # a line cut by the kill
 
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
     assert steps_logged(run_dir) == [0, 1, 2, 3, 4, 5]
-    rows = {r["step"]: r for r in history.read(run_dir / "metrics.jsonl")[0]}
+    rows = {r["step"]: r for r in curves.read(run_dir / "metrics.jsonl")[0]}
     elapsed = [rows[s]["time/elapsed_s"] for s in range(1, 6)]
     assert elapsed == sorted(elapsed) and len(set(elapsed)) == 5  # continues; does not restart from 0
     assert elapsed[:2] == [killed_elapsed[1], killed_elapsed[2]]  # the lines up to the checkpoint, as they were
