@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import socket
+import warnings
 from typing import Any
 
-from agentrl.errors import AgentRLError
+from agentrl.errors import AgentRLError, AgentRLWarning
 
 
 def register(commands: Any) -> None:
@@ -46,7 +47,16 @@ def run(args: argparse.Namespace) -> int:
     app = make_app(args.dirs)
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    everywhere = host in ("0.0.0.0", "::")
+    shown = socket.gethostname() if everywhere else host  # 0.0.0.0 is no address to open
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
+    if everywhere:
+        warnings.warn(
+            f"--host {args.host} serves every network interface, with no login: anyone who can reach this machine "
+            "can read these episodes; on a shared network prefer the default and an SSH tunnel (docs/view.md)",
+            AgentRLWarning,
+            stacklevel=2,
+        )
     sources = app.state.catalog.sources
     episodes = len(app.state.catalog.table())
     names = ", ".join(s.name for s in sources)

@@ -113,25 +113,31 @@ class DamagedStoreError(AgentRLError):
     """A file of the store cannot be read back (cut short, or not what the store writes)."""
 
 
-def _file_lines(path: Path) -> list[bytes]:
-    """The lines of one step file; a file cut short or not gzip is a ``DamagedStoreError``."""
+def _file_lines(path: Path) -> tuple[list[bytes], str | None]:
+    """The whole lines of one step file, and what is wrong with it (None: nothing): a file cut
+    short keeps the lines before the cut; one that is not gzip has none."""
+    inflate = zlib.decompressobj(wbits=31)
     try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read().splitlines()
-    except (EOFError, OSError, zlib.error) as exc:
-        raise DamagedStoreError(
-            f"{path} is damaged ({type(exc).__name__}: {exc}); its episodes cannot be read "
-            "(the rest of the store can: a resumed run writes this step again if it is past the checkpoint)"
-        ) from None
+        data = inflate.decompress(path.read_bytes())
+    except (OSError, zlib.error) as exc:
+        return [], f"{type(exc).__name__}: {exc}"
+    if inflate.eof:
+        return data.splitlines(), None
+    whole = data[: data.rfind(b"\n") + 1]  # the line the cut fell in is not whole
+    return whole.splitlines(), "EOFError: the file ends before its gzip stream does (cut short)"
+
+
+def _damaged(path: Path, problem: str) -> DamagedStoreError:
+    return DamagedStoreError(
+        f"{path} is damaged ({problem}); this episode cannot be read (the rest of the store can: a resumed "
+        "run writes the step again if it is past the checkpoint)"
+    )
 
 
 def _rows_of_file(folder: Path, name: str) -> list[dict[str, Any]]:
     """Index rows rebuilt from a step file itself (its index rows are missing: a kill, or an index
     that was lost); a damaged file gives none."""
-    try:
-        lines = _file_lines(folder / name)
-    except DamagedStoreError:
-        return []
+    lines, _ = _file_lines(folder / name)
     rows = []
     for line, text in enumerate(lines):
         try:
@@ -165,11 +171,12 @@ class EpisodeStore:
         self.folder = Path(folder)
         if self.folder.name != FOLDER and (self.folder / FOLDER).is_dir():
             self.folder = self.folder / FOLDER  # a run or eval folder given: its store
-        self._cache: OrderedDict[str, list[bytes]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[list[bytes], str | None]] = OrderedDict()
         self._cache_files = cache_files
         self._rows: list[dict[str, Any]] | None = None
         self._by_id: dict[str, dict[str, Any]] = {}
         self._signature: tuple[Any, ...] | None = None
+        self._unindexed = 0
 
     @property
     def exists(self) -> bool:
@@ -191,13 +198,20 @@ class EpisodeStore:
             row = _parse(line)
             if row is not None and row["file"] in by_file:
                 by_file[row["file"]][row["id"]] = row  # a step written again: the newest row
+        self._unindexed = 0
         for name, found in by_file.items():
             if not found:
                 found.update((row["id"], row) for row in _rows_of_file(self.folder, name))
+                self._unindexed += 1
         rows = {row["id"]: row for found in by_file.values() for row in found.values()}
         self._rows, self._signature, self._by_id = list(rows.values()), signature, rows
         self._cache.clear()
         return self._rows
+
+    def unindexed_files(self) -> int:
+        """How many step files the index has no rows of (read from the files themselves)."""
+        self.rows()
+        return self._unindexed
 
     def episode(self, episode_id: str) -> dict[str, Any] | None:
         """The whole record of ``episode_id``, or None when the store has no such episode; a
@@ -206,8 +220,10 @@ class EpisodeStore:
         row = self._by_id.get(episode_id)
         if row is None:
             return None
-        lines = self._lines(row["file"])
+        lines, problem = self._lines(row["file"])
         if row["line"] >= len(lines):
+            if problem is not None:
+                raise _damaged(self.folder / row["file"], problem)
             return None
         try:
             record: dict[str, Any] = json.loads(lines[row["line"]])
@@ -220,7 +236,7 @@ class EpisodeStore:
     def steps(self, split: str | None = None) -> list[int]:
         return sorted({r["step"] for r in self.rows() if split is None or r["split"] == split})
 
-    def _lines(self, name: str) -> list[bytes]:
+    def _lines(self, name: str) -> tuple[list[bytes], str | None]:
         if name in self._cache:
             self._cache.move_to_end(name)
             return self._cache[name]

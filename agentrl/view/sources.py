@@ -16,8 +16,9 @@ from typing import Any
 
 from agentrl.curves import COUNTS, UNITS, panels, read_metrics
 from agentrl.episodes import FOLDER, EpisodeStore
-from agentrl.errors import AgentRLError
+from agentrl.errors import AgentRLError, AgentRLWarning
 
+GONE = "is gone (moved or deleted since the viewer started)"
 WHAT = "a run folder (agentrl train: runs/<name>) or an eval folder (agentrl eval --output DIR)"
 
 
@@ -35,6 +36,12 @@ class Source:
         what is missing or was skipped."""
         if self.kind == "eval":
             return {"panels": [], "numbers": eval_numbers(self.path / "metrics.json"), "note": None}
+        if not self.path.is_dir():
+            return {
+                "panels": [],
+                "numbers": {},
+                "note": f"{self.path} is gone (moved or deleted since the viewer started)",
+            }
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -51,7 +58,17 @@ class Source:
     def summary(self) -> dict[str, Any]:
         rows = self.store.rows()
         steps = {split: sorted({r["step"] for r in rows if r["split"] == split}) for split in ("train", "eval")}
-        return {"name": self.name, "kind": self.kind, "path": str(self.path), "episodes": len(rows), "steps": steps}
+        made_by = eval_made_by(self.path / "metrics.json") if self.kind == "eval" else {}
+        gone = None if self.path.is_dir() else f"{self.path} {GONE}"
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": str(self.path),
+            "episodes": len(rows),
+            "steps": steps,
+            "made_by": made_by,
+            "note": gone,
+        }
 
 
 def eval_numbers(path: Path) -> dict[str, float]:
@@ -61,6 +78,15 @@ def eval_numbers(path: Path) -> dict[str, float]:
     except (OSError, json.JSONDecodeError):
         return {}
     return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def eval_made_by(path: Path) -> dict[str, Any]:
+    """What made an evaluation (model, environment, sampling, ...), from its ``metrics.json``."""
+    try:
+        made_by = json.loads(path.read_text(encoding="utf-8")).get("made_by")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return made_by if isinstance(made_by, dict) else {}
 
 
 def open_sources(dirs: list[str | Path]) -> list[Source]:
@@ -77,13 +103,23 @@ def open_sources(dirs: list[str | Path]) -> list[Source]:
             raise AgentRLError(f"{given} is a file; give {WHAT}")
         if path.name == FOLDER and not (path / FOLDER).is_dir():
             path = path.parent  # the store itself given: the folder that holds it
-        if not EpisodeStore(path).exists and kind_of(path) != "store":
-            raise AgentRLError(
-                f"{given} has no episode store yet ({FOLDER}/): a run writes it as its first step "
-                "ends, an evaluation as it runs; one made before agentrl kept episodes has none"
-            )
         if not EpisodeStore(path).exists:
-            raise AgentRLError(f"{given} has no episode store ({FOLDER}/); give {WHAT}")
+            if (path / FOLDER).is_dir():
+                raise AgentRLError(f"{given} has an empty episode store (no step files in {path / FOLDER})")
+            if kind_of(path) != "store":
+                raise AgentRLError(
+                    f"{given} has no episode store yet ({FOLDER}/): a run writes it as its first step "
+                    "ends, an evaluation as it runs; one made before agentrl kept episodes has none"
+                )
+            raise AgentRLError(f"{given} has no episode store; give {WHAT}")
+        missing = EpisodeStore(path).unindexed_files()
+        if missing:
+            warnings.warn(
+                f"{given}: the episode store's index lacks the rows of {missing} step file(s), read from the files "
+                "themselves (slower to start); agentrl train --resume writes the index again",
+                AgentRLWarning,
+                stacklevel=2,
+            )
         if path.resolve() not in [f.resolve() for f in folders]:
             folders.append(path)
     names = unique_names(folders)

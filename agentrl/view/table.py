@@ -10,6 +10,7 @@ in; a sort is stable, so ties stay in that order, and a missing value (an episod
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +35,7 @@ class Filters(BaseModel):
     source: str | None = None
     split: Literal["train", "eval"] | None = None
     env: str | None = None
-    task_id: str | None = None
+    task_id: str | None = Field(None, description="episodes whose task id contains this text")
     stop_reason: str | None = None
     step: int | None = None
     step_min: int | None = None
@@ -56,6 +57,12 @@ class Filters(BaseModel):
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> Filters:
+        for name in ("reward_min", "reward_max"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value}")
+        if self.step is not None and (self.step_min is not None or self.step_max is not None):
+            raise ValueError("step takes one step; step_min and step_max a range: give one or the other")
         for name in ("step", "reward", "turns", "staleness"):
             low, high = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
             if low is not None and high is not None and low > high:
@@ -74,6 +81,11 @@ class Labels:
         place = np.empty(len(order), np.float64)
         place[order] = np.arange(len(order))
         self.rank = place[self.codes] if len(order) else np.zeros(0)
+
+    def containing(self, text: str) -> np.ndarray:
+        """The rows whose value contains ``text``."""
+        codes = [code for name, code in self.index.items() if name is not None and text in str(name)]
+        return np.isin(self.codes, codes)
 
     def equals(self, value: str) -> np.ndarray:
         code = self.index.get(value)
@@ -98,7 +110,8 @@ class Table:
         mask = np.ones(len(self.rows), bool)
         for key in LABELS:
             if getattr(f, key) is not None:
-                mask &= self.labels[key].equals(getattr(f, key))
+                value, labels = getattr(f, key), self.labels[key]
+                mask &= labels.containing(value) if key == "task_id" else labels.equals(value)
         col = self.numbers
         bounds = [
             ("step", f.step if f.step is not None else f.step_min, f.step if f.step is not None else f.step_max),

@@ -1,6 +1,6 @@
 """``agentrl view``'s JSON API through fastapi's TestClient, on a made-up run (``view_stores``):
 paging, every filter and sort against the same question asked of the store's rows in Python,
-clear errors (an unknown episode is a 404 naming it, a bad filter value a 422 or 400), a step
+clear errors (an unknown episode or source is a 404 naming it, a bad filter value a 422), a step
 written while the viewer runs showing on the next request, and the command's one-line errors."""
 
 from __future__ import annotations
@@ -155,7 +155,9 @@ def test_an_unknown_episode_or_source_is_a_404_that_names_it(client):
         ({"offset": -1}, 422, "offset"),
         ({"rewrd_min": 1}, 422, "rewrd_min"),  # a misspelt filter is not silently ignored
         ({"step_min": 3, "step_max": 1}, 422, "step_min (3) is above step_max (1)"),
-        ({"source": "b"}, 400, "source=b: no such source"),
+        ({"source": "b"}, 404, "no source named 'b'; the sources are a"),  # a 404, as on every route
+        ({"reward_min": "nan"}, 422, "reward_min must be a finite number"),
+        ({"step": 2, "step_min": 3}, 422, "give one or the other"),
     ],
 )
 def test_a_bad_filter_value_is_a_clear_error(client, params, status, says):
@@ -213,7 +215,8 @@ def test_the_page_and_its_assets_ship_in_the_package_and_fetch_nothing_from_else
     [
         (["view", "{tmp}/nowhere"], "nowhere: no such folder; give a run folder"),
         (["view", "{tmp}/a/metrics.jsonl"], "metrics.jsonl is a file; give a run folder"),
-        (["view", "{tmp}"], "has no episode store (episodes/); give a run folder"),
+        (["view", "{tmp}"], "has no episode store; give a run folder"),
+        (["view", "{tmp}/empty"], "empty has an empty episode store (no step files in"),
         (["view", "{tmp}/a", "{tmp}/fresh"], "fresh has no episode store yet (episodes/): a run writes"),
         (["view", "{tmp}/a", "--port", "70000"], "--port 70000: a port is 0 to 65535"),
     ],
@@ -221,6 +224,7 @@ def test_the_page_and_its_assets_ship_in_the_package_and_fetch_nothing_from_else
 def test_the_command_fails_in_one_line(run, tmp_path, capsys, args, says):
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / "config.yaml").write_text("env: math_tool\n")  # a run that has not ended a step yet
+    (tmp_path / "empty" / "episodes").mkdir(parents=True)
     code = main([a.replace("{tmp}", str(tmp_path)) for a in args])
     err = capsys.readouterr().err
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -236,3 +240,52 @@ def test_a_port_in_use_is_one_line(run, capsys):
 def test_rows_carry_no_non_finite_numbers_to_the_page(client):
     for row in get(client, limit=1000)["rows"]:
         assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in row.values())
+
+
+def test_related_episodes_are_the_group_and_every_other_step_of_the_task(tmp_path):
+    run = write_run(tmp_path / "a")
+    write_step(run, 2, "train", 12)  # step 2 again, with task-0 and task-1 sampled twice: two groups each
+    stored = EpisodeStore(run)
+    for row in stored.rows():  # the second sample of a task at step 2 joins the first's group
+        assert row["group_id"]
+    client = TestClient(make_app([run, write_run(tmp_path / "b", steps=1)]))
+    got = client.get("/api/related", params={"source": "a", "id": "train-2-1"}).json()
+    assert got["task_id"] == "task-1" and got["group"] == []  # its group is itself alone (group task-1@2)
+    places = [(e["source"], e["split"], e["step"]) for e in got["elsewhere"]]
+    assert places[:5] == [("a", "train", 1), ("a", "train", 3), ("a", "eval", 0), ("a", "eval", 3), ("b", "train", 1)]
+    assert all(
+        len(e["episodes"]) == 1 and set(e["episodes"][0]) == {"id", "reward", "correct"} for e in got["elsewhere"]
+    )
+    missing = client.get("/api/related", params={"source": "a", "id": "train-9-9"})
+    assert missing.status_code == 404 and "no episode 'train-9-9' in a" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "says"),
+    [
+        ("/api/episode", [("source", "a"), ("id", "train-1-0"), ("x", "1")], "unknown parameter x"),
+        ("/api/kinds", [("sauce", "a")], "unknown parameter sauce (it takes source)"),
+        ("/api/episodes", [("source", "a"), ("source", "b")], "source given twice"),
+        ("/api/sources", [("limit", "3")], "it takes no parameters"),
+    ],
+)
+def test_a_parameter_a_route_does_not_take_is_refused_not_ignored(client, path, params, says):
+    response = client.get(path, params=params)
+    assert response.status_code == 422 and says in response.json()["detail"]
+
+
+def test_the_task_filter_matches_part_of_an_id_and_kinds_by_source(client):
+    assert get(client, task_id="task-1", limit=1000)["total"] == len(get(client, task_id="task-1", limit=1000)["rows"])
+    assert {r["task_id"] for r in get(client, task_id="ask-", limit=1000)["rows"]} >= {"task-0", "task-9"}
+    assert client.get("/api/kinds", params={"source": "a"}).json() == client.get("/api/kinds").json()
+    assert client.get("/api/kinds", params={"source": "b"}).status_code == 404
+
+
+def test_a_step_file_cut_short_still_gives_the_episodes_before_the_cut(client, run):
+    path = run / "episodes" / "step-000002.train.jsonl.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])
+    first = client.get("/api/episode", params={"source": "a", "id": "train-2-0"})
+    last = client.get("/api/episode", params={"source": "a", "id": "train-2-9"})
+    assert first.status_code == 200 and first.json()["id"] == "train-2-0"
+    assert last.status_code == 500 and "cut short" in last.json()["detail"]
