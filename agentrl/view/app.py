@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -93,7 +94,8 @@ class Catalog:
             except AgentRLError as exc:  # a damaged step file: say which, as the store words it
                 raise HTTPException(500, str(exc)) from None
         if record is None:
-            raise HTTPException(404, f"no episode {episode_id!r} in {source} (its ids look like train-3-17)")
+            shape = "" if re.fullmatch(r"(train|eval)-\d+-\d+", episode_id) else " (its ids look like train-3-17)"
+            raise HTTPException(404, f"no episode {episode_id!r} in {source}{shape}")
         return {"source": source} | record
 
     def related(self, source: str, episode_id: str) -> dict[str, Any]:

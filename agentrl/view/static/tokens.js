@@ -2,9 +2,10 @@
 // (mask 1) shaded by one per-token quantity, the rest (prompt, template, observations) plain.
 // Tokens the clip removed (learner.clipped 1) are struck through; tokens the objective left
 // out of the loss (mask 1, learner.in_loss 0) get a dashed outline. Hovering a token shows
-// every quantity of it in the info line above the stream.
+// every quantity of it in the info line above the stream. A control character in a piece shows
+// as its escape (\x1b, \u202e), styled apart from the text.
 
-import { el, fmt } from "./api.js";
+import { el, fmt, shown } from "./api.js";
 
 // Where each quantity lives (the learner's, or the sample's own) and how it is coloured:
 // "low" (a logprob: the further below 0, the stronger), "high", "signed" (around a centre), "flag".
@@ -82,7 +83,7 @@ export function tokenStream(record) {
       if (learner.in_loss?.[i] === 0) span.classList.add("filtered");
     }
     span.dataset.i = i;
-    span.textContent = piece;
+    span.append(shown(piece));
     return span;
   });
   stream.append(...spans);
@@ -111,7 +112,7 @@ function infoOf(record, i, chosen) {
   const t = record.tokens, l = record.learner;
   const item = (q, label, value) => el("span", { "data-q": q }, `${label} `, q === chosen ? el("b", {}, value) : value);
   const out = [
-    item("index", "#", i), item("piece", "text", JSON.stringify(t.pieces[i])), item("id", "id", t.ids[i]),
+    item("index", "#", i), item("piece", "text", el("span", {}, "\u201c", shown(t.pieces[i], true), "\u201d")), item("id", "id", t.ids[i]),
     item("turn", "turn", t.turn[i]), item("version", "version", t.version[i]), item("mask", "mask", t.mask[i]),
     item("behavior_logprob", "behaviour logprob", fmt(t.behavior_logprob[i])),
   ];
