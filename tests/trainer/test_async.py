@@ -105,10 +105,10 @@ def test_the_engine_failing_mid_run_stops_it_and_it_resumes(tmp_path, capsys, mo
 def test_the_learner_failing_mid_run_stops_it_and_it_resumes(tmp_path, capsys, monkeypatch):
     train_step = TorchLearner.train_step
 
-    def failing(self, batch):
+    def failing(self, batch, trace=False):
         if self.step == 2:
             raise RuntimeError("out of memory")
-        return train_step(self, batch)
+        return train_step(self, batch, trace)
 
     monkeypatch.setattr(TorchLearner, "train_step", failing)
     error = fail_and_resume(tmp_path, capsys, monkeypatch, "learner")

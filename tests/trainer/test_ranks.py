@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agentrl.rollout.io import read_trajectories
+from agentrl.episodes import EpisodeStore
 from agentrl.trainer.setup import DEFAULT_MODEL
 from tests.helpers import free_port
 
@@ -68,7 +68,9 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def sampled_tokens(run: Path, step: int) -> list[list[int]]:
-    return [t.token_ids for t in read_trajectories(run / "samples" / f"step-{step:06d}.jsonl")]
+    store = EpisodeStore(run)
+    kept = [r["id"] for r in store.rows() if r["split"] == "train" and r["step"] == step]
+    return [store.episode(i)["tokens"]["ids"] for i in kept]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agentrl.rollout.io import read_trajectories
+from agentrl.episodes import EpisodeStore
 from tests.helpers import free_port
 from tests.trainer.test_ranks import rank_pid
 
@@ -39,11 +39,8 @@ def command(runs: Path, *args: str) -> list[str]:
 
 def sampled_batches(run: Path) -> set[int]:
     """The feed batches the sampled groups came from (``<task>@<batch>.<position>``)."""
-    return {
-        int(t.group_id.rsplit("@", 1)[1].split(".")[0])
-        for path in (run / "samples").glob("*.jsonl")
-        for t in read_trajectories(path)
-    }
+    rows = EpisodeStore(run).rows()
+    return {int(r["group_id"].rsplit("@", 1)[1].split(".")[0]) for r in rows if r["split"] == "train"}
 
 
 def metrics(run: Path) -> list[dict]:
