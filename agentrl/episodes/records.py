@@ -22,8 +22,6 @@ from typing import Any
 
 from agentrl.types import Trajectory
 
-SPLITS = ("train", "eval")
-
 
 def staleness(trajectory: Trajectory, step: int) -> int:
     """How many versions behind the update that made step ``step`` the oldest sampled token is:

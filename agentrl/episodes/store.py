@@ -62,14 +62,8 @@ class EpisodeWriter:
             return 0
         self.folder.mkdir(parents=True, exist_ok=True)
         name = file_name(step, split)
-        path, tmp = self.folder / name, self.folder / f".{name}.tmp"
-        with tmp.open("wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as handle:
-                for record in records:
-                    handle.write((json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
+        path = self.folder / name
+        _replace(path, _member(json.dumps(record, ensure_ascii=False, separators=(",", ":")) for record in records))
         rows = [index_row(record, name, line) for line, record in enumerate(records)]
         with (self.folder / INDEX).open("ab") as index:
             index.write(_member(json.dumps(row, separators=(",", ":")) for row in rows))
@@ -78,26 +72,37 @@ class EpisodeWriter:
         return path.stat().st_size
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """``path`` holding ``data``, written beside it, synced and renamed over it: a kill leaves the
+    old file or the new one (its ``.NAME.tmp`` at most, which ``rewind`` removes)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def _member(lines: Iterable[str]) -> bytes:
     """``lines`` as one gzip member (members concatenate into one gzip stream)."""
     return gzip.compress("".join(f"{line}\n" for line in lines).encode(), compresslevel=6, mtime=0)
 
 
-def _members(raw: bytes) -> tuple[list[bytes], bool]:
-    """The whole gzip members of ``raw`` decompressed, and whether it ended cleanly (False: a last
-    member cut short, or bytes that are not gzip, which are left out whole)."""
+def _members(raw: bytes) -> list[bytes]:
+    """The whole gzip members of ``raw`` decompressed: a last member cut short, or bytes that are
+    not gzip, are left out whole."""
     out: list[bytes] = []
     while raw:
         inflate = zlib.decompressobj(wbits=31)
         try:
             data = inflate.decompress(raw)
         except zlib.error:
-            return out, False
+            return out
         if not inflate.eof:
-            return out, False
+            return out
         out.append(data)
         raw = inflate.unused_data
-    return out, True
+    return out
 
 
 def _index_lines(path: Path) -> list[str]:
@@ -105,7 +110,7 @@ def _index_lines(path: Path) -> list[str]:
     (its episodes are then read from their files, ``EpisodeStore.rows``)."""
     if not path.is_file():
         return []
-    members, _ = _members(path.read_bytes())
+    members = _members(path.read_bytes())
     return [line for data in members for line in data.decode("utf-8", errors="replace").splitlines()]
 
 
@@ -147,6 +152,12 @@ def _rows_of_file(folder: Path, name: str) -> list[dict[str, Any]]:
         if isinstance(record, dict) and isinstance(record.get("id"), str):
             rows.append(index_row(record, name, line))
     return rows
+
+
+def _step_of(name: str) -> int:
+    match = _FILE.fullmatch(name)
+    assert match is not None, name  # only names _step_files gave
+    return int(match.group(1))
 
 
 def _step_files(folder: Path) -> list[str]:
@@ -261,22 +272,19 @@ def rewind(folder: str | Path, step: int | None) -> int:
     that stay (not the rows of a file a kill left unwritten); written beside the old index and
     renamed over it. Returns the index rows removed."""
     folder = Path(folder)
-    gone: set[str] = set()
-    for path in folder.glob("step-*.jsonl.gz"):
-        match = _FILE.fullmatch(path.name)
-        if match and (step is None or int(match.group(1)) > step):
-            gone.add(path.name)
-    for path in [*folder.glob(".step-*.tmp"), *folder.glob(".index.tmp")]:  # writes cut short by a kill
+    for path in folder.glob(".*.tmp"):  # writes cut short by a kill
         path.unlink()
-    index = folder / INDEX
-    if not index.is_file() and not _step_files(folder):
+    index, files = folder / INDEX, _step_files(folder)
+    if not index.is_file() and not files:
         return 0
+    gone = {name for name in files if step is None or _step_of(name) > step}
+    present = [name for name in files if name not in gone]
+    keep = set(present)
     kept, removed = [], 0
-    present = [name for name in _step_files(folder) if name not in gone]
     indexed: set[str] = set()
     for line in _index_lines(index):
         row = _parse(line)
-        if row is not None and row["file"] in present:  # not a later step's, nor one whose file is gone
+        if row is not None and row["file"] in keep:  # not a later step's, nor one whose file is gone
             kept.append(line.rstrip("\n"))
             indexed.add(row["file"])
         elif line.strip():
@@ -284,22 +292,7 @@ def rewind(folder: str | Path, step: int | None) -> int:
     for name in present:  # a file whose rows a kill (or a lost index) took: its rows again, from it
         if name not in indexed:
             kept += [json.dumps(row, separators=(",", ":")) for row in _rows_of_file(folder, name)]
-    tmp = folder / ".index.tmp"
-    with tmp.open("wb") as handle:
-        handle.write(_member(kept))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, index)
+    _replace(index, _member(kept))
     for name in gone:
         (folder / name).unlink()
     return removed
-
-
-def total_bytes(folder: str | Path) -> int:
-    """The bytes the store in ``folder`` takes on disk (its files and index)."""
-    return sum(p.stat().st_size for p in Path(folder).glob("*") if p.is_file())
-
-
-def read_all(folder: str | Path, ids: Iterable[str]) -> list[dict[str, Any]]:
-    store = EpisodeStore(folder)
-    return [r for r in (store.episode(i) for i in ids) if r is not None]
